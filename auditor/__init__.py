@@ -1,0 +1,1 @@
+"""The audit: analyses over the vectors the indexer stored."""

@@ -1,0 +1,1 @@
+"""The batch job: manifests in, validated clips sampled once, embedded into Milvus."""

@@ -1,0 +1,124 @@
+"""Decoding in worker processes, so that sampling video overlaps model compute in the main process.
+
+Each task is one source video with all of its segments (decoded once); results stream back one
+segment at a time through a bounded queue, so a long video never piles up in memory. A worker that
+dies (a crashing decoder) fails only the segments of the video it was on, and is replaced.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from indexer.schema import ClipSpec
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
+
+_STOP = None
+
+
+@dataclass(frozen=True)
+class _Started:
+    worker: int
+    video: str
+
+
+@dataclass(frozen=True)
+class _Finished:
+    worker: int
+    video: str
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def decode_all(groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int) -> Iterator[SampledClip | SegmentFailure]:
+    """One result per spec in `groups` (video -> its segments), in completion order."""
+    if workers <= 0:
+        for video, specs in groups.items():
+            yield from sample_video(video, specs, cfg)
+        return
+    yield from _Pool(groups, cfg, workers).run()
+
+
+def _worker(worker: int, tasks, results, cfg: SamplingConfig) -> None:
+    while (task := tasks.get()) is not _STOP:
+        video, specs = task
+        results.put(_Started(worker, video))
+        try:
+            for result in sample_video(video, specs, cfg):
+                results.put(result)
+        except Exception as e:  # a bug or an exotic file must not take the whole job down
+            results.put(("error", video, f"{type(e).__name__}: {e}"))
+        results.put(_Finished(worker, video))
+
+
+class _Pool:
+    def __init__(self, groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int):
+        self.ctx = mp.get_context("spawn")  # no fork of a process holding torch threads or gRPC channels
+        self.groups, self.cfg = groups, cfg
+        self.tasks = self.ctx.Queue()
+        self.results = self.ctx.Queue(maxsize=64)
+        self.pending = {video: {s.row for s in specs} for video, specs in groups.items()}
+        self.current: dict[int, str] = {}
+        self.procs = {i: self._spawn(i) for i in range(min(workers, len(groups)))}
+
+    def _spawn(self, worker: int):
+        proc = self.ctx.Process(target=_worker, args=(worker, self.tasks, self.results, self.cfg), daemon=True)
+        proc.start()
+        return proc
+
+    def run(self) -> Iterator[SampledClip | SegmentFailure]:
+        for video, specs in self.groups.items():
+            self.tasks.put((video, specs))
+        for _ in self.procs:
+            self.tasks.put(_STOP)
+        try:
+            while self.pending:
+                try:
+                    message = self.results.get(timeout=2.0)
+                except queue.Empty:
+                    yield from self._reap()
+                    continue
+                yield from self._handle(message)
+        finally:
+            for proc in self.procs.values():
+                if proc.is_alive():
+                    proc.terminate()
+                proc.join(timeout=5)
+
+    def _handle(self, message) -> Iterator[SampledClip | SegmentFailure]:
+        if isinstance(message, _Started):
+            self.current[message.worker] = message.video
+        elif isinstance(message, _Finished):
+            self.current.pop(message.worker, None)
+            yield from self._fail_rest(message.video, "the decoder stopped without a result")
+        elif isinstance(message, tuple):
+            _, video, reason = message
+            yield from self._fail_rest(video, f"decoding raised {reason}")
+        else:
+            self.pending.get(message.spec.video, set()).discard(message.spec.row)
+            yield message
+
+    def _reap(self) -> Iterator[SegmentFailure]:
+        """Replace dead workers; the video each was on fails, the others go on."""
+        for worker, proc in list(self.procs.items()):
+            if proc.is_alive():
+                continue
+            video = self.current.pop(worker, None)
+            if video is not None:
+                yield from self._fail_rest(video, f"the decoder process crashed (exit code {proc.exitcode})")
+                if self.pending:
+                    self.procs[worker] = self._spawn(worker)
+        if self.pending and not any(p.is_alive() for p in self.procs.values()):
+            for video in list(self.pending):
+                yield from self._fail_rest(video, "every decoder process exited before reaching this video")
+
+    def _fail_rest(self, video: str, reason: str) -> Iterator[SegmentFailure]:
+        rows = self.pending.pop(video, set())
+        for spec in self.groups[video]:
+            if spec.row in rows:
+                yield SegmentFailure(spec, "unreadable_video", f"{video}: {reason}")

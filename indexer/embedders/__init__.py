@@ -1,0 +1,76 @@
+"""Embedder protocol and registry: a model name maps to a backend module, imported only when asked for."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+DEFAULT_MODEL = "clip:ViT-B-32/laion2b_s34b_b79k"
+OFFLINE_MODEL = "effnet-lite0"
+
+REGISTRY: dict[str, str] = {
+    "clip": "indexer.embedders.clip:ClipEmbedder",
+    "vivit": "indexer.embedders.vivit:VivitEmbedder",
+    "effnet-lite0": "indexer.embedders.effnet:EffnetLiteEmbedder",
+}
+
+TextSpace = Literal["visual", "semantic"]
+
+
+class EmbedderUnavailable(RuntimeError):
+    """A model cannot be built here (unknown name, weights not reachable, missing package)."""
+
+
+@dataclass
+class Vectors:
+    """Unit vectors per input: `visual` always; `semantic` when text lives in a separate space."""
+
+    visual: np.ndarray
+    semantic: np.ndarray | None = None
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+    image_size: int
+    frames_per_clip: int | None  # fixed by a video-native model, else None (sampling decides)
+    text_space: TextSpace | None  # "visual": texts share the clip space; "semantic": a separate one
+    text_dim: int | None
+    device: str
+    batch_size: int
+
+    def embed_images(self, images: np.ndarray) -> Vectors: ...
+
+    def embed_clips(self, clips: list[np.ndarray]) -> Vectors: ...
+
+    def embed_batch(self, images: np.ndarray, clip_rows: list[np.ndarray]) -> tuple[Vectors, Vectors]:
+        """Per-image vectors for `images`, and one vector per clip from its rows of `images`."""
+        ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+
+def parse_model(spec: str) -> tuple[str, str | None]:
+    family, _, arg = spec.partition(":")
+    return family, (arg or None)
+
+
+def load_embedder(spec: str, device: str = "auto", batch_size: int | None = None) -> Embedder:
+    """Build the embedder a model spec names, e.g. `clip:ViT-B-32/laion2b_s34b_b79k` or `effnet-lite0`.
+
+    `batch_size` (images per model call) defaults to 128 on a GPU and 16 on a CPU, where larger
+    batches fall out of cache and run slower (measured in docs/benchmarks.md).
+    """
+    family, arg = parse_model(spec)
+    if family not in REGISTRY:
+        raise EmbedderUnavailable(f"unknown model {spec!r}; available: {', '.join(_examples())}")
+    module_name, _, class_name = REGISTRY[family].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(arg, device=device, batch_size=batch_size)
+
+
+def _examples() -> list[str]:
+    return [DEFAULT_MODEL, "clip:ARCH/PRETRAINED_TAG_OR_CHECKPOINT", "vivit:HF_NAME_OR_PATH", OFFLINE_MODEL]

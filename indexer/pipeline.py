@@ -1,0 +1,291 @@
+"""run_indexing: manifest -> validation -> decode (worker processes) -> embed (batched) -> Milvus upserts.
+
+Writes are idempotent upserts keyed by the clip id; a clip's row goes in only after its timeline
+and crop rows, so a killed job resumes by embedding exactly the clips that are not yet there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer import schema as S
+from indexer.decode_pool import decode_all, default_workers
+from indexer.embedders import DEFAULT_MODEL, Embedder, load_embedder
+from indexer.findings import Finding
+from indexer.manifest import Manifest, ReadOptions, read_manifest
+from indexer.schema import ClipSpec
+from indexer.store import DatasetLayout, VectorStore
+from indexer.validation import ValidationConfig, validate
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    dataset: str
+    model: str = DEFAULT_MODEL
+    uri: str | None = None
+    token: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None  # images per model call; None: 128 on GPU, 16 on CPU
+    workers: int = field(default_factory=default_workers)
+    manifest_format: str = "auto"
+    read: ReadOptions = ReadOptions()
+    sampling: SamplingConfig = SamplingConfig()
+    validation: ValidationConfig = ValidationConfig()
+    prune: bool = False  # delete stored clips whose rows left the manifest
+
+
+@dataclass(frozen=True)
+class Failure:
+    row: int
+    video: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class Progress:
+    """Sent after every written batch; the CLI draws it, a notebook may log it."""
+
+    done: int
+    total: int
+    frames: int
+    elapsed: float
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.done / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.clips_per_s if self.done else None
+
+
+@dataclass
+class IndexReport:
+    dataset: str
+    model_id: str
+    uri: str
+    manifest: Manifest
+    layout: DatasetLayout | None = None
+    indexed: int = 0
+    already_present: int = 0
+    relabelled: int = 0
+    stale: int = 0
+    frames: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
+def run_indexing(
+    manifest_path: str | Path,
+    config: IndexConfig,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+) -> IndexReport:
+    """Index every valid row of a manifest that the store does not hold yet; report every other row."""
+    timer = _Timer()
+    with timer("read"):
+        manifest = read_manifest(manifest_path, config.manifest_format, config.read)
+        validation = validate(manifest, config.validation)
+    own_store = store is None
+    store = store or VectorStore.open(config.uri, config.token)
+    report = IndexReport(config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals)
+    report.failed += [Failure(c.row, c.video, "invalid_annotation", validation.excluded[c.row]) for c in manifest.clips if c.row in validation.excluded]
+    report.failed += [Failure(r, "", "invalid_annotation", f.message) for f in manifest.findings for r in f.rows]
+    try:
+        clips = validation.valid(manifest.clips)
+        with timer("existing"):
+            todo = _sync_existing(store, config, clips, report)
+        if todo:
+            embedder = embedder or load_embedder(config.model, config.device, config.batch_size)
+            report.model_id = embedder.model_id
+            layout = _layout(embedder, config, manifest)
+            store.ensure(layout)
+            report.layout = layout
+            _embed_and_write(todo, embedder, store, layout, config, report, timer, progress)
+    finally:
+        if own_store:
+            store.close()
+    return report
+
+
+def _layout(embedder: Embedder, config: IndexConfig, manifest: Manifest) -> DatasetLayout:
+    return DatasetLayout(
+        dataset=config.dataset,
+        model_id=embedder.model_id,
+        dim=embedder.dim,
+        text_dim=embedder.text_dim if embedder.text_space == "semantic" else None,
+        text_space=embedder.text_space,
+        sampling=asdict(_sampling(embedder, config)),
+        manifest=str(Path(manifest.path).resolve()),
+        manifest_format=manifest.format,
+    )
+
+
+def _sampling(embedder: Embedder, config: IndexConfig) -> SamplingConfig:
+    sampling = replace(config.sampling, image_size=embedder.image_size)
+    if embedder.frames_per_clip:
+        sampling = replace(sampling, frames_per_clip=embedder.frames_per_clip)
+    return sampling
+
+
+def _sync_existing(store: VectorStore, config: IndexConfig, clips: list[ClipSpec], report: IndexReport) -> list[ClipSpec]:
+    """Clips already stored keep their vectors; changed labels/splits/rows are patched in place."""
+    layout = store.layout(config.dataset, config.model)
+    if layout is None:
+        return clips
+    report.layout = layout
+    stored = {r[S.CLIP_ID]: r for r in store.iterate(layout.clips, [S.CLIP_ID, *S.SCALAR_FIELDS])}
+    todo, patches = [], []
+    for clip in clips:
+        if clip.clip_id not in stored:
+            todo.append(clip)
+            continue
+        report.already_present += 1
+        wanted = clip.scalars()
+        have = stored[clip.clip_id]
+        if any(_canonical(have.get(k)) != _canonical(v) for k, v in wanted.items()):
+            patches.append({S.CLIP_ID: clip.clip_id, **wanted})
+    if patches:
+        store.update_fields(layout.clips, patches)
+        report.relabelled = len(patches)
+    stale = sorted(stored.keys() - {c.clip_id for c in clips})
+    report.stale = len(stale)
+    if stale and config.prune:
+        for collection in (layout.clips, layout.timeline, layout.crops):
+            store.delete(collection, stale)
+    return todo
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _embed_and_write(todo, embedder, store, layout, config, report, timer, progress) -> None:
+    groups: dict[str, list[ClipSpec]] = defaultdict(list)
+    for clip in sorted(todo, key=lambda c: (c.video, c.start or 0.0)):
+        groups[clip.video].append(clip)
+    sampling = _sampling(embedder, config)
+    started = time.perf_counter()
+    batch: list[SampledClip] = []
+    failed = 0
+    results = decode_all(groups, sampling, config.workers)
+
+    def notify() -> None:
+        if progress:
+            progress(Progress(report.indexed + failed, len(todo), report.frames, time.perf_counter() - started))
+
+    while True:
+        with timer("decode_wait"):
+            result = next(results, None)
+        if result is None:
+            break
+        if isinstance(result, SegmentFailure):
+            _record_failure(result, report)
+            failed += 1
+            continue
+        batch.append(result)
+        if sum(len(c.images) for c in batch) >= max(4 * embedder.batch_size, 64):
+            _flush(batch, embedder, store, layout, report, timer)
+            batch = []
+            notify()
+    if batch:
+        _flush(batch, embedder, store, layout, report, timer)
+    notify()
+
+
+def _record_failure(failure: SegmentFailure, report: IndexReport) -> None:
+    spec = failure.spec
+    report.failed.append(Failure(spec.row, spec.video, failure.kind, failure.reason))
+    report.findings.append(Finding(failure.kind, "error", f"row {spec.row}: {failure.reason}", rows=(spec.row,), labels=(spec.label,), videos=(spec.video,)))
+
+
+def _flush(batch: list[SampledClip], embedder: Embedder, store: VectorStore, layout: DatasetLayout, report: IndexReport, timer) -> None:
+    offsets = np.cumsum([0] + [len(c.images) for c in batch])
+    images = np.concatenate([c.images for c in batch])
+    with timer("embed"):
+        per_image, per_clip = embedder.embed_batch(images, [o + c.frame_idx for o, c in zip(offsets, batch)])
+    timeline, crops, clips = [], [], []
+    for i, (offset, clip) in enumerate(zip(offsets, batch)):
+        timeline += _parts(clip, per_image, offset + clip.timeline_idx, S.TIME, clip.timeline_times.tolist())
+        crops += _parts(clip, per_image, offset + clip.crop_idx, S.BOX, clip.crop_boxes.tolist())
+        clips.append(_clip_row(clip, layout, per_clip, i))
+    with timer("write"):
+        store.upsert(layout.timeline, timeline)
+        store.upsert(layout.crops, crops)
+        store.upsert(layout.clips, clips)
+    report.indexed += len(batch)
+    report.frames += len(images)
+
+
+def _vectors(vectors, i: int) -> dict[str, list[float]]:
+    out = {S.VECTOR: vectors.visual[i].tolist()}
+    if vectors.semantic is not None:
+        out[S.TEXT_VECTOR] = vectors.semantic[i].tolist()
+    return out
+
+
+def _parts(clip: SampledClip, per_image, rows: np.ndarray, where: str, values: list) -> list[dict[str, Any]]:
+    clip_id = clip.spec.clip_id
+    return [
+        {S.PART_ID: f"{clip_id}:{k:03d}", S.CLIP_ID: clip_id, S.INDEX: k, where: value, **_vectors(per_image, int(r))}
+        for k, (r, value) in enumerate(zip(rows, values))
+    ]
+
+
+def _clip_row(clip: SampledClip, layout: DatasetLayout, per_clip, i: int) -> dict[str, Any]:
+    spec, info = clip.spec, clip.info
+    return {
+        S.CLIP_ID: spec.clip_id,
+        **spec.scalars(),
+        S.VIDEO: spec.video,
+        S.START: clip.start,
+        S.END: clip.end,
+        S.MODEL_ID: layout.model_id,
+        S.DURATION: info.duration if info.duration is not None else -1.0,
+        S.FPS: info.fps,
+        S.WIDTH: info.width,
+        S.HEIGHT: info.height,
+        S.CODEC: info.codec,
+        S.THUMBNAIL: clip.thumbnail,
+        **_vectors(per_clip, i),
+    }
+
+
+class _Timer:
+    """Wall time per stage, summed over the job (shown in the summary and the benchmark)."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[stage] += time.perf_counter() - t0

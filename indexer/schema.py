@@ -1,0 +1,78 @@
+"""Names and records shared by the indexer, the auditor and the app: the one place field names live."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Clip collection fields.
+CLIP_ID = "clip_id"
+ROW = "row"
+VIDEO = "video"
+START = "start"
+END = "end"
+LABEL = "label"
+SPLIT = "split"
+MODEL_ID = "model_id"
+DURATION = "duration"
+FPS = "fps"
+WIDTH = "width"
+HEIGHT = "height"
+CODEC = "codec"
+EXTRA = "extra"
+THUMBNAIL = "thumbnail"
+VECTOR = "vector"
+TEXT_VECTOR = "text_vector"
+
+# Companion collections (timeline steps, spatial crops), keyed by "<clip_id>:<index>".
+PART_ID = "part_id"
+INDEX = "index"
+TIME = "time"
+BOX = "box"
+
+SCALAR_FIELDS = (ROW, VIDEO, START, END, LABEL, SPLIT, EXTRA)
+VIDEO_META_FIELDS = (DURATION, FPS, WIDTH, HEIGHT, CODEC)
+
+_SLUG = re.compile(r"[^0-9a-zA-Z]+")
+
+
+def clip_id_for(video: str, start: float | None, end: float | None) -> str:
+    """Stable id from what the segment *is* (source and bounds), never from its label or row."""
+    bounds = f"{_fmt(start, '0')}|{_fmt(end, 'end')}"
+    return hashlib.blake2b(f"{video}|{bounds}".encode(), digest_size=10).hexdigest()
+
+
+def _fmt(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:.3f}"
+
+
+def collection_name(dataset: str, model_id: str, part: str = "clips") -> str:
+    """Milvus names allow letters, digits and underscores only; one collection per (dataset, model)."""
+    digest = hashlib.blake2b(model_id.encode(), digest_size=3).hexdigest()
+    slug = _SLUG.sub("_", f"{dataset}__{model_id}").strip("_")[:180]
+    return f"ta_{slug}_{digest}_{part}"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One labelled segment of one source video, as a manifest row states it."""
+
+    row: int
+    video: str
+    start: float | None
+    end: float | None
+    label: str
+    split: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def clip_id(self) -> str:
+        return clip_id_for(self.video, self.start, self.end)
+
+    def scalars(self) -> dict[str, Any]:
+        """The fields a relabel may change: updated in place without re-embedding."""
+        extra = json.loads(json.dumps(self.extra, default=str))
+        return {ROW: self.row, LABEL: self.label, SPLIT: self.split or "", EXTRA: extra}

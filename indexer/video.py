@@ -1,0 +1,281 @@
+"""Decoding and frame sampling: each source video is opened and decoded once for all its segments."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+from PIL import Image
+
+from indexer.schema import ClipSpec
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """What is taken from each segment; written into the store so the audit knows how it was made."""
+
+    frames_per_clip: int = 8
+    timeline_fps: float = 2.0
+    max_timeline_steps: int = 64
+    crop_grid: int = 3
+    image_size: int = 224
+    thumbnail_size: int = 160
+    end_tolerance_s: float = 0.5
+    seek_gap_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration: float | None
+    fps: float
+    width: int
+    height: int
+    codec: str
+
+
+@dataclass
+class SampledClip:
+    """A segment's pixels, ready for the model: `images` holds each decoded frame once, then the crops."""
+
+    spec: ClipSpec
+    start: float
+    end: float
+    info: VideoInfo
+    images: np.ndarray  # [U, S, S, 3] uint8
+    frame_idx: np.ndarray  # [N] rows of `images` for the clip embedding
+    timeline_idx: np.ndarray  # [T] rows of `images`, one per timeline step
+    timeline_times: np.ndarray  # [T] seconds in the source video
+    crop_idx: np.ndarray  # [C] rows of `images`
+    crop_boxes: np.ndarray  # [C, 4] relative x0, y0, x1, y1
+    thumbnail: str  # base64 JPEG
+
+
+@dataclass(frozen=True)
+class SegmentFailure:
+    spec: ClipSpec
+    kind: str  # "unreadable_video" | "invalid_annotation"
+    reason: str
+
+
+@dataclass
+class _Plan:
+    """The timestamps one segment needs, and the frames gathered for them so far."""
+
+    spec: ClipSpec
+    info: VideoInfo
+    start: float
+    end: float
+    clip_times: np.ndarray
+    timeline_times: np.ndarray
+    middle_time: float
+    frames: dict[float, tuple[int, np.ndarray]] = field(default_factory=dict)
+    middle: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self._times = sorted({*self.clip_times.tolist(), *self.timeline_times.tolist(), self.middle_time})
+
+    def times(self) -> list[float]:
+        return self._times
+
+    def assign(self, t: float, frame_no: int, converted: tuple[np.ndarray, np.ndarray]) -> bool:
+        """Record the frame for target `t`; True once every target has its frame."""
+        small, large = converted
+        self.frames[t] = (frame_no, small)
+        if t == self.middle_time:
+            self.middle = large
+        return len(self.frames) == len(self._times)
+
+
+def probe(container: av.container.InputContainer) -> VideoInfo:
+    stream = container.streams.video[0]
+    duration = None
+    if container.duration:
+        duration = container.duration / av.time_base
+    elif stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate or 0
+    return VideoInfo(duration, float(rate), stream.width, stream.height, stream.codec_context.name)
+
+
+def even_times(start: float, end: float, count: int) -> np.ndarray:
+    """Centres of `count` equal parts of [start, end]."""
+    return start + (np.arange(count) + 0.5) * (end - start) / count
+
+
+def timeline_count(start: float, end: float, cfg: SamplingConfig) -> int:
+    return int(min(cfg.max_timeline_steps, max(1, math.ceil((end - start) * cfg.timeline_fps - 1e-6))))
+
+
+def crop_boxes(grid: int) -> np.ndarray:
+    """A grid x grid tiling plus one centred half-size box, all relative to the frame."""
+    cells = [(c / grid, r / grid, (c + 1) / grid, (r + 1) / grid) for r in range(grid) for c in range(grid)]
+    return np.array(cells + [(0.25, 0.25, 0.75, 0.75)], dtype=np.float32)
+
+
+def sample_video(path: str, specs: list[ClipSpec], cfg: SamplingConfig) -> Iterator[SampledClip | SegmentFailure]:
+    """Yield one result per spec, each as soon as its last frame is decoded; never raises for bad input."""
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        yield from (SegmentFailure(s, "unreadable_video", f"cannot open {path}: {e}") for s in specs)
+        return
+    with container:
+        if not container.streams.video:
+            yield from (SegmentFailure(s, "unreadable_video", f"{path} has no video stream") for s in specs)
+            return
+        info = probe(container)
+        plans: list[_Plan] = []
+        for spec in specs:
+            outcome = _plan(spec, info, cfg, path)
+            if isinstance(outcome, SegmentFailure):
+                yield outcome
+            else:
+                plans.append(outcome)
+        if plans:
+            yield from _decode(container, path, plans, cfg)
+
+
+def _plan(spec: ClipSpec, info: VideoInfo, cfg: SamplingConfig, path: str) -> _Plan | SegmentFailure:
+    start = spec.start or 0.0
+    end = spec.end
+    if info.duration is not None:
+        if start >= info.duration:
+            return SegmentFailure(spec, "invalid_annotation", f"start {start:.2f}s is at or past the end of {path} ({info.duration:.2f}s)")
+        if end is not None and end > info.duration + cfg.end_tolerance_s:
+            return SegmentFailure(spec, "invalid_annotation", f"end {end:.2f}s is beyond the duration of {path} ({info.duration:.2f}s)")
+        end = info.duration if end is None else min(end, info.duration)
+    elif end is None:
+        return SegmentFailure(spec, "unreadable_video", f"{path} reports no duration; give the segment an explicit end")
+    steps = timeline_count(start, end, cfg)
+    times = even_times(start, end, cfg.frames_per_clip), even_times(start, end, steps)
+    return _Plan(spec, info, start, end, *times, middle_time=(start + end) / 2)
+
+
+def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> Iterator[SampledClip | SegmentFailure]:
+    """Walk the stream once, in time order; re-seek only across gaps longer than `seek_gap_s`."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    info = plans[0].info
+    offset = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    half_period = 0.5 / info.fps if info.fps > 0 else 0.02
+    targets = sorted((t, i) for i, p in enumerate(plans) for t in p.times())
+    cursor, frame_no, last, error = 0, -1, None, None
+    try:
+        while cursor < len(targets):
+            seek_to = int((targets[cursor][0] + offset) / stream.time_base)
+            container.seek(max(0, seek_to - 1), stream=stream, backward=True)
+            assigned_since_seek = False
+            for frame in container.decode(stream):
+                frame_no += 1
+                t = frame.time - offset if frame.time is not None else (last[1] if last else 0.0) + 2 * half_period
+                last = (frame, t, frame_no)
+                converted = None
+                while cursor < len(targets) and targets[cursor][0] <= t + half_period:
+                    converted = converted if converted is not None else _convert(frame, cfg)
+                    target, i = targets[cursor]
+                    cursor += 1
+                    assigned_since_seek = True
+                    if plans[i].assign(target, frame_no, converted):
+                        yield _assemble(plans[i], cfg)
+                if cursor < len(targets) and assigned_since_seek and targets[cursor][0] - t > cfg.seek_gap_s:
+                    break
+            else:
+                break
+    except (av.FFmpegError, OSError, MemoryError) as e:
+        error = e
+        log.warning("decoding %s stopped at %.2fs: %s", path, last[1] if last else 0.0, e)
+    yield from _tail(plans, targets[cursor:], last, error, path, cfg)
+
+
+def _tail(plans, missing, last, error, path, cfg) -> Iterator[SampledClip | SegmentFailure]:
+    """Targets a short stream never reached: within tolerance of its last frame they take that frame."""
+    unfinished = {i for _, i in missing}
+    if last is not None and error is None:
+        frame, last_time, frame_no = last
+        converted = _convert(frame, cfg)
+        for t, i in missing:
+            if t - last_time <= cfg.end_tolerance_s and plans[i].assign(t, frame_no, converted):
+                unfinished.discard(i)
+                yield _assemble(plans[i], cfg)
+    reached = f"{last[1]:.2f}s" if last is not None else "its first frame"
+    why = f"decoding failed: {error}" if error else "the file is truncated or its duration is wrong"
+    for i in sorted(unfinished):
+        plan = plans[i]
+        yield SegmentFailure(plan.spec, "unreadable_video", f"{path} could not be decoded past {reached} ({why}); the segment needs {plan.start:.2f}-{plan.end:.2f}s")
+
+
+def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The model-sized centre square, and a larger copy of the whole frame for crops and thumbnails."""
+    small = _centre_square(_resize_short(frame, cfg.image_size))
+    large = _resize_short(frame, min(cfg.image_size * cfg.crop_grid, frame.width, frame.height))
+    return small, large
+
+
+def _resize_short(frame: av.VideoFrame, short: int) -> np.ndarray:
+    scale = short / min(frame.width, frame.height)
+    width, height = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+
+
+def _centre_square(image: np.ndarray, size: int | None = None) -> np.ndarray:
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y, x = (h - side) // 2, (w - side) // 2
+    square = image[y : y + side, x : x + side]
+    if size is not None and side != size:
+        square = np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
+    return square
+
+
+def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
+    keys: dict[int, int] = {}
+    images: list[np.ndarray] = []
+    for t in plan.times():
+        key, small = plan.frames[t]
+        if key not in keys:
+            keys[key] = len(images)
+            images.append(small)
+
+    def rows(times: np.ndarray) -> np.ndarray:
+        return np.array([keys[plan.frames[t][0]] for t in times.tolist()], dtype=np.int32)
+
+    boxes = crop_boxes(cfg.crop_grid)
+    crop_start = len(images)
+    images.extend(_crop(plan.middle, box, cfg.image_size) for box in boxes)
+    return SampledClip(
+        spec=plan.spec,
+        start=plan.start,
+        end=plan.end,
+        info=plan.info,
+        images=np.stack(images),
+        frame_idx=rows(plan.clip_times),
+        timeline_idx=rows(plan.timeline_times),
+        timeline_times=plan.timeline_times.astype(np.float32),
+        crop_idx=np.arange(crop_start, len(images), dtype=np.int32),
+        crop_boxes=boxes,
+        thumbnail=thumbnail_b64(plan.middle, cfg.thumbnail_size),
+    )
+
+
+def _crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (box * np.array([w, h, w, h])).round().astype(int)
+    return _centre_square(image[y0:y1, x0:x1], size)
+
+
+def thumbnail_b64(image: np.ndarray, size: int) -> str:
+    thumb = Image.fromarray(image)
+    thumb.thumbnail((size, size))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=80)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
