@@ -43,7 +43,7 @@ def index(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (0 = decode in the main process)."),
     fmt: str = typer.Option("auto", "--format", help="auto, csv, jsonl, parquet, automl, kinetics, folder."),
-    video_root: Optional[Path] = typer.Option(None, "--video-root", help="Where Kinetics files, or gs:// paths, live locally."),
+    video_root: Optional[Path] = typer.Option(None, "--video-root", help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally [default: the manifest folder]."),
     pattern: str = typer.Option(KINETICS_PATTERN, "--pattern", help="Kinetics file name pattern under --video-root."),
     frames: int = typer.Option(8, "--frames", min=1, help="Frames per clip embedding."),
     timeline_fps: float = typer.Option(2.0, "--timeline-fps", min=0.1, help="Timeline sampling rate for the temporal check."),

@@ -88,10 +88,14 @@ class VectorStore:
     def open(cls, uri: str | None = None, token: str | None = None) -> VectorStore:
         uri = uri or default_uri()
         token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        lite_log = _Captured()
+        logging.getLogger("milvus_lite").addHandler(lite_log)
         try:
             client = MilvusClient(uri=uri, token=token, timeout=10)
         except Exception as e:  # pymilvus and milvus-lite raise many unrelated types here
-            raise StoreError(_connect_advice(uri, e)) from e
+            raise StoreError(_connect_advice(uri, e, lite_log.texts)) from e
+        finally:
+            logging.getLogger("milvus_lite").removeHandler(lite_log)
         return cls(client, uri)
 
     def close(self) -> None:
@@ -248,9 +252,24 @@ class VectorStore:
         return schema
 
 
-def _connect_advice(uri: str, error: Exception) -> str:
-    text = f"{type(error).__name__}: {error}"
-    if "lock" in text.lower():
+class _Captured(logging.Handler):
+    """Milvus Lite logs the real cause of a failed open (a held lock) instead of chaining it."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(f"{record.getMessage()} {record.exc_info[1] if record.exc_info else ''}")
+
+
+def _connect_advice(uri: str, error: BaseException, logged: list[str]) -> str:
+    chain = []
+    while error is not None and len(chain) < 8:
+        chain.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    text = chain[-1]
+    if any("lock" in link.lower() for link in chain + logged):
         fix = "another process (the app, or a running job) holds this Milvus Lite file; stop it, or use a Milvus server (docker-compose.yml)"
     elif uri.startswith(("http://", "https://", "tcp://", "grpc://")):
         fix = "start the server (`docker compose up -d` with this repo's docker-compose.yml) or check --uri / --token"

@@ -174,40 +174,54 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
         while cursor < len(targets):
             seek_to = int((targets[cursor][0] + offset) / stream.time_base)
             container.seek(max(0, seek_to - 1), stream=stream, backward=True)
-            assigned_since_seek = False
+            last, assigned_since_seek = None, False
             for frame in container.decode(stream):
                 frame_no += 1
-                t = frame.time - offset if frame.time is not None else (last[1] if last else 0.0) + 2 * half_period
-                last = (frame, t, frame_no)
-                converted = None
-                while cursor < len(targets) and targets[cursor][0] <= t + half_period:
-                    converted = converted if converted is not None else _convert(frame, cfg)
+                t = frame.time - offset if frame.time is not None else (last.time if last else 0.0) + 2 * half_period
+                current = _Decoded(frame, t, frame_no)
+                # A target is shown by the latest frame at or before it: known once a later frame arrives.
+                while cursor < len(targets) and targets[cursor][0] < t - 1e-6:
+                    shown = last if last is not None else current
                     target, i = targets[cursor]
                     cursor += 1
                     assigned_since_seek = True
-                    if plans[i].assign(target, frame_no, converted):
+                    if plans[i].assign(target, shown.number, shown.converted(cfg)):
                         yield _assemble(plans[i], cfg)
+                last = current
                 if cursor < len(targets) and assigned_since_seek and targets[cursor][0] - t > cfg.seek_gap_s:
                     break
             else:
                 break
     except (av.FFmpegError, OSError, MemoryError) as e:
         error = e
-        log.warning("decoding %s stopped at %.2fs: %s", path, last[1] if last else 0.0, e)
+        log.warning("decoding %s stopped at %.2fs: %s", path, last.time if last else 0.0, e)
     yield from _tail(plans, targets[cursor:], last, error, path, cfg)
 
 
-def _tail(plans, missing, last, error, path, cfg) -> Iterator[SampledClip | SegmentFailure]:
-    """Targets a short stream never reached: within tolerance of its last frame they take that frame."""
+@dataclass
+class _Decoded:
+    """A decoded frame, converted to arrays only if some target needs it."""
+
+    frame: av.VideoFrame
+    time: float
+    number: int
+    _arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def converted(self, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = _convert(self.frame, cfg)
+        return self._arrays
+
+
+def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[SampledClip | SegmentFailure]:
+    """Targets after the last frame: it stays on screen to the end, within the tolerance."""
     unfinished = {i for _, i in missing}
     if last is not None and error is None:
-        frame, last_time, frame_no = last
-        converted = _convert(frame, cfg)
         for t, i in missing:
-            if t - last_time <= cfg.end_tolerance_s and plans[i].assign(t, frame_no, converted):
+            if t - last.time <= cfg.end_tolerance_s and plans[i].assign(t, last.number, last.converted(cfg)):
                 unfinished.discard(i)
                 yield _assemble(plans[i], cfg)
-    reached = f"{last[1]:.2f}s" if last is not None else "its first frame"
+    reached = f"{last.time:.2f}s" if last is not None else "its first frame"
     why = f"decoding failed: {error}" if error else "the file is truncated or its duration is wrong"
     for i in sorted(unfinished):
         plan = plans[i]

