@@ -45,6 +45,7 @@ class IndexConfig:
     sampling: SamplingConfig = SamplingConfig()
     validation: ValidationConfig = ValidationConfig()
     prune: bool = False  # delete stored clips whose rows left the manifest
+    clips_per_write: int = 32  # at most this many clips are lost, and re-embedded, if the job is killed
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def _embed_and_write(todo, embedder, store, layout, config, report, timer, progr
             failed += 1
             continue
         batch.append(result)
-        if sum(len(c.images) for c in batch) >= max(4 * embedder.batch_size, 64):
+        if len(batch) >= config.clips_per_write or sum(len(c.images) for c in batch) >= 4 * embedder.batch_size:
             _flush(batch, embedder, store, layout, report, timer)
             batch = []
             notify()

