@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -27,6 +29,10 @@ MAX_LISTED_FAILURES = 50
 
 
 def quiet_libraries() -> None:
+    """Users see our progress and summary, not third-party load bars and retries."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("pymilvus", "milvus_lite", "sentence_transformers", "transformers", "huggingface_hub", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -72,8 +78,9 @@ def index(
     raise typer.Exit(1 if strict and report.failed else 0)
 
 
-def run_with_progress(manifest: Path, config: IndexConfig, **kwargs) -> IndexReport:
-    """run_indexing with a progress bar: clips/s, frames/s, ETA."""
+@contextmanager
+def progress_bar():
+    """A rich progress bar (clips/s, frames/s, ETA) and the callback that drives it."""
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} clips"),
         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -85,7 +92,12 @@ def run_with_progress(manifest: Path, config: IndexConfig, **kwargs) -> IndexRep
             rate = f"{p.clips_per_s:.2f} clips/s  {p.frames_per_s:.1f} frames/s"
             bar.update(task, completed=p.done, total=p.total, rate=rate)
 
-        return run_indexing(manifest, config, progress=update, **kwargs)
+        yield update
+
+
+def run_with_progress(manifest: Path, config: IndexConfig) -> IndexReport:
+    with progress_bar() as update:
+        return run_indexing(manifest, config, progress=update)
 
 
 def print_summary(report: IndexReport) -> None:

@@ -272,6 +272,7 @@ def _clip_row(clip: SampledClip, layout: DatasetLayout, per_clip, i: int) -> dic
         S.WIDTH: info.width,
         S.HEIGHT: info.height,
         S.CODEC: info.codec,
+        S.BRIGHTNESS: clip.brightness,
         S.THUMBNAIL: clip.thumbnail,
         **_vectors(per_clip, i),
     }

@@ -237,6 +237,7 @@ class VectorStore:
         schema.add_field(S.WIDTH, DataType.INT64)
         schema.add_field(S.HEIGHT, DataType.INT64)
         schema.add_field(S.CODEC, DataType.VARCHAR, max_length=64)
+        schema.add_field(S.BRIGHTNESS, DataType.DOUBLE)
         schema.add_field(S.EXTRA, DataType.JSON)
         schema.add_field(S.THUMBNAIL, DataType.VARCHAR, max_length=65535)
         self._add_vectors(schema, layout)

@@ -58,6 +58,7 @@ class SampledClip:
     crop_idx: np.ndarray  # [C] rows of `images`
     crop_boxes: np.ndarray  # [C, 4] relative x0, y0, x1, y1
     thumbnail: str  # base64 JPEG
+    brightness: float  # mean luma of the middle frame, 0-255 (a shortcut-risk feature)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
         crop_idx=np.arange(crop_start, len(images), dtype=np.int32),
         crop_boxes=boxes,
         thumbnail=thumbnail_b64(plan.middle, cfg.thumbnail_size),
+        brightness=float(plan.middle.mean()),
     )
 
 

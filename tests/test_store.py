@@ -17,7 +17,7 @@ LAYOUT = DatasetLayout(dataset="sports", model_id="toy", dim=4, text_dim=3, text
 def clip_row(clip_id: str, label: str, vector=(1.0, 0.0, 0.0, 0.0)) -> dict:
     return {
         S.CLIP_ID: clip_id, S.ROW: 0, S.VIDEO: "v.mp4", S.START: 0.0, S.END: 1.0, S.LABEL: label, S.SPLIT: "train",
-        S.MODEL_ID: "toy", S.DURATION: 1.0, S.FPS: 25.0, S.WIDTH: 64, S.HEIGHT: 48, S.CODEC: "h264", S.EXTRA: {},
+        S.MODEL_ID: "toy", S.DURATION: 1.0, S.FPS: 25.0, S.WIDTH: 64, S.HEIGHT: 48, S.CODEC: "h264", S.BRIGHTNESS: 90.0, S.EXTRA: {},
         S.THUMBNAIL: "", S.VECTOR: list(vector), S.TEXT_VECTOR: [1.0, 0.0, 0.0],
     }
 

@@ -1,0 +1,85 @@
+"""run_audit: index what is missing, run every check, write report.json, report.html and the fixed manifest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from auditor.checks import CheckResult, build_checks, run_checks
+from auditor.config import AuditConfig
+from auditor.context import AuditContext
+from auditor.fixed_manifest import Edit, proposed_edits, write_fixed_manifest
+from auditor.report import build_report, write_html, write_json
+from indexer import schema as S
+from indexer.embedders import Embedder, load_embedder
+from indexer.pipeline import IndexConfig, IndexReport, run_indexing
+from indexer.store import StoreError, VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditOutcome:
+    report: dict[str, Any]
+    index: IndexReport
+    results: list[CheckResult]
+    edits: list[Edit]
+    out_dir: Path
+    json_path: Path
+    html_path: Path
+    manifest_path: Path
+
+
+def run_audit(
+    manifest: str | Path,
+    index_config: IndexConfig,
+    audit_config: AuditConfig = AuditConfig(),
+    out_dir: str | Path = "audit_out",
+    *,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+    checks: list[str] | None = None,
+    index_progress=None,
+    check_progress=None,
+) -> AuditOutcome:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    own_store = store is None
+    store = store or VectorStore.open(index_config.uri, index_config.token)
+    try:
+        embedder = embedder or load_embedder(index_config.model, index_config.device, index_config.batch_size)
+        index = run_indexing(manifest, index_config, store=store, embedder=embedder, progress=index_progress)
+        layout = store.layout(index_config.dataset, embedder.model_id)
+        if layout is None:
+            raise StoreError(f"nothing of {manifest} could be indexed, so there is nothing to audit: see the failed rows")
+        failed = {f.row for f in index.failed}
+        wanted = {c.clip_id for c in index.manifest.clips if c.row not in failed}
+        encoder = embedder.embed_texts if embedder.text_space else None
+        ctx = AuditContext.from_store(store, layout, wanted, config=audit_config, text_encoder=encoder)
+        results = run_checks(ctx, build_checks(checks), check_progress)
+        meta = {
+            "model": layout.model_id, "dataset": layout.dataset, "manifest": str(Path(manifest).resolve()),
+            "manifest_format": index.manifest.format, "uri": store.uri, "text_search": layout.text_space,
+            "rows": index.manifest.row_count, "not_indexed": len(index.failed),
+        }
+        report = build_report(ctx, results, index.findings, meta)
+        excluded = {f.row: f.reason for f in index.failed}
+        edits = proposed_edits([f for r in results for f in r.findings], excluded)
+        json_path = write_json(report, out_dir / "report.json")
+        html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
+        manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
+    finally:
+        if own_store:
+            store.close()
+    return AuditOutcome(report, index, results, edits, out_dir, json_path, html_path, manifest_path)
+
+
+def flagged_thumbnails(ctx, report: dict[str, Any], limit: int = 2000) -> dict[str, str]:
+    """Thumbnails of the clips that findings name (the report shows those, not all)."""
+    by_row = {c["row"]: c["clip_id"] for c in report["clips"]}
+    ids = list(dict.fromkeys(by_row[r] for f in report["findings"] for r in f["rows"][:8] if r in by_row))[:limit]
+    if not ids or ctx.store is None:
+        return {}
+    return {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in ctx.store.get(ctx.layout.clips, ids, [S.CLIP_ID, S.THUMBNAIL])}

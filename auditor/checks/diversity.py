@@ -1,0 +1,49 @@
+"""Diversity: a class drawn from one source video, one camera set-up, or near-identical clips."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.checks import CheckResult
+from indexer import schema as S
+from indexer.findings import Finding
+
+SETUP = [S.WIDTH, S.HEIGHT, S.FPS, S.CODEC]
+
+
+class Diversity:
+    name = "diversity"
+
+    def run(self, ctx) -> CheckResult:
+        cfg = ctx.config
+        result = CheckResult(self.name)
+        setups_in_dataset = ctx.clips[SETUP].drop_duplicates().shape[0]
+        for c, label in enumerate(ctx.classes):
+            members = ctx.members(label)
+            n = len(members)
+            diversity = mean_pairwise_distance(ctx.class_sums[c], n)
+            table = ctx.clips.iloc[members]
+            top_video_share = table[S.VIDEO].value_counts(normalize=True).iloc[0]
+            setups = table[SETUP].drop_duplicates().shape[0]
+            result.classes[label] = {"diversity": diversity, "source_videos": int(table[S.VIDEO].nunique()), "top_video_share": float(top_video_share)}
+            reasons = []
+            if n >= 3 and top_video_share >= cfg.single_video_share:
+                reasons.append(f"{top_video_share:.0%} of its clips come from one source video ({table[S.VIDEO].value_counts().index[0]})")
+            if n >= 3 and diversity is not None and diversity < cfg.low_diversity:
+                reasons.append(f"its clips are nearly identical (mean pairwise cosine distance {diversity:.3f})")
+            if n >= 5 and setups == 1 and setups_in_dataset > 1:
+                reasons.append("every clip shares one camera set-up (resolution, frame rate, codec) that other classes do not all share")
+            if reasons:
+                result.findings.append(Finding(
+                    "low_diversity", "warning", f"class {label!r}: " + "; ".join(reasons) + ": the model may learn the setting, not the action",
+                    rows=tuple(int(r) for r in table[S.ROW]), labels=(label,), score=round(1 - (diversity or 0.0), 3),
+                ))
+        return result
+
+
+def mean_pairwise_distance(class_sum: np.ndarray, n: int) -> float | None:
+    """1 - mean cosine over distinct pairs of unit vectors, from their sum alone: O(n)."""
+    if n < 2:
+        return None
+    mean_cos = (float(class_sum @ class_sum) - n) / (n * (n - 1))
+    return 1.0 - mean_cos

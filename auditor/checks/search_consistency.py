@@ -1,0 +1,41 @@
+"""Search consistency: does a text query for the label find the class, and do its examples find each other?"""
+
+from __future__ import annotations
+
+from auditor.checks import CheckResult
+from auditor.search import class_consistency
+from indexer.findings import Finding
+
+
+class SearchConsistency:
+    name = "search"
+
+    def run(self, ctx) -> CheckResult:
+        cfg = ctx.config
+        result = CheckResult(self.name)
+        for label in ctx.classes:
+            c = class_consistency(ctx, label, cfg.search_k)
+            result.classes[label] = {
+                "search_consistency": c.text_precision,
+                "text_precision": c.text_precision,
+                "example_precision": c.example_precision,
+                "centroid_precision": c.centroid_precision,
+                "text_example_agreement": c.agreement,
+                "search_verdict": c.verdict,
+            }
+            problems = []
+            if c.text_precision is not None and c.text_precision < cfg.search_min_precision:
+                problems.append(f"a text search for {ctx.prompts(label)[0]!r} returns {c.text_precision:.0%} {label!r} clips in its top {c.k}")
+            if c.example_precision < cfg.search_min_precision:
+                problems.append(f"its clips' nearest neighbours are only {c.example_precision:.0%} {label!r}")
+            if c.pulled:
+                rows = ", ".join(f"{p['row']} (pulls in {p['pulls_in']!r})" for p in c.pulled[:10])
+                problems.append(f"{len(c.pulled)} example(s) retrieve mostly other classes: rows {rows}")
+            minor = problems and len(problems) == 1 and c.pulled and len(c.pulled) <= 0.2 * len(ctx.members(label))
+            if problems and not minor:  # a few stray clips are the mislabel check's business
+                result.findings.append(Finding(
+                    "search_inconsistency", "warning", f"class {label!r}: " + "; ".join(problems),
+                    rows=tuple(p["row"] for p in c.pulled), labels=(label,),
+                    score=round(1 - c.example_precision, 3),
+                ))
+        return result

@@ -1,0 +1,48 @@
+"""Spatial tightness: does a crop match the class far better than the whole frame (a small subject)?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.checks import CheckResult
+from indexer import schema as S
+from indexer.findings import Finding
+
+CHUNK = 512
+
+
+class SpatialTightness:
+    name = "spatial"
+
+    def run(self, ctx) -> CheckResult:
+        result = CheckResult(self.name)
+        if ctx.store is None:
+            result.skipped = "needs the crop vectors in Milvus"
+            return result
+        ids = ctx.clips[S.CLIP_ID].tolist()
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            crops, timelines = ctx.parts("crops", chunk), ctx.parts("timeline", chunk)
+            for i in range(start, start + len(chunk)):
+                if ids[i] in crops and ids[i] in timelines:
+                    self._clip(ctx, i, crops[ids[i]], timelines[ids[i]], result)
+        return result
+
+    def _clip(self, ctx, i: int, crops: dict, timeline: dict, result: CheckResult) -> None:
+        clip = ctx.clips.iloc[i]
+        prototype = ctx.loo_prototypes[i]
+        middle = (clip[S.START] + clip[S.END]) / 2
+        full = float(timeline["vectors"][np.argmin(np.abs(timeline["where"] - middle))] @ prototype)
+        scores = crops["vectors"] @ prototype
+        best = int(np.argmax(scores))
+        box = [round(float(v), 3) for v in crops["where"][best]]
+        gain = float(scores[best]) - full
+        result.clips[i] = {"best_box": box, "crop_gain": round(gain, 4)}
+        if gain >= ctx.config.spatial_gain:
+            result.findings.append(Finding(
+                "spatial_looseness", "warning",
+                f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the crop {box} matches the class much better than the whole frame "
+                f"({scores[best]:.2f} vs {full:.2f}): the subject is small or off-centre",
+                rows=(int(clip[S.ROW]),), labels=(clip[S.LABEL],), videos=(clip[S.VIDEO],),
+                score=round(gain, 4), suggestion={"box": box},
+            ))

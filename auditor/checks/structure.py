@@ -1,0 +1,76 @@
+"""Structure: the UMAP + HDBSCAN map, classes that should be split, pairs that should be merged or sharpened."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+
+from auditor.checks import CheckResult
+from auditor.projection import cluster, project
+from indexer import schema as S
+from indexer.findings import Finding
+
+
+class Structure:
+    name = "structure"
+
+    def run(self, ctx) -> CheckResult:
+        cfg = ctx.config
+        result = CheckResult(self.name)
+        points = project(ctx.vectors, cfg.seed, cfg.umap_max_fit)
+        clusters = cluster(points, cfg.hdbscan_min_cluster)
+        for i, (xy, c) in enumerate(zip(points, clusters)):
+            result.clips[i] = {"umap": [round(float(xy[0]), 4), round(float(xy[1]), 4)], "cluster": int(c)}
+        for label in ctx.classes:
+            members = ctx.members(label)
+            found = set(clusters[members]) - {-1}
+            result.classes[label] = {"clusters": sorted(int(c) for c in found)}
+            finding = split_candidate(ctx, label, members, cfg)
+            if finding:
+                result.findings.append(finding)
+        result.findings += confusable_pairs(ctx, cfg)
+        return result
+
+
+def split_candidate(ctx, label: str, members: np.ndarray, cfg) -> Finding | None:
+    """Two well separated sub-groups, each a real share of the class: maybe two classes under one name."""
+    if len(members) < 6:
+        return None
+    x = ctx.vectors[members]
+    parts = KMeans(2, n_init=4, random_state=cfg.seed).fit_predict(x)
+    shares = np.bincount(parts, minlength=2) / len(parts)
+    if shares.min() < cfg.split_min_share:
+        return None
+    score = float(silhouette_score(x, parts, metric="cosine"))
+    if score < cfg.split_silhouette:
+        return None
+    rows = ctx.clips[S.ROW].to_numpy()[members]
+    groups = [sorted(int(r) for r in rows[parts == p]) for p in (0, 1)]
+    return Finding(
+        "split_candidate", "info",
+        f"class {label!r} falls into two distinct groups ({len(groups[0])} and {len(groups[1])} clips, silhouette {score:.2f}): "
+        "consider two classes, or check that both are what the label means",
+        rows=tuple(sorted(int(r) for r in rows)), labels=(label,), score=round(score, 3), suggestion={"groups": groups},
+    )
+
+
+def confusable_pairs(ctx, cfg) -> list[Finding]:
+    """Classes whose clips sit in each other's neighbourhoods."""
+    n_classes = len(ctx.classes)
+    share = np.zeros((n_classes, n_classes))
+    np.add.at(share, (np.repeat(ctx.codes, ctx.neighbour_labels.shape[1]), ctx.neighbour_labels.ravel()), 1.0)
+    share /= np.maximum(share.sum(axis=1, keepdims=True), 1)
+    findings = []
+    for a in range(n_classes):
+        for b in range(a + 1, n_classes):
+            ab, ba = share[a, b], share[b, a]
+            if max(ab, ba) >= cfg.confusable_fraction and min(ab, ba) >= cfg.confusable_fraction / 2:
+                la, lb = ctx.classes[a], ctx.classes[b]
+                findings.append(Finding(
+                    "confusable_classes", "warning",
+                    f"{la!r} and {lb!r} are mixed: {ab:.0%} of {la!r} neighbours are {lb!r} and {ba:.0%} the other way: "
+                    "merge them, or sharpen the definitions and relabel",
+                    labels=(la, lb), score=round((ab + ba) / 2, 3), suggestion={"merge": [la, lb]},
+                ))
+    return findings

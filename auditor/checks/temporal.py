@@ -1,0 +1,82 @@
+"""Temporal tightness: where in each segment is the action, and does the segment run past it?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.checks import CheckResult
+from indexer import schema as S
+from indexer.findings import Finding
+
+CHUNK = 512
+
+
+class TemporalTightness:
+    name = "temporal"
+
+    def run(self, ctx) -> CheckResult:
+        result = CheckResult(self.name)
+        if ctx.store is None:
+            result.skipped = "needs the timeline vectors in Milvus"
+            return result
+        ids = ctx.clips[S.CLIP_ID].tolist()
+        for start in range(0, len(ids), CHUNK):
+            timelines = ctx.parts("timeline", ids[start : start + CHUNK])
+            for i in range(start, min(start + CHUNK, len(ids))):
+                if ids[i] in timelines:
+                    self._clip(ctx, i, timelines[ids[i]], result)
+        return result
+
+    def _clip(self, ctx, i: int, timeline: dict, result: CheckResult) -> None:
+        cfg, clip = ctx.config, ctx.clips.iloc[i]
+        steps = timeline["vectors"]
+        visual = steps @ ctx.loo_prototypes[i]
+        query = ctx.label_queries.get(clip[S.LABEL])
+        text_space = timeline["text"] if timeline["text"] is not None else steps
+        textual = text_space @ query if query is not None else None
+        first, last = core_span(visual, cfg.temporal_drop)
+        step = (clip[S.END] - clip[S.START]) / len(steps)
+        core = (clip[S.START] + first * step, clip[S.START] + (last + 1) * step)
+        cuts = shot_cuts(steps, timeline["where"], cfg.shot_cut_similarity)
+        result.clips[i] = {
+            "timeline": {"times": timeline["where"].round(3).tolist(), "similarity": visual.round(4).tolist(),
+                         "text_similarity": textual.round(4).tolist() if textual is not None else None},
+            "core": [round(core[0], 2), round(core[1], 2)],
+            "shot_cuts": cuts,
+        }
+        length = clip[S.END] - clip[S.START]
+        loose = length - (core[1] - core[0])
+        if (core[1] - core[0]) < cfg.temporal_core_ratio * length and loose >= cfg.temporal_min_loose_s:
+            cut_note = f"; shot cut(s) at {', '.join(f'{c:.1f}s' for c in cuts)}" if cuts else ""
+            result.findings.append(Finding(
+                "temporal_looseness", "warning",
+                f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the action fills {core[0]:.1f}-{core[1]:.1f}s of "
+                f"{clip[S.START]:.1f}-{clip[S.END]:.1f}s; {loose:.1f}s look like something else{cut_note}",
+                rows=(int(clip[S.ROW]),), labels=(clip[S.LABEL],), videos=(clip[S.VIDEO],),
+                score=round(1 - (core[1] - core[0]) / length, 3),
+                suggestion={"start": round(core[0], 2), "end": round(core[1], 2)},
+            ))
+
+
+def core_span(scores: np.ndarray, drop: float) -> tuple[int, int]:
+    """The longest run of steps within `drop` of the best one (single-step dips bridged)."""
+    on = scores >= scores.max() - drop
+    for k in range(1, len(on) - 1):
+        on[k] |= on[k - 1] and on[k + 1]
+    best, run_start, best_span = 0, None, (int(np.argmax(scores)),) * 2
+    for k, flag in enumerate(np.append(on, False)):
+        if flag and run_start is None:
+            run_start = k
+        elif not flag and run_start is not None:
+            if k - run_start > best:
+                best, best_span = k - run_start, (run_start, k - 1)
+            run_start = None
+    return best_span
+
+
+def shot_cuts(steps: np.ndarray, times: np.ndarray, threshold: float) -> list[float]:
+    """Times between consecutive timeline steps whose pictures barely resemble each other."""
+    if len(steps) < 2:
+        return []
+    adjacent = np.einsum("td,td->t", steps[1:], steps[:-1])
+    return [round(float((times[k] + times[k + 1]) / 2), 2) for k in np.flatnonzero(adjacent < threshold)]

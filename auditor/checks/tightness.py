@@ -1,0 +1,107 @@
+"""Class tightness: is each class one coherent cluster, apart from the others, learnable by a probe?"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from auditor.checks import CheckResult
+
+PROBE_MAX_SAMPLES = 20_000
+
+
+class ClassTightness:
+    name = "tightness"
+
+    def run(self, ctx) -> CheckResult:
+        cfg = ctx.config
+        sims = ctx.centroid_similarity
+        own = ctx.own_similarity
+        other = sims.copy()
+        other[np.arange(len(own)), ctx.codes] = -np.inf
+        best_other = other.max(axis=1) if len(ctx.classes) > 1 else np.full(len(own), np.nan)
+        a, b = 1 - own, 1 - best_other
+        silhouette = (b - a) / np.maximum(np.maximum(a, b), 1e-9)
+        agreement = (ctx.neighbour_labels == ctx.codes[:, None]).mean(axis=1)
+        f1, confused = probe_scores(ctx, cfg.probe_folds, cfg.seed)
+        centroid_cos = ctx.centroids @ ctx.centroids.T
+        np.fill_diagonal(centroid_cos, -np.inf)
+        result = CheckResult(self.name)
+        for c, label in enumerate(ctx.classes):
+            members = ctx.codes == c
+            nearest = int(np.argmax(centroid_cos[c])) if len(ctx.classes) > 1 else None
+            metrics = {
+                "count": int(members.sum()),
+                "tier": tier(int(members.sum()), cfg),
+                "cohesion": float(own[members].mean()),
+                "spread": float(own[members].std()),
+                "nearest_class": ctx.classes[nearest] if nearest is not None else None,
+                "separation": float(1 - centroid_cos[c, nearest]) if nearest is not None else None,
+                "margin": float(np.mean(own[members] - best_other[members])) if nearest is not None else None,
+                "silhouette": float(np.mean(silhouette[members])) if nearest is not None else None,
+                "knn_agreement": float(agreement[members].mean()),
+                "probe_f1": f1.get(label),
+                "probe_confused_with": confused.get(label),
+            }
+            metrics["grade"], metrics["reasons"] = grade(metrics)
+            result.classes[label] = metrics
+        for i in range(len(own)):
+            result.clips[i] = {"own_similarity": float(own[i]), "knn_agreement": float(agreement[i])}
+        return result
+
+
+def tier(count: int, cfg) -> str:
+    return "head" if count >= cfg.head_min else "tail" if count < cfg.tail_max else "mid"
+
+
+def probe_scores(ctx, folds: int, seed: int) -> tuple[dict[str, float], dict[str, str]]:
+    """Cross-validated linear-probe F1 per class: roughly how hard fine-tuning will find it."""
+    counts = Counter(ctx.labels)
+    usable = [l for l, n in counts.items() if n >= 2]
+    if len(usable) < 2:
+        return {}, {}
+    idx = np.flatnonzero(np.isin(ctx.labels, usable))
+    rng = np.random.default_rng(seed)
+    if len(idx) > PROBE_MAX_SAMPLES:
+        idx = np.sort(rng.choice(idx, PROBE_MAX_SAMPLES, replace=False))
+    y = ctx.labels[idx].astype(str)
+    n_splits = int(min(folds, min(Counter(y).values())))
+    if n_splits < 2:
+        return {}, {}
+    probe = LogisticRegression(C=10.0, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        predicted = cross_val_predict(probe, ctx.vectors[idx], y, cv=StratifiedKFold(n_splits, shuffle=True, random_state=seed))
+    labels = sorted(set(y))
+    scores = f1_score(y, predicted, labels=labels, average=None, zero_division=0)
+    confused = {}
+    for label in labels:
+        wrong = Counter(predicted[(y == label) & (predicted != label)])
+        if wrong:
+            confused[label] = wrong.most_common(1)[0][0]
+    return {l: float(s) for l, s in zip(labels, scores)}, confused
+
+
+def grade(m: dict) -> tuple[str, list[str]]:
+    """A-D from the probe F1 (or k-NN agreement without one), with the reasons in plain words."""
+    score = m["probe_f1"] if m["probe_f1"] is not None else m["knn_agreement"]
+    letter = "A" if score >= 0.9 else "B" if score >= 0.75 else "C" if score >= 0.5 else "D"
+    reasons = []
+    if m["probe_f1"] is not None and m["probe_f1"] < 0.9:
+        confused = f", mostly confused with {m['probe_confused_with']!r}" if m["probe_confused_with"] else ""
+        reasons.append(f"a linear probe reaches F1 {m['probe_f1']:.2f}{confused}")
+    if m["knn_agreement"] < 0.7:
+        reasons.append(f"only {m['knn_agreement']:.0%} of nearest neighbours share the label")
+    if m["margin"] is not None and m["margin"] < 0.02:
+        reasons.append(f"clips sit about as close to {m['nearest_class']!r} as to their own centroid (margin {m['margin']:.3f})")
+    if m["tier"] == "tail":
+        reasons.append(f"a tail class: {m['count']} examples")
+    if letter in "CD" and m["count"] < 10:
+        letter = "D"
+    return letter, reasons or ["coherent and well separated"]

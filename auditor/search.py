@@ -1,0 +1,76 @@
+"""Text-to-video and example-to-video queries, and the "are my hurdles visually similar" verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer import schema as S
+
+OVERFETCH = 3  # stale clips (rows that left the manifest) may sit in the collection
+
+
+def nearest(ctx, vector: np.ndarray, k: int, text: bool = False, exclude: int | None = None) -> list[tuple[int, float]]:
+    """Top-k clips of the context for a query vector: through Milvus when the context has a store."""
+    field_name = S.TEXT_VECTOR if text and ctx.text_vectors is not None else S.VECTOR
+    if ctx.store is not None and ctx.layout is not None:
+        [hits] = ctx.store.search(ctx.layout.clips, [vector.tolist()], field_name, limit=min(16384, (k + 1) * OVERFETCH))
+        ranked = [(ctx.position[h[S.CLIP_ID]], float(h["distance"])) for h in hits if h[S.CLIP_ID] in ctx.position]
+    else:
+        space = ctx.text_space() if field_name == S.TEXT_VECTOR else ctx.vectors
+        scores = space @ vector
+        order = np.argsort(-scores)[: k + 1]
+        ranked = [(int(i), float(scores[i])) for i in order]
+    return [(i, s) for i, s in ranked if i != exclude][:k]
+
+
+@dataclass
+class Consistency:
+    """How one class answers text and example queries: the numbers behind the verdict."""
+
+    label: str
+    k: int
+    text_precision: float | None
+    example_precision: float
+    centroid_precision: float
+    agreement: float | None
+    pulled: list[dict] = field(default_factory=list)  # members whose neighbours are mostly other classes
+    text_results: list[int] = field(default_factory=list)
+    example_results: list[int] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        p = self.example_precision
+        if p >= 0.8 and (self.text_precision is None or self.text_precision >= 0.5):
+            return "visually coherent"
+        if p >= 0.5:
+            return "mostly coherent, with clips that look like other classes"
+        return "not visually coherent: its examples retrieve other classes"
+
+
+def class_consistency(ctx, label: str, k: int, query: np.ndarray | None = None, examples: list[int] | None = None) -> Consistency:
+    """Text query (the label's prompts, or `query`) vs example queries (`examples`, default all members)."""
+    members = ctx.members(label)
+    k = max(1, min(k, len(members)))
+    query = query if query is not None else ctx.label_queries.get(label)
+    text_hits = [i for i, _ in nearest(ctx, query, k, text=True)] if query is not None else []
+    seeds = np.array(examples if examples is not None else members)
+    centroid = ctx.vectors[seeds].mean(axis=0)
+    centroid_hits = [i for i, _ in nearest(ctx, centroid / np.linalg.norm(centroid), k)]
+    neighbours = ctx.neighbours[0][seeds, :k]
+    same = ctx.labels[neighbours] == label
+    pulled = []
+    for seed, row_same, row_neigh in zip(seeds, same, neighbours):
+        if row_same.mean() < 0.5:
+            others = ctx.labels[row_neigh[~row_same]]
+            values, counts = np.unique(others, return_counts=True)
+            pulled.append({"row": int(ctx.clips[S.ROW].iloc[seed]), "pulls_in": str(values[np.argmax(counts)]), "precision": float(row_same.mean())})
+    return Consistency(
+        label=label, k=k,
+        text_precision=float(np.mean(ctx.labels[text_hits] == label)) if text_hits else None,
+        example_precision=float(same.mean()),
+        centroid_precision=float(np.mean(ctx.labels[centroid_hits] == label)),
+        agreement=len(set(text_hits) & set(centroid_hits)) / len(set(text_hits) | set(centroid_hits)) if text_hits else None,
+        pulled=pulled, text_results=text_hits, example_results=centroid_hits,
+    )
