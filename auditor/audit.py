@@ -11,7 +11,7 @@ from auditor.checks import CheckResult, build_checks, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
 from auditor.fixed_manifest import Edit, proposed_edits, write_fixed_manifest
-from auditor.report import build_report, write_html, write_json
+from auditor.report import build_report, reconcile, write_html, write_json
 from indexer import schema as S
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
@@ -64,9 +64,9 @@ def run_audit(
             "manifest_format": index.manifest.format, "uri": store.uri, "text_search": layout.text_space,
             "rows": index.manifest.row_count, "not_indexed": len(index.failed),
         }
-        report = build_report(ctx, results, index.findings, meta)
-        excluded = {f.row: f.reason for f in index.failed}
-        edits = proposed_edits([f for r in results for f in r.findings], excluded)
+        findings = reconcile([f for r in results for f in r.findings])
+        report = build_report(ctx, results, index.findings + findings, meta)
+        edits = proposed_edits(findings, {f.row: f.reason for f in index.failed})
         json_path = write_json(report, out_dir / "report.json")
         html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
         manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)

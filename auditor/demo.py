@@ -114,7 +114,7 @@ def build_demo(folder: Path) -> tuple[Path, Planted]:
 
     mislabel = add("rabbit_extra", _zoom(bunny[100:125], keep=0.85), "phone_call", "train")
     leak_train = next(i for i, r in enumerate(rows) if r["video"] == "clips/phone_call_0_as_shot.mp4")
-    reencoded = _fit(_fit(segments["phone_call"][0][::2], (72, 88)), (144, 176))  # half size, half rate
+    reencoded = _fit(segments["phone_call"][0][::2], (144, 176))  # resized, re-encoded, half the frame rate
     leak_test = add("phone_call_0_reencoded", reencoded, "phone_call", "test", fps=12)
     core = (0.0, 2.0)
     loose = add("rabbit_then_street", bunny[:50] + _fit(street[:75], bunny[0].shape), "rabbit", "train")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,21 @@ CLASS_KEYS = ["label", "count", "tier", "cohesion", "separation", "knn_agreement
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
-def build_report(ctx, results: list[CheckResult], prior_findings: list[Finding], meta: dict[str, Any]) -> dict[str, Any]:
-    findings = sorted(prior_findings + [f for r in results for f in r.findings], key=lambda f: (SEVERITY_ORDER[f.severity], -f.score, f.kind))
+def reconcile(findings: list[Finding]) -> list[Finding]:
+    """A clip cut too loose looks like another class for that reason: its relabel waits for the trim or crop."""
+    loose = {r for f in findings if f.kind in ("temporal_looseness", "spatial_looseness") for r in f.rows}
+    out = []
+    for f in findings:
+        if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose:
+            f = replace(f, severity="info", suggestion=None,
+                        message=f.message + "; it is also cut loosely, which may explain this: fix the bounds or crop first")
+        out.append(f)
+    return out
+
+
+def build_report(ctx, results: list[CheckResult], findings: list[Finding], meta: dict[str, Any]) -> dict[str, Any]:
+    """`findings`: the indexer's (validation, decoding) and the checks', reconciled."""
+    findings = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.score, f.kind))
     kinds_by_row: dict[int, list[str]] = {}
     for f in findings:
         for row in f.rows:
