@@ -1,0 +1,136 @@
+"""The audit end to end on the demo taxonomy: real footage, the offline model, Milvus Lite, planted defects."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from auditor.audit import run_audit
+from auditor.config import AuditConfig
+from auditor.demo import build_demo
+from indexer.pipeline import IndexConfig
+from indexer.store import VectorStore
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, effnet):
+    folder = tmp_path_factory.mktemp("demo")
+    manifest, planted = build_demo(folder)
+    original = manifest.read_text()
+    uri = str(folder / "demo.db")
+    outcome = run_audit(manifest, IndexConfig(dataset="demo", model="effnet-lite0", uri=uri), AuditConfig(), folder / "report", embedder=effnet)
+    return outcome, planted, manifest, original, uri
+
+
+def findings(outcome, kind, row=None):
+    return [f for f in outcome.report["findings"] if f["kind"] == kind and (row is None or row in f["rows"])]
+
+
+def test_report_contract(demo):
+    outcome, *_ = demo
+    report = json.loads(outcome.json_path.read_text())
+    assert report["schema_version"] == 1 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
+    assert report["thresholds"]["duplicate_similarity"] == 0.95
+    clip = report["clips"][0]
+    assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(clip["umap"]) == 2
+    for c in report["classes"]:
+        assert {"label", "count", "tier", "cohesion", "separation", "knn_agreement", "probe_f1", "search_consistency", "diversity", "grade"} <= c.keys()
+        assert c["tier"] in ("head", "mid", "tail") and c["grade"] in "ABCD"
+        assert c["search_consistency"] is not None  # the offline model has a text space
+    for f in report["findings"]:
+        assert {"kind", "severity", "rows", "labels", "score", "message", "suggestion"} <= f.keys()
+    assert all(c["error"] is None for c in report["checks"]), report["checks"]
+    page = outcome.html_path.read_text()
+    assert "plotly" in page and "data:image/jpeg;base64" in page
+
+
+def test_planted_mislabel(demo):
+    outcome, planted, *_ = demo
+    [finding] = findings(outcome, "likely_mislabel", planted.mislabel)
+    assert finding["suggestion"] == {"label": "rabbit"} and finding["severity"] == "warning"
+
+
+def test_planted_reencoded_copy_across_splits(demo):
+    outcome, planted, *_ = demo
+    leaks = [f for f in findings(outcome, "split_leak", planted.leak_test) if planted.leak_train in f["rows"]]
+    assert leaks and leaks[0]["severity"] == "error" and leaks[0]["suggestion"]["drop"] == planted.leak_test
+
+
+def test_planted_segment_running_into_another_scene(demo):
+    outcome, planted, *_ = demo
+    [finding] = findings(outcome, "temporal_looseness", planted.loose_in_time)
+    start, end = planted.loose_in_time_core
+    assert finding["suggestion"]["start"] == pytest.approx(start, abs=0.5)
+    assert finding["suggestion"]["end"] == pytest.approx(end, abs=0.5)
+    clip = next(c for c in outcome.report["clips"] if c["row"] == planted.loose_in_time)
+    assert clip["shot_cuts"] and clip["shot_cuts"][0] == pytest.approx(2.0, abs=0.5)
+    assert len(clip["timeline"]["similarity"]) == len(clip["timeline"]["times"]) == 10
+
+
+def test_planted_subject_in_a_corner(demo):
+    outcome, planted, *_ = demo
+    [finding] = findings(outcome, "spatial_looseness", planted.loose_in_space)
+    x0, y0, x1, y1 = finding["suggestion"]["box"]
+    assert x0 >= 0.5 and y0 >= 0.5 and x1 == 1.0 and y1 == 1.0  # bottom-right, where it was pasted
+    mislabel = findings(outcome, "likely_mislabel", planted.loose_in_space)
+    assert all(f["severity"] == "info" and f["suggestion"] is None for f in mislabel)  # explained by the crop
+
+
+def test_invalid_rows_are_reported_and_dropped(demo):
+    outcome, planted, *_ = demo
+    assert findings(outcome, "unreadable_video", planted.missing_file)[0]["severity"] == "error"
+    assert "not before end" in findings(outcome, "invalid_annotation", planted.bad_bounds)[0]["message"]
+
+
+def test_fixed_manifest_applies_relabels_trims_drops_and_leaves_the_input(demo):
+    outcome, planted, manifest, original, _ = demo
+    assert manifest.read_text() == original
+    with outcome.manifest_path.open() as handle:
+        fixed = list(csv.DictReader(handle))
+    by_video = {r["video"]: r for r in fixed}
+    with manifest.open() as handle:
+        source = list(csv.DictReader(handle))
+    assert by_video[source[planted.mislabel]["video"]]["label"] == "rabbit"
+    trimmed = by_video[source[planted.loose_in_time]["video"]]
+    assert float(trimmed["end"]) == pytest.approx(2.0, abs=0.5) and trimmed["label"] == "rabbit"
+    videos = [r["video"] for r in fixed]
+    assert source[planted.leak_test]["video"] not in videos and source[planted.missing_file]["video"] not in videos
+    assert len(fixed) == len(source) - len({e.row for e in outcome.edits if e.action == "drop"})
+
+
+def test_clean_taxonomy_has_no_errors(demo, effnet, tmp_path):
+    outcome, planted, manifest, _, uri = demo
+    with manifest.open() as handle:
+        rows = list(csv.DictReader(handle))
+    planted_rows = {planted.mislabel, planted.leak_test, planted.loose_in_time, planted.loose_in_space, planted.missing_file, planted.bad_bounds}
+    clean = [dict(r, split="train") for i, r in enumerate(rows) if i not in planted_rows]
+    path = manifest.parent / "clean.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(clean)
+    result = run_audit(path, IndexConfig(dataset="clean", model="effnet-lite0", uri=uri), AuditConfig(), tmp_path / "clean", embedder=effnet)
+    errors = [f for f in result.report["findings"] if f["severity"] == "error"]
+    assert not errors, errors
+    assert result.index.indexed == len(clean) and not result.index.failed
+
+
+def test_similar_and_search_commands(demo):
+    from auditor.cli import app
+
+    outcome, planted, _, _, uri = demo
+    runner = CliRunner()
+    result = runner.invoke(app, ["similar", "rabbit", "--dataset", "demo", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "rabbit" in result.output and "example precision@" in result.output and "coherent" in result.output
+    rabbit_id = next(c["clip_id"] for c in outcome.report["clips"] if c["label"] == "rabbit")
+    hits = runner.invoke(app, ["search", "--dataset", "demo", "--example", rabbit_id, "--k", "3", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "250"})
+    assert hits.exit_code == 0, hits.output
+    assert hits.output.count("rabbit") >= 2
+    text = runner.invoke(app, ["search", "--dataset", "demo", "--text", "a man wearing a bow tie", "--k", "3", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "250"})
+    assert text.exit_code == 0 and "phone_call" in text.output
+    missing = runner.invoke(app, ["similar", "hurdles", "--dataset", "demo", "--uri", uri, "--device", "cpu"])
+    assert missing.exit_code == 2 and "no class 'hurdles'" in missing.output
