@@ -10,7 +10,7 @@ from typing import Any
 from auditor.checks import CheckResult, build_checks, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.fixed_manifest import Edit, proposed_edits, write_fixed_manifest
+from auditor.fixed_manifest import EDITS_FILE, Edit, proposed_edits, write_edits, write_fixed_manifest
 from auditor.report import build_report, reconcile, write_html, write_json
 from indexer import schema as S
 from indexer.embedders import Embedder, load_embedder
@@ -70,6 +70,7 @@ def run_audit(
         json_path = write_json(report, out_dir / "report.json")
         html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
         manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
+        write_edits(edits, out_dir / EDITS_FILE)
     finally:
         if own_store:
             store.close()

@@ -47,3 +47,19 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, effnet):
+    """The demo taxonomy indexed and audited once: (outcome, planted, manifest, original text, uri)."""
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from auditor.demo import build_demo
+    from indexer.pipeline import IndexConfig
+
+    folder = tmp_path_factory.mktemp("demo")
+    manifest, planted = build_demo(folder)
+    original = manifest.read_text()
+    uri = str(folder / "demo.db")
+    outcome = run_audit(manifest, IndexConfig(dataset="demo", model="effnet-lite0", uri=uri), AuditConfig(), folder / "report", embedder=effnet)
+    return outcome, planted, manifest, original, uri

@@ -10,19 +10,7 @@ from typer.testing import CliRunner
 
 from auditor.audit import run_audit
 from auditor.config import AuditConfig
-from auditor.demo import build_demo
 from indexer.pipeline import IndexConfig
-from indexer.store import VectorStore
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, effnet):
-    folder = tmp_path_factory.mktemp("demo")
-    manifest, planted = build_demo(folder)
-    original = manifest.read_text()
-    uri = str(folder / "demo.db")
-    outcome = run_audit(manifest, IndexConfig(dataset="demo", model="effnet-lite0", uri=uri), AuditConfig(), folder / "report", embedder=effnet)
-    return outcome, planted, manifest, original, uri
 
 
 def findings(outcome, kind, row=None):

@@ -1,0 +1,1 @@
+"""One module per page of the Streamlit app, UI only; data access lives in auditor.workspace."""
