@@ -16,7 +16,7 @@ import streamlit as st
 
 from auditor.workspace import find_audits, load_decisions, load_edits, load_report
 from indexer import schema as S
-from indexer.store import StoreError, VectorStore, default_uri
+from indexer.store import StoreError, VectorStore, default_uri, is_server
 
 AUDIT_ENV = "AUDITOR_AUDIT_DIR"
 
@@ -79,9 +79,8 @@ class StoreSession:
         self.uri, self.store = uri, None
 
     def __enter__(self) -> VectorStore:
-        is_server = self.uri.startswith(("http://", "https://", "tcp://", "grpc://"))
-        self.store = server_store(self.uri) if is_server else VectorStore.open(self.uri)
-        self.lite = not is_server
+        self.lite = not is_server(self.uri)
+        self.store = VectorStore.open(self.uri) if self.lite else server_store(self.uri)
         return self.store
 
     def __exit__(self, *exc) -> None:

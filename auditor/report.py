@@ -19,6 +19,7 @@ from indexer.findings import Finding
 SCHEMA_VERSION = 1
 CLASS_KEYS = ["label", "count", "tier", "cohesion", "separation", "knn_agreement", "probe_f1", "search_consistency", "diversity", "grade"]
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+CLASS_LEVEL = {"too_few_examples", "class_imbalance", "low_diversity", "split_candidate", "confusable_classes", "search_inconsistency", "shortcut_risk"}
 
 
 def reconcile(findings: list[Finding]) -> list[Finding]:
@@ -38,7 +39,7 @@ def build_report(ctx, results: list[CheckResult], findings: list[Finding], meta:
     findings = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.score, f.kind))
     kinds_by_row: dict[int, list[str]] = {}
     for f in findings:
-        for row in f.rows:
+        for row in f.rows if f.kind not in CLASS_LEVEL else ():
             kinds_by_row.setdefault(row, []).append(f.kind)
     return _clean({
         "schema_version": SCHEMA_VERSION,

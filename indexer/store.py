@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +29,24 @@ READ_BATCH = 1000
 
 class StoreError(RuntimeError):
     """Milvus could not be reached or used; the message names the URI and what to do."""
+
+
+_LITE_USERS: Counter[str] = Counter()  # open stores per Lite file in this process
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+
+def _release_lite(uri: str) -> None:
+    """pymilvus's close() leaves Milvus Lite's in-process server holding the file lock until exit."""
+    if is_server(uri) or _LITE_USERS[uri] <= 0:
+        return
+    _LITE_USERS[uri] -= 1
+    if _LITE_USERS[uri] == 0:
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
 
 
 def default_uri() -> str:
@@ -88,18 +107,23 @@ class VectorStore:
     def open(cls, uri: str | None = None, token: str | None = None) -> VectorStore:
         uri = uri or default_uri()
         token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        if not is_server(uri):
+            _LITE_USERS[uri] += 1
         lite_log = _Captured()
         logging.getLogger("milvus_lite").addHandler(lite_log)
         try:
             client = MilvusClient(uri=uri, token=token, timeout=10)
         except Exception as e:  # pymilvus and milvus-lite raise many unrelated types here
+            _release_lite(uri)
             raise StoreError(_connect_advice(uri, e, lite_log.texts)) from e
         finally:
             logging.getLogger("milvus_lite").removeHandler(lite_log)
         return cls(client, uri)
 
     def close(self) -> None:
+        """Close the client; for a Lite file, give the file back once this process's last store closes."""
         self.client.close()
+        _release_lite(self.uri)
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -272,7 +296,7 @@ def _connect_advice(uri: str, error: BaseException, logged: list[str]) -> str:
     text = chain[-1]
     if any("lock" in link.lower() for link in chain + logged):
         fix = "another process (the app, or a running job) holds this Milvus Lite file; stop it, or use a Milvus server (docker-compose.yml)"
-    elif uri.startswith(("http://", "https://", "tcp://", "grpc://")):
+    elif is_server(uri):
         fix = "start the server (`docker compose up -d` with this repo's docker-compose.yml) or check --uri / --token"
     else:
         fix = "check that the folder exists and is writable, or point --uri / AUDITOR_MILVUS_URI elsewhere"

@@ -93,3 +93,12 @@ def test_lite_file_held_by_another_process(milvus_uri):
         holder.wait()
     time.sleep(0.5)
     VectorStore.open(milvus_uri).close()  # free again once the holder is gone
+
+
+def test_closing_gives_the_lite_file_back_to_other_processes(milvus_uri):
+    first, second = VectorStore.open(milvus_uri), VectorStore.open(milvus_uri)
+    probe = f"from indexer.store import VectorStore\nVectorStore.open({milvus_uri!r}).close()"
+    first.close()
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0  # `second` still holds it
+    second.close()
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
