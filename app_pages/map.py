@@ -1,6 +1,5 @@
 """Map: the UMAP projection, coloured by label, cluster, split or finding; selected points show their clips."""
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -39,11 +38,8 @@ def audit(
     quiet_libraries()
     index_config = IndexConfig(dataset=dataset or manifest.stem, model=model, uri=uri, token=token, device=device,
                                manifest_format=fmt, read=ReadOptions(video_root=video_root))
-    try:
+    with user_errors():
         outcome = _audit(manifest, index_config, load_config(config), out)
-    except USER_ERRORS as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     print_audit(outcome)
 
 
@@ -74,6 +70,16 @@ def print_audit(outcome) -> None:
     for check in failed:
         console.print(f"[red]check {check['name']} failed[/red]: {check['error'].splitlines()[0]}")
     console.print(f"report:  {outcome.html_path}\njson:    {outcome.json_path}\nfixed manifest ({len(outcome.edits)} proposed edits): {outcome.manifest_path}")
+
+
+@contextmanager
+def user_errors():
+    """Bad input and unreachable services end in one red line and exit code 2, never a traceback."""
+    try:
+        yield
+    except (KeyError,) + USER_ERRORS as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
 
 
 def _num(value) -> str:
@@ -109,16 +115,13 @@ def similar(
     from auditor.search import class_consistency
 
     quiet_libraries()
-    try:
+    with user_errors():
         ctx, store = _context(dataset, model, uri, token, device)
         if label not in ctx.classes:
             raise ValueError(f"no class {label!r}; classes: {', '.join(ctx.classes)}")
         query = ctx.text_encoder([text])[0] if text and ctx.text_encoder else None
         seeds = [ctx.position[e.strip()] for e in examples.split(",")] if examples else None
         result = class_consistency(ctx, label, k, query=query, examples=seeds)
-    except (KeyError,) + USER_ERRORS as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     console.print(f"[bold]{label}[/bold]: {result.verdict}")
     table = Table("measure", "value", show_header=False)
     table.add_row("clips", str(len(ctx.members(label))))
@@ -154,7 +157,7 @@ def search(
     if (text is None) == (example is None):
         console.print("[red]error:[/red] give exactly one of --text or --example")
         raise typer.Exit(2)
-    try:
+    with user_errors():
         ctx, store = _context(dataset, model, uri, token, device)
         if text is not None:
             if ctx.text_encoder is None:
@@ -163,9 +166,6 @@ def search(
         else:
             anchor = ctx.position[example]
             hits = nearest(ctx, ctx.vectors[anchor], len(ctx.labels), exclude=anchor)
-    except (KeyError,) + USER_ERRORS as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     if label:
         hits = [(i, s) for i, s in hits if ctx.labels[i] == label]
     table = Table("rank", "score", "row", "clip_id", "label", "split", "video", "start", "end")
@@ -190,11 +190,8 @@ def demo(
     manifest, planted = build_demo(out)
     uri = str((out / "demo.db").resolve())
     index_config = IndexConfig(dataset="demo", model=OFFLINE_MODEL, uri=uri, device=device)
-    try:
+    with user_errors():
         outcome = _audit(manifest, index_config, load_config(None), out / "report")
-    except USER_ERRORS as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
     print_audit(outcome)
     console.print(
         f"\nPlanted: mislabel row {planted.mislabel}, train/test copy rows {planted.leak_train}/{planted.leak_test}, "

@@ -149,6 +149,16 @@ class AuditContext:
             }
         return out
 
+    def each_with_parts(self, *which: str, chunk: int = 512):
+        """(position, {which: parts}) for every clip that has all the asked-for companions, in pages."""
+        ids = self.clips[S.CLIP_ID].tolist()
+        for start in range(0, len(ids), chunk):
+            page = ids[start : start + chunk]
+            fetched = {w: self.parts(w, page) for w in which}
+            for i, clip_id in enumerate(page, start):
+                if all(clip_id in fetched[w] for w in which):
+                    yield i, {w: fetched[w][clip_id] for w in which}
+
     @property
     def has_text(self) -> bool:
         return self.text_encoder is not None

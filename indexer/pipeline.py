@@ -10,8 +10,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any

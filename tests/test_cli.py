@@ -6,9 +6,8 @@ import json
 import subprocess
 import sys
 
-from typer.testing import CliRunner
-
 import pytest
+from typer.testing import CliRunner
 
 from indexer import cli
 from indexer.cli import app

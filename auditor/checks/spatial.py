@@ -8,8 +8,6 @@ from auditor.checks import CheckResult
 from indexer import schema as S
 from indexer.findings import Finding
 
-CHUNK = 512
-
 
 class SpatialTightness:
     name = "spatial"
@@ -19,13 +17,8 @@ class SpatialTightness:
         if ctx.store is None:
             result.skipped = "needs the crop vectors in Milvus"
             return result
-        ids = ctx.clips[S.CLIP_ID].tolist()
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start : start + CHUNK]
-            crops, timelines = ctx.parts("crops", chunk), ctx.parts("timeline", chunk)
-            for i in range(start, start + len(chunk)):
-                if ids[i] in crops and ids[i] in timelines:
-                    self._clip(ctx, i, crops[ids[i]], timelines[ids[i]], result)
+        for i, parts in ctx.each_with_parts("crops", "timeline"):
+            self._clip(ctx, i, parts["crops"], parts["timeline"], result)
         return result
 
     def _clip(self, ctx, i: int, crops: dict, timeline: dict, result: CheckResult) -> None:

@@ -8,8 +8,6 @@ from auditor.checks import CheckResult
 from indexer import schema as S
 from indexer.findings import Finding
 
-CHUNK = 512
-
 
 class TemporalTightness:
     name = "temporal"
@@ -19,12 +17,8 @@ class TemporalTightness:
         if ctx.store is None:
             result.skipped = "needs the timeline vectors in Milvus"
             return result
-        ids = ctx.clips[S.CLIP_ID].tolist()
-        for start in range(0, len(ids), CHUNK):
-            timelines = ctx.parts("timeline", ids[start : start + CHUNK])
-            for i in range(start, min(start + CHUNK, len(ids))):
-                if ids[i] in timelines:
-                    self._clip(ctx, i, timelines[ids[i]], result)
+        for i, parts in ctx.each_with_parts("timeline"):
+            self._clip(ctx, i, parts["timeline"], result)
         return result
 
     def _clip(self, ctx, i: int, timeline: dict, result: CheckResult) -> None:

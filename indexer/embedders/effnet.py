@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from indexer.embedders import EmbedderUnavailable, Vectors
-from indexer.embedders.torch_base import default_batch_size, FrameEmbedder, resolve_device, unit
+from indexer.embedders.torch_base import FrameEmbedder, default_batch_size, resolve_device, unit
 
 TOP_CLASSES = 10
 

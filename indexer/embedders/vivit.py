@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from indexer.embedders import OFFLINE_MODEL, EmbedderUnavailable, Vectors
-from indexer.embedders.torch_base import default_batch_size, FrameEmbedder, autocast, resolve_device, unit
+from indexer.embedders.torch_base import FrameEmbedder, autocast, default_batch_size, resolve_device, unit
 
 
 class VivitEmbedder(FrameEmbedder):
