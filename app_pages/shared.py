@@ -37,6 +37,9 @@ def sidebar() -> None:
         audits = [str(p) for p in find_audits()]
         default = args.audit or (audits[0] if audits else "audit_out")
         st.session_state.setdefault("audit_dir", default)
+        if audits:
+            st.selectbox("Recent audits", audits, index=None, placeholder="pick one…", key="recent_audit",
+                         on_change=lambda: st.session_state.update(audit_dir=st.session_state["recent_audit"]))
         st.text_input("Audit folder", key="audit_dir", help="The --out folder of `auditor audit` (holds report.json).")
         st.session_state.setdefault("uri", args.uri or default_uri())
         st.text_input("Milvus URI", key="uri", help="A Milvus Lite file or http://host:19530 (env AUDITOR_MILVUS_URI).")

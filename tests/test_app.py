@@ -98,3 +98,15 @@ def test_app_starts_without_torch():
 
     code = "import sys, app_pages.shared, auditor.workspace; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_run_an_audit_from_the_app(app, demo, tmp_path):
+    outcome, _, manifest, _, _ = demo
+    at = page(app, "app_pages/run_audit.py")
+    at.text_input(key="run_manifest").set_value(str(manifest)).run()
+    at.text_input(key="run_dataset").set_value("demo").run()
+    at.text_input(key="run_out").set_value(str(tmp_path / "from_app")).run()
+    at.button(key="run_go").click().run()
+    assert not at.exception, at.exception
+    assert at.success and "findings" in at.success[0].value
+    assert (tmp_path / "from_app" / "report.json").exists()
