@@ -86,17 +86,24 @@ def _num(value) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def _context(dataset: str, model: Optional[str], uri: Optional[str], token: Optional[str], device: str):
-    """The stored dataset, with the text model loaded only when the layout has a text space."""
+@contextmanager
+def stored_context(dataset: str, model: Optional[str], uri: Optional[str], token: Optional[str], device: str):
+    """The stored dataset, with the text model loaded only when the layout has a text space.
+
+    The store is closed on the way out, errors included, so a Lite file is free for the next process.
+    """
     from auditor.context import AuditContext
 
     store = VectorStore.open(uri, token)
-    layout = store.layout(dataset, model)
-    if layout is None:
-        known = ", ".join(f"{l.dataset} ({l.model_id})" for l in store.layouts()) or "none"
-        raise StoreError(f"no dataset {dataset!r}{f' with model {model!r}' if model else ''} at {store.uri}; indexed: {known}")
-    encoder = load_embedder(layout.model_id, device).embed_texts if layout.text_space else None
-    return AuditContext.from_store(store, layout, text_encoder=encoder), store
+    try:
+        layout = store.layout(dataset, model)
+        if layout is None:
+            known = ", ".join(f"{l.dataset} ({l.model_id})" for l in store.layouts()) or "none"
+            raise StoreError(f"no dataset {dataset!r}{f' with model {model!r}' if model else ''} at {store.uri}; indexed: {known}")
+        encoder = load_embedder(layout.model_id, device).embed_texts if layout.text_space else None
+        yield AuditContext.from_store(store, layout, text_encoder=encoder)
+    finally:
+        store.close()
 
 
 @app.command()
@@ -115,8 +122,7 @@ def similar(
     from auditor.search import class_consistency
 
     quiet_libraries()
-    with user_errors():
-        ctx, store = _context(dataset, model, uri, token, device)
+    with user_errors(), stored_context(dataset, model, uri, token, device) as ctx:
         if label not in ctx.classes:
             raise ValueError(f"no class {label!r}; classes: {', '.join(ctx.classes)}")
         query = ctx.text_encoder([text])[0] if text and ctx.text_encoder else None
@@ -135,7 +141,6 @@ def similar(
         for p in result.pulled:
             disagree.add_row(str(p["row"]), p["pulls_in"], _num(p["precision"]))
         console.print(disagree)
-    store.close()
 
 
 @app.command()
@@ -157,8 +162,7 @@ def search(
     if (text is None) == (example is None):
         console.print("[red]error:[/red] give exactly one of --text or --example")
         raise typer.Exit(2)
-    with user_errors():
-        ctx, store = _context(dataset, model, uri, token, device)
+    with user_errors(), stored_context(dataset, model, uri, token, device) as ctx:
         if text is not None:
             if ctx.text_encoder is None:
                 raise ValueError(f"{ctx.layout.model_id} has no text tower; search by --example instead")
@@ -174,7 +178,6 @@ def search(
         table.add_row(str(rank), f"{score:.3f}", str(clip[S.ROW]), clip[S.CLIP_ID], clip[S.LABEL], str(clip[S.SPLIT] or ""),
                       clip[S.VIDEO], f"{clip[S.START]:.2f}", f"{clip[S.END]:.2f}")
     console.print(table)
-    store.close()
 
 
 @app.command()
