@@ -121,12 +121,6 @@ class AuditContext:
     def neighbour_labels(self) -> np.ndarray:
         return self.codes[self.neighbours[0]]
 
-    def prototype_of(self, label: str, exclude: int | None = None) -> np.ndarray:
-        code = self.classes.index(label)
-        if exclude is not None and self.codes[exclude] == code:
-            return self.loo_prototypes[exclude]
-        return self.centroids[code]
-
     # --- companions -----------------------------------------------------------------------
 
     def parts(self, which: str, clip_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -158,10 +152,6 @@ class AuditContext:
             for i, clip_id in enumerate(page, start):
                 if all(clip_id in fetched[w] for w in which):
                     yield i, {w: fetched[w][clip_id] for w in which}
-
-    @property
-    def has_text(self) -> bool:
-        return self.text_encoder is not None
 
     def text_space(self) -> np.ndarray:
         """Clip vectors in the space text queries live in."""

