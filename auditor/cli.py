@@ -200,6 +200,6 @@ def demo(
         f"\nPlanted: mislabel row {planted.mislabel}, train/test copy rows {planted.leak_train}/{planted.leak_test}, "
         f"loose in time row {planted.loose_in_time}, loose in space row {planted.loose_in_space}, "
         f"missing file row {planted.missing_file}, bad bounds row {planted.bad_bounds}."
-        f"\nOpen the report: {outcome.html_path}"
-        f"\nOpen the app:    AUDITOR_MILVUS_URI={uri} streamlit run app.py -- --audit {outcome.out_dir}"
+        f"\nOpen the report: {outcome.html_path.resolve()}"
+        f"\nOpen the app (from the repository root): streamlit run app.py -- --audit {outcome.out_dir.resolve()} --uri {uri}"
     )
