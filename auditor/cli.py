@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from auditor.config import load_config
+from auditor.report import SEVERITY_ORDER
 from indexer import schema as S
 from indexer.cli import console, print_summary, progress_bar, quiet_libraries
 from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable, load_embedder
@@ -18,7 +19,8 @@ from indexer.pipeline import IndexConfig
 from indexer.store import StoreError, VectorStore
 
 app = typer.Typer(help="Audit a labelled video taxonomy from its embeddings in Milvus.", no_args_is_help=True)
-USER_ERRORS = (ManifestError, StoreError, EmbedderUnavailable, ValueError)
+USER_ERRORS = (ManifestError, StoreError, EmbedderUnavailable, ValueError, OSError)
+TOP_FINDINGS = 12
 
 
 @app.command()
@@ -62,10 +64,17 @@ def print_audit(outcome) -> None:
         table.add_row(c["label"], str(c["count"]), c["tier"], c["grade"], _num(c["probe_f1"]), _num(c["knn_agreement"]),
                       _num(c.get("search_consistency")), "; ".join(c.get("reasons") or []))
     console.print(table)
-    findings = Table("severity", "kind", "rows", "message", "suggestion", title=f"{len(report['findings'])} findings")
-    for f in report["findings"][:40]:
-        findings.add_row(f["severity"], f["kind"], ",".join(map(str, f["rows"][:6])) + ("…" if len(f["rows"]) > 6 else ""), f["message"], str(f["suggestion"] or ""))
-    console.print(findings)
+    counts: dict[tuple[str, str], int] = {}
+    for f in report["findings"]:
+        counts[(f["severity"], f["kind"])] = counts.get((f["severity"], f["kind"]), 0) + 1
+    summary = Table("severity", "kind", "findings", title=f"{len(report['findings'])} findings")
+    for (severity, kind), n in sorted(counts.items(), key=lambda x: (SEVERITY_ORDER[x[0][0]], x[0][1])):
+        summary.add_row(severity, kind, str(n))
+    console.print(summary)
+    top = Table("severity", "kind", "rows", "message", title=f"the first {min(TOP_FINDINGS, len(report['findings']))} (all in the report)")
+    for f in report["findings"][:TOP_FINDINGS]:
+        top.add_row(f["severity"], f["kind"], ",".join(map(str, f["rows"][:6])) + ("…" if len(f["rows"]) > 6 else ""), f["message"])
+    console.print(top)
     failed = [c for c in report["checks"] if c["error"]]
     for check in failed:
         console.print(f"[red]check {check['name']} failed[/red]: {check['error'].splitlines()[0]}")

@@ -122,3 +122,19 @@ def test_similar_and_search_commands(demo):
     assert text.exit_code == 0 and "phone_call" in text.output
     missing = runner.invoke(app, ["similar", "hurdles", "--dataset", "demo", "--uri", uri, "--device", "cpu"])
     assert missing.exit_code == 2 and "no class 'hurdles'" in missing.output
+
+
+def test_audit_command_prints_the_summary_and_writes_the_reports(demo, tmp_path):
+    from auditor.cli import app
+
+    _, _, manifest, _, uri = demo
+    config = tmp_path / "audit.toml"
+    config.write_text("[thresholds]\nduplicate_similarity = 0.99\n")
+    result = CliRunner().invoke(app, ["audit", str(manifest), "--dataset", "demo", "--model", "effnet-lite0", "--uri", uri,
+                                      "--out", str(tmp_path / "out"), "--config", str(config), "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "likely_mislabel" in result.output and "temporal_looseness" in result.output and "report.html" in result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["thresholds"]["duplicate_similarity"] == 0.99
+    bad = CliRunner().invoke(app, ["audit", str(manifest), "--uri", uri, "--config", str(tmp_path / "missing.toml")])
+    assert bad.exit_code == 2 and "missing.toml" in bad.output and "Traceback" not in bad.output
