@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -22,16 +22,24 @@ app = typer.Typer(help="Audit a labelled video taxonomy from its embeddings in M
 USER_ERRORS = (ManifestError, StoreError, EmbedderUnavailable, ValueError, OSError)
 TOP_FINDINGS = 12
 
+# Options the read commands share.
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the store.")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Which of the dataset's embeddings (default: the only or last one).")]
+Uri = Annotated[Optional[str], typer.Option("--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI).")]
+Token = Annotated[Optional[str], typer.Option("--token", help="Milvus server token (env AUDITOR_MILVUS_TOKEN).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda ... (for the text model)")]
+TopK = Annotated[int, typer.Option("--k", min=1, help="How many results.")]
+
 
 @app.command()
 def audit(
     manifest: Path = typer.Argument(..., help="The manifest to audit (any format the indexer reads)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name [default: the manifest's file name]."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the manifest's file name)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m"),
-    uri: Optional[str] = typer.Option(None, "--uri", help="Milvus Lite file or server [env AUDITOR_MILVUS_URI]."),
+    uri: Optional[str] = typer.Option(None, "--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI)."),
     token: Optional[str] = typer.Option(None, "--token"),
     out: Path = typer.Option(Path("audit_out"), "--out", "-o", help="Folder for report.json, report.html, fixed_manifest.*"),
-    config: Optional[Path] = typer.Option(None, "--config", help="audit.toml with [thresholds] and [prompts]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="audit.toml with (thresholds) and (prompts)."),
     device: str = typer.Option("auto", "--device"),
     video_root: Optional[Path] = typer.Option(None, "--video-root"),
     fmt: str = typer.Option("auto", "--format"),
@@ -118,14 +126,14 @@ def stored_context(dataset: str, model: Optional[str], uri: Optional[str], token
 @app.command()
 def similar(
     label: str = typer.Argument(..., help="The class to judge, e.g. hurdles."),
-    dataset: str = typer.Option(..., "--dataset", "-d"),
-    text: Optional[str] = typer.Option(None, "--text", help="Text query [default: prompts over the label]."),
+    dataset: Dataset = ...,
+    text: Optional[str] = typer.Option(None, "--text", help="Text query (default: prompts over the label)."),
     examples: Optional[str] = typer.Option(None, "--examples", help="Comma-separated clip ids to use as example queries."),
-    k: int = typer.Option(10, "--k"),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    uri: Optional[str] = typer.Option(None, "--uri"),
-    token: Optional[str] = typer.Option(None, "--token"),
-    device: str = typer.Option("auto", "--device"),
+    k: TopK = 10,
+    model: Model = None,
+    uri: Uri = None,
+    token: Token = None,
+    device: Device = "auto",
 ) -> None:
     """Are the examples of LABEL visually similar? A verdict, the numbers behind it, the clips that disagree."""
     from auditor.search import class_consistency
@@ -154,15 +162,15 @@ def similar(
 
 @app.command()
 def search(
-    dataset: str = typer.Option(..., "--dataset", "-d"),
+    dataset: Dataset = ...,
     text: Optional[str] = typer.Option(None, "--text"),
     example: Optional[str] = typer.Option(None, "--example", help="A clip id: find clips like it."),
     label: Optional[str] = typer.Option(None, "--label", help="Only clips with this label."),
-    k: int = typer.Option(10, "--k"),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    uri: Optional[str] = typer.Option(None, "--uri"),
-    token: Optional[str] = typer.Option(None, "--token"),
-    device: str = typer.Option("auto", "--device"),
+    k: TopK = 10,
+    model: Model = None,
+    uri: Uri = None,
+    token: Token = None,
+    device: Device = "auto",
 ) -> None:
     """Ranked clips for a text query or an example clip (through Milvus)."""
     from auditor.search import nearest
