@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -45,6 +47,7 @@ def decode_all(groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: 
 
 
 def _worker(worker: int, tasks, results, cfg: SamplingConfig) -> None:
+    _exit_with_parent()
     while (task := tasks.get()) is not _STOP:
         video, specs = task
         results.put(_Started(worker, video))
@@ -54,6 +57,18 @@ def _worker(worker: int, tasks, results, cfg: SamplingConfig) -> None:
         except Exception as e:  # a bug or an exotic file must not take the whole job down
             results.put(("error", video, f"{type(e).__name__}: {e}"))
         results.put(_Finished(worker, video))
+
+
+def _exit_with_parent() -> None:
+    """A killed job must not leave decoders behind, blocked on a queue nobody reads."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class _Pool:

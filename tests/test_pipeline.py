@@ -145,3 +145,33 @@ def test_progress_reports_rates(corpus, milvus_uri, effnet):
     last = seen[-1]
     assert last.done == last.total == 8  # 6 indexed + the missing file and the overlong row, which fail at decode
     assert last.clips_per_s > 0 and last.frames_per_s > last.clips_per_s and last.eta_s == 0
+
+
+KILLED_JOB = """
+import os, signal, sys
+from indexer.pipeline import IndexConfig, run_indexing
+from indexer.video import SamplingConfig
+
+def die(progress):
+    if progress.done:  # a hard kill after the first write: no finally blocks, no close, no flush
+        os.kill(os.getpid(), signal.SIGKILL)
+
+config = IndexConfig(dataset="demo", model="effnet-lite0", uri=sys.argv[2], device="cpu", workers=1, clips_per_write=2,
+                     sampling=SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2))
+run_indexing(sys.argv[1], config, progress=die)
+"""
+
+
+def test_killed_process_resumes_without_duplicates_or_loss(corpus, milvus_uri, effnet):
+    import signal
+    import subprocess
+    import sys
+
+    manifest, _ = corpus
+    killed = subprocess.run([sys.executable, "-c", KILLED_JOB, str(manifest), milvus_uri], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    report = run_indexing(manifest, config(milvus_uri, workers=0), embedder=effnet)
+    assert report.indexed + report.already_present == 6 and report.indexed < 6
+    clips, (timeline, crops) = stored(milvus_uri, [S.ROW])
+    assert sorted(c[S.ROW] for c in clips.values()) == [0, 1, 2, 3, 4, 5]
+    assert (timeline, crops) == (13, 30)
