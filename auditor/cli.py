@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from auditor.config import load_config
-from auditor.report import SEVERITY_ORDER
+from auditor.report import finding_counts
 from indexer import schema as S
 from indexer.cli import console, print_summary, progress_bar, quiet_libraries
 from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable, load_embedder
@@ -72,11 +72,8 @@ def print_audit(outcome) -> None:
         table.add_row(c["label"], str(c["count"]), c["tier"], c["grade"], _num(c["probe_f1"]), _num(c["knn_agreement"]),
                       _num(c.get("search_consistency")), "; ".join(c.get("reasons") or []))
     console.print(table)
-    counts: dict[tuple[str, str], int] = {}
-    for f in report["findings"]:
-        counts[(f["severity"], f["kind"])] = counts.get((f["severity"], f["kind"]), 0) + 1
     summary = Table("severity", "kind", "findings", title=f"{len(report['findings'])} findings")
-    for (severity, kind), n in sorted(counts.items(), key=lambda x: (SEVERITY_ORDER[x[0][0]], x[0][1])):
+    for severity, kind, n in finding_counts(report):
         summary.add_row(severity, kind, str(n))
     console.print(summary)
     top = Table("severity", "kind", "rows", "message", title=f"the first {min(TOP_FINDINGS, len(report['findings']))} (all in the report)")

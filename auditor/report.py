@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,11 +156,14 @@ def _class_chart(report, go):
     return fig
 
 
+def finding_counts(report) -> list[tuple[str, str, int]]:
+    """(severity, kind, count), errors first: the summary the HTML report and the CLI both show."""
+    counts = Counter((f["severity"], f["kind"]) for f in report["findings"])
+    return [(s, k, n) for (s, k), n in sorted(counts.items(), key=lambda x: (SEVERITY_ORDER[x[0][0]], x[0][1]))]
+
+
 def _summary(report) -> str:
-    counts: dict[tuple[str, str], int] = {}
-    for f in report["findings"]:
-        counts[(f["severity"], f["kind"])] = counts.get((f["severity"], f["kind"]), 0) + 1
-    rows = "".join(f"<tr><td class='{s}'>{s}</td><td>{k}</td><td>{n}</td></tr>" for (s, k), n in sorted(counts.items(), key=lambda x: (SEVERITY_ORDER[x[0][0]], x[0][1])))
+    rows = "".join(f"<tr><td class='{s}'>{s}</td><td>{k}</td><td>{n}</td></tr>" for s, k, n in finding_counts(report))
     return f"<table><tr><th>severity</th><th>kind</th><th>findings</th></tr>{rows}</table>"
 
 
