@@ -5,13 +5,15 @@ import streamlit as st
 from app_pages.shared import sidebar
 
 st.set_page_config(page_title="taxonomy-auditor", layout="wide")
-pages = st.navigation([
-    st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
-    st.Page("app_pages/class_page.py", title="Class", icon=":material/category:"),
-    st.Page("app_pages/search.py", title="Search", icon=":material/search:"),
-    st.Page("app_pages/findings.py", title="Findings", icon=":material/fact_check:"),
-    st.Page("app_pages/run_audit.py", title="Run an audit", icon=":material/play_arrow:"),
-])
+pages = st.navigation(
+    [
+        st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
+        st.Page("app_pages/class_page.py", title="Class", icon=":material/category:"),
+        st.Page("app_pages/search.py", title="Search", icon=":material/search:"),
+        st.Page("app_pages/findings.py", title="Findings", icon=":material/fact_check:"),
+        st.Page("app_pages/run_audit.py", title="Run an audit", icon=":material/play_arrow:"),
+    ]
+)
 sidebar()
 pages.run()

@@ -24,8 +24,10 @@ for col, key in zip(cols, ["count", "probe_f1", "knn_agreement", "cohesion", "se
     median = table[key].median() if key in table and table[key].notna().any() else None
     delta = None if value is None or median is None or key == "count" else f"{value - median:+.2f} vs median"
     col.metric(key.replace("_", " "), "–" if value is None else (value if key == "count" else f"{value:.2f}"), delta)
-st.caption(f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}** (separation {metrics.get('separation') or 0:.2f}) · "
-           f"{metrics.get('source_videos', '?')} source videos · HDBSCAN clusters {metrics.get('clusters')}")
+st.caption(
+    f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}** (separation {metrics.get('separation') or 0:.2f}) · "
+    f"{metrics.get('source_videos', '?')} source videos · HDBSCAN clusters {metrics.get('clusters')}"
+)
 
 members = [c for c in report["clips"] if c["label"] == label]
 rows = {c["row"] for c in members}
@@ -55,12 +57,36 @@ st.subheader("Temporal tightness")
 timed = [c for c in members if c.get("timeline")]
 loose_rows = {f["rows"][0]: f for f in report["findings"] if f["kind"] == "temporal_looseness"}
 timed.sort(key=lambda c: (c["row"] not in loose_rows, c["row"]))
-picked = st.selectbox("Clip", [c["row"] for c in timed], format_func=lambda r: f"row {r}" + (" · loose" if r in loose_rows else ""), key="timeline_row") if timed else None
+picked = (
+    st.selectbox(
+        "Clip",
+        [c["row"] for c in timed],
+        format_func=lambda r: f"row {r}" + (" · loose" if r in loose_rows else ""),
+        key="timeline_row",
+    )
+    if timed
+    else None
+)
 if picked is not None:
     clip = by_row[picked]
-    fig = go.Figure(go.Scatter(x=clip["timeline"]["times"], y=clip["timeline"]["similarity"], mode="lines+markers", name="to class prototype"))
+    fig = go.Figure(
+        go.Scatter(
+            x=clip["timeline"]["times"],
+            y=clip["timeline"]["similarity"],
+            mode="lines+markers",
+            name="to class prototype",
+        )
+    )
     if clip["timeline"].get("text_similarity"):
-        fig.add_trace(go.Scatter(x=clip["timeline"]["times"], y=clip["timeline"]["text_similarity"], mode="lines", name="to the label's text", line={"dash": "dot"}))
+        fig.add_trace(
+            go.Scatter(
+                x=clip["timeline"]["times"],
+                y=clip["timeline"]["text_similarity"],
+                mode="lines",
+                name="to the label's text",
+                line={"dash": "dot"},
+            )
+        )
     if picked in loose_rows:
         s = loose_rows[picked]["suggestion"]
         fig.add_vrect(x0=s["start"], x1=s["end"], fillcolor="green", opacity=0.15, annotation_text="suggested trim")

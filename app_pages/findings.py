@@ -16,9 +16,18 @@ c1, c2, c3 = st.columns(3)
 kinds = c1.multiselect("Kind", sorted({f["kind"] for f in findings}), key="finding_kinds")
 severities = c2.multiselect("Severity", ["error", "warning", "info"], key="finding_severities")
 classes = c3.multiselect("Class", sorted({l for f in findings for l in f["labels"]}), key="finding_classes")
-shown = [f for f in findings if (not kinds or f["kind"] in kinds) and (not severities or f["severity"] in severities)
-         and (not classes or set(f["labels"]) & set(classes))]
-st.dataframe(pd.DataFrame(shown, columns=["severity", "kind", "rows", "labels", "score", "message", "suggestion"]), hide_index=True, width="stretch")
+shown = [
+    f
+    for f in findings
+    if (not kinds or f["kind"] in kinds)
+    and (not severities or f["severity"] in severities)
+    and (not classes or set(f["labels"]) & set(classes))
+]
+st.dataframe(
+    pd.DataFrame(shown, columns=["severity", "kind", "rows", "labels", "score", "message", "suggestion"]),
+    hide_index=True,
+    width="stretch",
+)
 
 st.subheader(f"Proposed fixes ({len(edits)})")
 if not edits:
@@ -45,6 +54,8 @@ for edit in edits:
 accepted = sum(1 for e in edits if decisions.get(e.key) == "accepted")
 try:
     name, content = fixed_manifest_bytes(report, edits, decisions)
-    st.download_button(f"Download the fixed manifest ({accepted} accepted fixes)", content, file_name=name, key="download")
+    st.download_button(
+        f"Download the fixed manifest ({accepted} accepted fixes)", content, file_name=name, key="download"
+    )
 except (FileNotFoundError, OSError, ValueError) as e:
     st.error(f"The input manifest cannot be read to apply fixes: {e}")

@@ -26,11 +26,20 @@ if only_flagged:
     view = view[view["finding"] != "none"]
 drawn = view.sample(MAX_DRAWN, random_state=0) if len(view) > MAX_DRAWN else view
 if len(drawn) < len(view):
-    st.caption(f"drawing {len(drawn):,} of {len(view):,} clips (a seeded sample); the filters and selections use all of them")
+    st.caption(
+        f"drawing {len(drawn):,} of {len(view):,} clips (a seeded sample); the filters and selections use all of them"
+    )
 
-fig = px.scatter(drawn, x="x", y="y", color=colour, render_mode="webgl", height=620,
-                 hover_data={"row": True, "label": True, "split": True, "finding": True, "x": False, "y": False},
-                 custom_data=["row"])
+fig = px.scatter(
+    drawn,
+    x="x",
+    y="y",
+    color=colour,
+    render_mode="webgl",
+    height=620,
+    hover_data={"row": True, "label": True, "split": True, "finding": True, "x": False, "y": False},
+    custom_data=["row"],
+)
 fig.update_traces(marker={"size": 6})
 fig.update_layout(dragmode="lasso", margin={"l": 0, "r": 0, "t": 10, "b": 0}, xaxis_title=None, yaxis_title=None)
 event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))

@@ -9,10 +9,14 @@ from app_pages.shared import check_model, current_report
 report = current_report()
 check_model(report)
 st.title(f"Audit of {report['dataset']}")
-st.caption(f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated {report.get('generated_at', '?')}")
+st.caption(
+    f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated {report.get('generated_at', '?')}"
+)
 
 classes = pd.DataFrame(report["classes"])
-findings = pd.DataFrame(report["findings"], columns=["kind", "severity", "rows", "labels", "score", "message", "suggestion"])
+findings = pd.DataFrame(
+    report["findings"], columns=["kind", "severity", "rows", "labels", "score", "message", "suggestion"]
+)
 cols = st.columns(5)
 cols[0].metric("clips", len(report["clips"]))
 cols[1].metric("classes", len(classes))
@@ -28,21 +32,50 @@ with left:
     else:
         counts = findings.groupby(["kind", "severity"]).size().reset_index(name="findings")
         colours = {"error": "#b00020", "warning": "#e69500", "info": "#4a7a8c"}
-        st.plotly_chart(px.bar(counts, x="findings", y="kind", color="severity", orientation="h", color_discrete_map=colours, height=360), key="kinds")
+        st.plotly_chart(
+            px.bar(
+                counts,
+                x="findings",
+                y="kind",
+                color="severity",
+                orientation="h",
+                color_discrete_map=colours,
+                height=360,
+            ),
+            key="kinds",
+        )
 with right:
     st.subheader("Tiers and grades")
     tiers = classes.groupby(["tier", "grade"]).size().reset_index(name="classes")
-    st.plotly_chart(px.bar(tiers, x="tier", y="classes", color="grade", height=360, category_orders={"grade": list("ABCD")}), key="tiers")
+    st.plotly_chart(
+        px.bar(tiers, x="tier", y="classes", color="grade", height=360, category_orders={"grade": list("ABCD")}),
+        key="tiers",
+    )
 
 st.subheader("Classes")
 query = st.text_input("Filter classes", placeholder="part of a label", key="class_filter")
 c1, c2 = st.columns(2)
-grades = c1.multiselect("Grades", sorted(classes["grade"].dropna().unique()), default=sorted(classes["grade"].dropna().unique()))
+grades = c1.multiselect(
+    "Grades", sorted(classes["grade"].dropna().unique()), default=sorted(classes["grade"].dropna().unique())
+)
 tiers_shown = c2.multiselect("Tiers", sorted(classes["tier"].unique()), default=sorted(classes["tier"].unique()))
 shown = classes[classes["grade"].isin(grades) & classes["tier"].isin(tiers_shown)]
 if query:
     shown = shown[shown["label"].str.contains(query, case=False, regex=False)]
 shown = shown.assign(reasons=shown["reasons"].map(lambda r: "; ".join(r or [])))
-columns = ["label", "count", "tier", "grade", "probe_f1", "knn_agreement", "cohesion", "separation", "nearest_class", "search_consistency", "diversity", "reasons"]
+columns = [
+    "label",
+    "count",
+    "tier",
+    "grade",
+    "probe_f1",
+    "knn_agreement",
+    "cohesion",
+    "separation",
+    "nearest_class",
+    "search_consistency",
+    "diversity",
+    "reasons",
+]
 st.dataframe(shown[[c for c in columns if c in shown]], hide_index=True, width="stretch")
 st.caption(f"{len(shown)} of {len(classes)} classes · sort by clicking a column header")

@@ -8,7 +8,7 @@ from auditor.config import AuditConfig
 from auditor.context import AuditContext
 from auditor.knn import knn
 from auditor.search import class_consistency, nearest
-from indexer.store import StoreError
+from taxonomy_core.store import StoreError
 
 
 @st.cache_resource(show_spinner="Loading the text model…")
@@ -52,14 +52,24 @@ examples = st.multiselect("Example clips (default: all of the class)", member_id
 
 has_text = layout.text_space is not None
 with StoreSession(uri) as store:
-    ctx = AuditContext(clips, vectors, text_vectors=text_vectors, layout=layout, store=store,
-                       text_encoder=text_encoder(layout.model_id) if has_text else None)
+    ctx = AuditContext(
+        clips,
+        vectors,
+        text_vectors=text_vectors,
+        layout=layout,
+        store=store,
+        text_encoder=text_encoder(layout.model_id) if has_text else None,
+    )
     ctx.__dict__["neighbours"] = neighbours
     query = ctx.text_encoder([text])[0] if text and has_text else None
     seeds = [ctx.position[c] for c in examples] or None
     result = class_consistency(ctx, label, int(k), query=query, examples=seeds)
     example_vector = ctx.vectors[seeds].mean(axis=0) if seeds else None
-    example_hits = [i for i, _ in nearest(ctx, example_vector / np.linalg.norm(example_vector), int(k))] if seeds else result.example_results
+    example_hits = (
+        [i for i, _ in nearest(ctx, example_vector / np.linalg.norm(example_vector), int(k))]
+        if seeds
+        else result.example_results
+    )
 
 st.subheader(f"{label}: {result.verdict}")
 m = st.columns(4)

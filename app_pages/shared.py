@@ -15,8 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from auditor.workspace import find_audits, load_decisions, load_edits, load_report
-from indexer import schema as S
-from indexer.store import StoreError, VectorStore, default_uri, is_server
+from taxonomy_core import schema as S
+from taxonomy_core.store import StoreError, VectorStore, default_uri, is_server
 
 AUDIT_ENV = "AUDITOR_AUDIT_DIR"
 
@@ -38,8 +38,14 @@ def sidebar() -> None:
         default = args.audit or (audits[0] if audits else "audit_out")
         st.session_state.setdefault("audit_dir", default)
         if audits:
-            st.selectbox("Recent audits", audits, index=None, placeholder="pick one…", key="recent_audit",
-                         on_change=lambda: st.session_state.update(audit_dir=st.session_state["recent_audit"]))
+            st.selectbox(
+                "Recent audits",
+                audits,
+                index=None,
+                placeholder="pick one…",
+                key="recent_audit",
+                on_change=lambda: st.session_state.update(audit_dir=st.session_state["recent_audit"]),
+            )
         st.text_input("Audit folder", key="audit_dir", help="The --out folder of `auditor audit` (holds report.json).")
         st.session_state.setdefault("uri", args.uri or default_uri())
         st.text_input("Milvus URI", key="uri", help="A Milvus Lite file or http://host:19530 (env AUDITOR_MILVUS_URI).")
@@ -55,7 +61,9 @@ def current_report(stop: bool = True) -> dict | None:
         return cached_report(str(folder), (folder / "report.json").stat().st_mtime)
     except (FileNotFoundError, OSError):
         if stop:
-            st.info(f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) and pick its folder in the sidebar.")
+            st.info(
+                f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) and pick its folder in the sidebar."
+            )
             st.stop()
         return None
 
@@ -112,16 +120,24 @@ def check_model(report: dict) -> None:
         with StoreSession(st.session_state["uri"]) as store:
             models = [l.model_id for l in store.layouts() if l.dataset == report["dataset"]]
     except StoreError as e:
-        st.warning(f"Milvus at `{st.session_state['uri']}` cannot be read now ({str(e).splitlines()[0]}); showing the audit's own data.")
+        st.warning(
+            f"Milvus at `{st.session_state['uri']}` cannot be read now ({str(e).splitlines()[0]}); showing the audit's own data."
+        )
         return
     if not models:
-        st.warning(f"Milvus at `{st.session_state['uri']}` has no dataset {report['dataset']!r}: thumbnails and live search are off.")
+        st.warning(
+            f"Milvus at `{st.session_state['uri']}` has no dataset {report['dataset']!r}: thumbnails and live search are off."
+        )
     elif report["model"] not in models:
-        st.error(f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with {', '.join(models)}: re-run the audit with that model.")
+        st.error(
+            f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with {', '.join(models)}: re-run the audit with that model."
+        )
         st.stop()
 
 
-def clip_gallery(report: dict, clips: list[dict], columns: int = 6, play: bool = False, highlight: set[str] = frozenset()) -> None:
+def clip_gallery(
+    report: dict, clips: list[dict], columns: int = 6, play: bool = False, highlight: set[str] = frozenset()
+) -> None:
     """Thumbnails with row, label and findings; optionally each clip playable from its start to its end."""
     if not clips:
         st.caption("no clips")
@@ -133,8 +149,10 @@ def clip_gallery(report: dict, clips: list[dict], columns: int = 6, play: bool =
                 mark = "★ " if clip["clip_id"] in highlight else ""
                 if clip["clip_id"] in images:
                     st.image(images[clip["clip_id"]], width="stretch")
-                st.caption(f"{mark}row {clip['row']} · **{clip['label']}** · {clip.get('split') or '–'}"
-                           + (f" · {', '.join(clip.get('findings', []))}" if clip.get("findings") else ""))
+                st.caption(
+                    f"{mark}row {clip['row']} · **{clip['label']}** · {clip.get('split') or '–'}"
+                    + (f" · {', '.join(clip.get('findings', []))}" if clip.get("findings") else "")
+                )
                 if play:
                     play_clip(report, clip)
 

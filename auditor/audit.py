@@ -12,10 +12,10 @@ from auditor.config import AuditConfig
 from auditor.context import AuditContext
 from auditor.fixed_manifest import EDITS_FILE, Edit, proposed_edits, write_edits, write_fixed_manifest
 from auditor.report import build_report, reconcile, write_html, write_json
-from indexer import schema as S
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
-from indexer.store import StoreError, VectorStore
+from taxonomy_core import schema as S
+from taxonomy_core.store import StoreError, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,23 @@ def run_audit(
         index = run_indexing(manifest, index_config, store=store, embedder=embedder, progress=index_progress)
         layout = store.layout(index_config.dataset, embedder.model_id)
         if layout is None:
-            raise StoreError(f"nothing of {manifest} could be indexed, so there is nothing to audit: see the failed rows")
+            raise StoreError(
+                f"nothing of {manifest} could be indexed, so there is nothing to audit: see the failed rows"
+            )
         failed = {f.row for f in index.failed}
         wanted = {c.clip_id for c in index.manifest.clips if c.row not in failed}
         encoder = embedder.embed_texts if embedder.text_space else None
         ctx = AuditContext.from_store(store, layout, wanted, config=audit_config, text_encoder=encoder)
         results = run_checks(ctx, build_checks(checks), check_progress)
         meta = {
-            "model": layout.model_id, "dataset": layout.dataset, "manifest": str(Path(manifest).resolve()),
-            "manifest_format": index.manifest.format, "uri": store.uri, "text_search": layout.text_space,
-            "rows": index.manifest.row_count, "not_indexed": len(index.failed),
+            "model": layout.model_id,
+            "dataset": layout.dataset,
+            "manifest": str(Path(manifest).resolve()),
+            "manifest_format": index.manifest.format,
+            "uri": store.uri,
+            "text_search": layout.text_space,
+            "rows": index.manifest.row_count,
+            "not_indexed": len(index.failed),
         }
         findings = reconcile([f for r in results for f in r.findings])
         report = build_report(ctx, results, index.findings + findings, meta)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from auditor.config import load_config
 from auditor.report import finding_counts
-from indexer import schema as S
-from indexer.cli import console, print_summary, progress_bar, quiet_libraries
 from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable, load_embedder
-from indexer.manifest import ManifestError, ReadOptions
 from indexer.pipeline import IndexConfig
-from indexer.store import StoreError, VectorStore
+from indexer.summary import print_summary
+from taxonomy_core import schema as S
+from taxonomy_core.formats import ManifestError, ReadOptions
+from taxonomy_core.store import StoreError, VectorStore
+from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries
+from taxonomy_core.terminal import user_errors as _user_errors
 
 app = typer.Typer(help="Audit a labelled video taxonomy from its embeddings in Milvus.", no_args_is_help=True)
 USER_ERRORS = (ManifestError, StoreError, EmbedderUnavailable, ValueError, OSError)
@@ -24,9 +26,11 @@ TOP_FINDINGS = 12
 
 # Options the read commands share.
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in the store.")]
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Which of the dataset's embeddings (default: the only or last one).")]
-Uri = Annotated[Optional[str], typer.Option("--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI).")]
-Token = Annotated[Optional[str], typer.Option("--token", help="Milvus server token (env AUDITOR_MILVUS_TOKEN).")]
+Model = Annotated[
+    str | None, typer.Option("--model", "-m", help="Which of the dataset's embeddings (default: the only or last one).")
+]
+Uri = Annotated[str | None, typer.Option("--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI).")]
+Token = Annotated[str | None, typer.Option("--token", help="Milvus server token (env AUDITOR_MILVUS_TOKEN).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda ... (for the text model)")]
 TopK = Annotated[int, typer.Option("--k", min=1, help="How many results.")]
 
@@ -34,20 +38,31 @@ TopK = Annotated[int, typer.Option("--k", min=1, help="How many results.")]
 @app.command()
 def audit(
     manifest: Path = typer.Argument(..., help="The manifest to audit (any format the indexer reads)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the manifest's file name)."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Dataset name (default: the manifest's file name)."
+    ),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m"),
-    uri: Optional[str] = typer.Option(None, "--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI)."),
-    token: Optional[str] = typer.Option(None, "--token"),
-    out: Path = typer.Option(Path("audit_out"), "--out", "-o", help="Folder for report.json, report.html, fixed_manifest.*"),
-    config: Optional[Path] = typer.Option(None, "--config", help="audit.toml with (thresholds) and (prompts)."),
+    uri: str | None = typer.Option(None, "--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI)."),
+    token: str | None = typer.Option(None, "--token"),
+    out: Path = typer.Option(
+        Path("audit_out"), "--out", "-o", help="Folder for report.json, report.html, fixed_manifest.*"
+    ),
+    config: Path | None = typer.Option(None, "--config", help="audit.toml with (thresholds) and (prompts)."),
     device: str = typer.Option("auto", "--device"),
-    video_root: Optional[Path] = typer.Option(None, "--video-root"),
+    video_root: Path | None = typer.Option(None, "--video-root"),
     fmt: str = typer.Option("auto", "--format"),
 ) -> None:
     """Index whatever is missing, run every check, write the reports and a proposed fixed manifest."""
     quiet_libraries()
-    index_config = IndexConfig(dataset=dataset or manifest.stem, model=model, uri=uri, token=token, device=device,
-                               manifest_format=fmt, read=ReadOptions(video_root=video_root))
+    index_config = IndexConfig(
+        dataset=dataset or manifest.stem,
+        model=model,
+        uri=uri,
+        token=token,
+        device=device,
+        manifest_format=fmt,
+        read=ReadOptions(video_root=video_root),
+    )
     with user_errors():
         outcome = _audit(manifest, index_config, load_config(config), out)
     print_audit(outcome)
@@ -57,7 +72,13 @@ def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path):
     from auditor.audit import run_audit
 
     def on_check(name, result):
-        state = "failed" if result.error else f"skipped ({result.skipped})" if result.skipped else f"{len(result.findings)} findings"
+        state = (
+            "failed"
+            if result.error
+            else f"skipped ({result.skipped})"
+            if result.skipped
+            else f"{len(result.findings)} findings"
+        )
         console.print(f"  check [bold]{name}[/bold]: {state} ({result.seconds:.1f}s)")
 
     with progress_bar() as update:
@@ -69,31 +90,46 @@ def print_audit(outcome) -> None:
     report = outcome.report
     table = Table("class", "n", "tier", "grade", "probe F1", "kNN agree", "text P@K", "reasons", title="classes")
     for c in report["classes"]:
-        table.add_row(c["label"], str(c["count"]), c["tier"], c["grade"], _num(c["probe_f1"]), _num(c["knn_agreement"]),
-                      _num(c.get("search_consistency")), "; ".join(c.get("reasons") or []))
+        table.add_row(
+            c["label"],
+            str(c["count"]),
+            c["tier"],
+            c["grade"],
+            _num(c["probe_f1"]),
+            _num(c["knn_agreement"]),
+            _num(c.get("search_consistency")),
+            "; ".join(c.get("reasons") or []),
+        )
     console.print(table)
     summary = Table("severity", "kind", "findings", title=f"{len(report['findings'])} findings")
     for severity, kind, n in finding_counts(report):
         summary.add_row(severity, kind, str(n))
     console.print(summary)
-    top = Table("severity", "kind", "rows", "message", title=f"the first {min(TOP_FINDINGS, len(report['findings']))} (all in the report)")
+    top = Table(
+        "severity",
+        "kind",
+        "rows",
+        "message",
+        title=f"the first {min(TOP_FINDINGS, len(report['findings']))} (all in the report)",
+    )
     for f in report["findings"][:TOP_FINDINGS]:
-        top.add_row(f["severity"], f["kind"], ",".join(map(str, f["rows"][:6])) + ("…" if len(f["rows"]) > 6 else ""), f["message"])
+        top.add_row(
+            f["severity"],
+            f["kind"],
+            ",".join(map(str, f["rows"][:6])) + ("…" if len(f["rows"]) > 6 else ""),
+            f["message"],
+        )
     console.print(top)
     failed = [c for c in report["checks"] if c["error"]]
     for check in failed:
         console.print(f"[red]check {check['name']} failed[/red]: {check['error'].splitlines()[0]}")
-    console.print(f"report:  {outcome.html_path}\njson:    {outcome.json_path}\nfixed manifest ({len(outcome.edits)} proposed edits): {outcome.manifest_path}")
+    console.print(
+        f"report:  {outcome.html_path}\njson:    {outcome.json_path}\nfixed manifest ({len(outcome.edits)} proposed edits): {outcome.manifest_path}"
+    )
 
 
-@contextmanager
 def user_errors():
-    """Bad input and unreachable services end in one red line and exit code 2, never a traceback."""
-    try:
-        yield
-    except (KeyError,) + USER_ERRORS as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from e
+    return _user_errors(KeyError, *USER_ERRORS)
 
 
 def _num(value) -> str:
@@ -101,7 +137,7 @@ def _num(value) -> str:
 
 
 @contextmanager
-def stored_context(dataset: str, model: Optional[str], uri: Optional[str], token: Optional[str], device: str):
+def stored_context(dataset: str, model: str | None, uri: str | None, token: str | None, device: str):
     """The stored dataset, with the text model loaded only when the layout has a text space.
 
     The store is closed on the way out, errors included, so a Lite file is free for the next process.
@@ -113,7 +149,9 @@ def stored_context(dataset: str, model: Optional[str], uri: Optional[str], token
         layout = store.layout(dataset, model)
         if layout is None:
             known = ", ".join(f"{l.dataset} ({l.model_id})" for l in store.layouts()) or "none"
-            raise StoreError(f"no dataset {dataset!r}{f' with model {model!r}' if model else ''} at {store.uri}; indexed: {known}")
+            raise StoreError(
+                f"no dataset {dataset!r}{f' with model {model!r}' if model else ''} at {store.uri}; indexed: {known}"
+            )
         encoder = load_embedder(layout.model_id, device).embed_texts if layout.text_space else None
         yield AuditContext.from_store(store, layout, text_encoder=encoder)
     finally:
@@ -124,8 +162,8 @@ def stored_context(dataset: str, model: Optional[str], uri: Optional[str], token
 def similar(
     label: str = typer.Argument(..., help="The class to judge, e.g. hurdles."),
     dataset: Dataset = ...,
-    text: Optional[str] = typer.Option(None, "--text", help="Text query (default: prompts over the label)."),
-    examples: Optional[str] = typer.Option(None, "--examples", help="Comma-separated clip ids to use as example queries."),
+    text: str | None = typer.Option(None, "--text", help="Text query (default: prompts over the label)."),
+    examples: str | None = typer.Option(None, "--examples", help="Comma-separated clip ids to use as example queries."),
     k: TopK = 10,
     model: Model = None,
     uri: Uri = None,
@@ -145,7 +183,10 @@ def similar(
     console.print(f"[bold]{label}[/bold]: {result.verdict}")
     table = Table("measure", "value", show_header=False)
     table.add_row("clips", str(len(ctx.members(label))))
-    table.add_row(f"text precision@{result.k}", _num(result.text_precision) if result.text_precision is not None else "unavailable (no text tower)")
+    table.add_row(
+        f"text precision@{result.k}",
+        _num(result.text_precision) if result.text_precision is not None else "unavailable (no text tower)",
+    )
     table.add_row(f"example precision@{result.k}", _num(result.example_precision))
     table.add_row(f"centroid precision@{result.k}", _num(result.centroid_precision))
     table.add_row("text/example agreement", _num(result.agreement))
@@ -160,9 +201,9 @@ def similar(
 @app.command()
 def search(
     dataset: Dataset = ...,
-    text: Optional[str] = typer.Option(None, "--text"),
-    example: Optional[str] = typer.Option(None, "--example", help="A clip id: find clips like it."),
-    label: Optional[str] = typer.Option(None, "--label", help="Only clips with this label."),
+    text: str | None = typer.Option(None, "--text"),
+    example: str | None = typer.Option(None, "--example", help="A clip id: find clips like it."),
+    label: str | None = typer.Option(None, "--label", help="Only clips with this label."),
     k: TopK = 10,
     model: Model = None,
     uri: Uri = None,
@@ -174,7 +215,7 @@ def search(
 
     quiet_libraries()
     if (text is None) == (example is None):
-        console.print("[red]error:[/red] give exactly one of --text or --example")
+        fail("give exactly one of --text or --example")
         raise typer.Exit(2)
     with user_errors(), stored_context(dataset, model, uri, token, device) as ctx:
         if text is not None:
@@ -189,14 +230,25 @@ def search(
     table = Table("rank", "score", "row", "clip_id", "label", "split", "video", "start", "end")
     for rank, (i, score) in enumerate(hits[:k], 1):
         clip = ctx.clips.iloc[i]
-        table.add_row(str(rank), f"{score:.3f}", str(clip[S.ROW]), clip[S.CLIP_ID], clip[S.LABEL], str(clip[S.SPLIT] or ""),
-                      clip[S.VIDEO], f"{clip[S.START]:.2f}", f"{clip[S.END]:.2f}")
+        table.add_row(
+            str(rank),
+            f"{score:.3f}",
+            str(clip[S.ROW]),
+            clip[S.CLIP_ID],
+            clip[S.LABEL],
+            str(clip[S.SPLIT] or ""),
+            clip[S.VIDEO],
+            f"{clip[S.START]:.2f}",
+            f"{clip[S.END]:.2f}",
+        )
     console.print(table)
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("auditor-demo"), "--out", "-o", help="Folder for the footage, the Milvus Lite file and the report."),
+    out: Path = typer.Option(
+        Path("auditor-demo"), "--out", "-o", help="Folder for the footage, the Milvus Lite file and the report."
+    ),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Build a sample taxonomy from real footage with planted problems, index it offline, audit it."""

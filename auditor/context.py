@@ -11,10 +11,25 @@ import pandas as pd
 
 from auditor.config import AuditConfig
 from auditor.knn import knn
-from indexer import schema as S
-from indexer.store import DatasetLayout, VectorStore
+from taxonomy_core import schema as S
+from taxonomy_core.store import DatasetLayout, VectorStore
 
-CLIP_COLUMNS = [S.CLIP_ID, S.ROW, S.VIDEO, S.START, S.END, S.LABEL, S.SPLIT, S.DURATION, S.FPS, S.WIDTH, S.HEIGHT, S.CODEC, S.BRIGHTNESS, S.EXTRA]
+CLIP_COLUMNS = [
+    S.CLIP_ID,
+    S.ROW,
+    S.VIDEO,
+    S.START,
+    S.END,
+    S.LABEL,
+    S.SPLIT,
+    S.DURATION,
+    S.FPS,
+    S.WIDTH,
+    S.HEIGHT,
+    S.CODEC,
+    S.BRIGHTNESS,
+    S.EXTRA,
+]
 TextEncoder = Callable[[list[str]], np.ndarray]
 
 
@@ -45,7 +60,9 @@ class AuditContext:
             self.text_vectors = unit_rows(np.asarray(self.text_vectors, dtype=np.float32))
 
     @classmethod
-    def from_store(cls, store: VectorStore, layout: DatasetLayout, clip_ids: set[str] | None = None, **kwargs) -> AuditContext:
+    def from_store(
+        cls, store: VectorStore, layout: DatasetLayout, clip_ids: set[str] | None = None, **kwargs
+    ) -> AuditContext:
         """Load the clips of one (dataset, model); `clip_ids` keeps only those in the current manifest."""
         fields_ = CLIP_COLUMNS + [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
         records = [r for r in store.iterate(layout.clips, fields_) if clip_ids is None or r[S.CLIP_ID] in clip_ids]
@@ -53,7 +70,9 @@ class AuditContext:
         vectors = np.array([r.pop(S.VECTOR) for r in records], dtype=np.float32).reshape(len(records), layout.dim)
         text = None
         if layout.text_dim:
-            text = np.array([r.pop(S.TEXT_VECTOR) for r in records], dtype=np.float32).reshape(len(records), layout.text_dim)
+            text = np.array([r.pop(S.TEXT_VECTOR) for r in records], dtype=np.float32).reshape(
+                len(records), layout.text_dim
+            )
         clips = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
         clips[S.SPLIT] = clips[S.SPLIT].replace("", None)
         return cls(clips, vectors, text_vectors=text, layout=layout, store=store, **kwargs)
@@ -139,7 +158,9 @@ class AuditContext:
             out[clip_id] = {
                 "where": np.array([r[where] for r in rows], dtype=np.float32),
                 "vectors": unit_rows(np.array([r[S.VECTOR] for r in rows], dtype=np.float32)),
-                "text": unit_rows(np.array([r[S.TEXT_VECTOR] for r in rows], dtype=np.float32)) if self.layout.text_dim else None,
+                "text": unit_rows(np.array([r[S.TEXT_VECTOR] for r in rows], dtype=np.float32))
+                if self.layout.text_dim
+                else None,
             }
         return out
 

@@ -76,7 +76,9 @@ def _corner(small_frames, backgrounds, scale: float = 0.3):
         h, w = bg.shape[:2]
         sh, sw = int(h * scale), int(w * scale)
         canvas = bg.copy()
-        canvas[h - sh - 4 : h - 4, w - sw - 4 : w - 4] = np.asarray(Image.fromarray(small).resize((sw, sh), Image.BILINEAR))
+        canvas[h - sh - 4 : h - 4, w - sw - 4 : w - 4] = np.asarray(
+            Image.fromarray(small).resize((sw, sh), Image.BILINEAR)
+        )
         out.append(canvas)
     return out
 
@@ -118,10 +120,14 @@ def build_demo(folder: Path) -> tuple[Path, Planted]:
     leak_test = add("phone_call_0_reencoded", reencoded, "phone_call", "test", fps=12)
     core = (0.0, 2.0)
     loose = add("rabbit_then_street", bunny[:50] + _fit(street[:75], bunny[0].shape), "rabbit", "train")
-    spatial = add("phone_call_far_away", _corner(phone[:40], _fit(street[:40], phone[0].shape), scale=0.3), "phone_call", "train")
+    spatial = add(
+        "phone_call_far_away", _corner(phone[:40], _fit(street[:40], phone[0].shape), scale=0.3), "phone_call", "train"
+    )
     rows.append({"video": "clips/never_recorded.mp4", "start": "0", "end": "1", "label": "bicycle", "split": "train"})
     missing = len(rows) - 1
-    rows.append({"video": "clips/rabbit_0_as_shot.mp4", "start": "0.8", "end": "0.2", "label": "rabbit", "split": "train"})
+    rows.append(
+        {"video": "clips/rabbit_0_as_shot.mp4", "start": "0.8", "end": "0.2", "label": "rabbit", "split": "train"}
+    )
     bad = len(rows) - 1
 
     manifest = folder / "manifest.csv"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from indexer.findings import Finding
-from indexer.manifest import AUTOML_SPLITS, Manifest
+from taxonomy_core.findings import Finding
+from taxonomy_core.formats import AUTOML_SPLITS, Manifest
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,10 @@ def read_edits(path: Path) -> list[Edit]:
     if not path.exists():
         return []
     records = json.loads(path.read_text())
-    return [Edit(r["row"], r["action"], tuple(r["value"]) if r["action"] == "trim" else r["value"], r["kind"]) for r in records]
+    return [
+        Edit(r["row"], r["action"], tuple(r["value"]) if r["action"] == "trim" else r["value"], r["kind"])
+        for r in records
+    ]
 
 
 def proposed_edits(findings: list[Finding], excluded: dict[int, str]) -> list[Edit]:
@@ -58,7 +61,9 @@ def proposed_edits(findings: list[Finding], excluded: dict[int, str]) -> list[Ed
         elif f.kind == "split_leak" and "drop" in s:
             edits.setdefault(f"drop:{s['drop']}", Edit(s["drop"], "drop", f.message, f.kind))
     dropped = {e.row for e in edits.values() if e.action == "drop"}
-    return sorted((e for e in edits.values() if e.action == "drop" or e.row not in dropped), key=lambda e: (e.row, e.action))
+    return sorted(
+        (e for e in edits.values() if e.action == "drop" or e.row not in dropped), key=lambda e: (e.row, e.action)
+    )
 
 
 def write_fixed_manifest(manifest: Manifest, edits: list[Edit], out_dir: Path) -> Path:
@@ -82,9 +87,15 @@ def _write_table(manifest, relabel, trim, drop, out_dir) -> Path:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         frame = None
     else:
-        frame = pd.read_parquet(path) if manifest.format == "parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = (
+            pd.read_parquet(path)
+            if manifest.format == "parquet"
+            else pd.read_csv(path, dtype=str, keep_default_na=False)
+        )
         records = frame.to_dict("records")
-    columns = {c.strip().lower(): c for c in (frame.columns if frame is not None else records[0].keys() if records else [])}
+    columns = {
+        c.strip().lower(): c for c in (frame.columns if frame is not None else records[0].keys() if records else [])
+    }
     out = []
     for row, record in enumerate(records):
         if row in drop:
@@ -141,10 +152,23 @@ def _write_generic_from_clips(manifest, relabel, trim, drop, out_dir) -> Path:
         if clip.row in drop:
             continue
         start, end = trim.get(clip.row, (clip.start, clip.end))
-        rows.append({"video": clip.video, "start": "" if start is None else _fmt(start), "end": "" if end is None else _fmt(end),
-                     "label": relabel.get(clip.row, clip.label), "split": clip.split or ""})
+        rows.append(
+            {
+                "video": clip.video,
+                "start": "" if start is None else _fmt(start),
+                "end": "" if end is None else _fmt(end),
+                "label": relabel.get(clip.row, clip.label),
+                "split": clip.split or "",
+            }
+        )
     pd.DataFrame(rows, columns=["video", "start", "end", "label", "split"]).to_csv(target, index=False)
     return target
 
 
-WRITERS = {"csv": _write_table, "jsonl": _write_table, "parquet": _write_table, "automl": _write_automl, "kinetics": _write_kinetics}
+WRITERS = {
+    "csv": _write_table,
+    "jsonl": _write_table,
+    "parquet": _write_table,
+    "automl": _write_automl,
+    "kinetics": _write_kinetics,
+}

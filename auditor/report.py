@@ -14,13 +14,32 @@ from typing import Any
 import numpy as np
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 SCHEMA_VERSION = 1
-CLASS_KEYS = ["label", "count", "tier", "cohesion", "separation", "knn_agreement", "probe_f1", "search_consistency", "diversity", "grade"]
+CLASS_KEYS = [
+    "label",
+    "count",
+    "tier",
+    "cohesion",
+    "separation",
+    "knn_agreement",
+    "probe_f1",
+    "search_consistency",
+    "diversity",
+    "grade",
+]
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-CLASS_LEVEL = {"too_few_examples", "class_imbalance", "low_diversity", "split_candidate", "confusable_classes", "search_inconsistency", "shortcut_risk"}
+CLASS_LEVEL = {
+    "too_few_examples",
+    "class_imbalance",
+    "low_diversity",
+    "split_candidate",
+    "confusable_classes",
+    "search_inconsistency",
+    "shortcut_risk",
+}
 
 
 def reconcile(findings: list[Finding]) -> list[Finding]:
@@ -29,8 +48,12 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     out = []
     for f in findings:
         if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose:
-            f = replace(f, severity="info", suggestion=None,
-                        message=f.message + "; it is also cut loosely, which may explain this: fix the bounds or crop first")
+            f = replace(
+                f,
+                severity="info",
+                suggestion=None,
+                message=f.message + "; it is also cut loosely, which may explain this: fix the bounds or crop first",
+            )
         out.append(f)
     return out
 
@@ -42,27 +65,44 @@ def build_report(ctx, results: list[CheckResult], findings: list[Finding], meta:
     for f in findings:
         for row in f.rows if f.kind not in CLASS_LEVEL else ():
             kinds_by_row.setdefault(row, []).append(f.kind)
-    return _clean({
-        "schema_version": SCHEMA_VERSION,
-        "model": meta.get("model"),
-        "dataset": meta.get("dataset"),
-        "thresholds": ctx.config.to_dict(),
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **{k: v for k, v in meta.items() if k not in ("model", "dataset")},
-        "clips": _clips(ctx, results, kinds_by_row),
-        "classes": _classes(ctx, results),
-        "findings": [f.to_dict() for f in findings],
-        "checks": [{"name": r.name, "seconds": round(r.seconds, 3), "skipped": r.skipped, "error": r.error, "findings": len(r.findings)} for r in results],
-    })
+    return _clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "model": meta.get("model"),
+            "dataset": meta.get("dataset"),
+            "thresholds": ctx.config.to_dict(),
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **{k: v for k, v in meta.items() if k not in ("model", "dataset")},
+            "clips": _clips(ctx, results, kinds_by_row),
+            "classes": _classes(ctx, results),
+            "findings": [f.to_dict() for f in findings],
+            "checks": [
+                {
+                    "name": r.name,
+                    "seconds": round(r.seconds, 3),
+                    "skipped": r.skipped,
+                    "error": r.error,
+                    "findings": len(r.findings),
+                }
+                for r in results
+            ],
+        }
+    )
 
 
 def _clips(ctx, results, kinds_by_row) -> list[dict[str, Any]]:
     out = []
     for i, clip in enumerate(ctx.clips.itertuples(index=False)):
         record = {
-            "row": int(getattr(clip, S.ROW)), "clip_id": getattr(clip, S.CLIP_ID), "label": getattr(clip, S.LABEL),
-            "split": getattr(clip, S.SPLIT), "video": getattr(clip, S.VIDEO), "start": float(getattr(clip, S.START)),
-            "end": float(getattr(clip, S.END)), "umap": None, "cluster": -1,
+            "row": int(getattr(clip, S.ROW)),
+            "clip_id": getattr(clip, S.CLIP_ID),
+            "label": getattr(clip, S.LABEL),
+            "split": getattr(clip, S.SPLIT),
+            "video": getattr(clip, S.VIDEO),
+            "start": float(getattr(clip, S.START)),
+            "end": float(getattr(clip, S.END)),
+            "umap": None,
+            "cluster": -1,
         }
         for result in results:
             record.update(result.clips.get(i, {}))
@@ -114,11 +154,17 @@ def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -
         f"<p>model <code>{html.escape(str(report['model']))}</code> · {len(report['clips'])} clips · "
         f"{len(report['classes'])} classes · generated {report['generated_at']}</p>",
         _summary(report),
-        "<h2>Map (UMAP of clip vectors)</h2>", map_html,
-        "<h2>Classes</h2>", classes_html, _class_table(report),
-        "<h2>Findings</h2>", _findings_table(report, thumbnails),
+        "<h2>Map (UMAP of clip vectors)</h2>",
+        map_html,
+        "<h2>Classes</h2>",
+        classes_html,
+        _class_table(report),
+        "<h2>Findings</h2>",
+        _findings_table(report, thumbnails),
     ]
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Taxonomy audit</title>{STYLE}</head><body>{''.join(parts)}</body></html>")
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Taxonomy audit</title>{STYLE}</head><body>{''.join(parts)}</body></html>"
+    )
     return path
 
 
@@ -138,11 +184,19 @@ def _map(report, go):
         if clip.get("umap"):
             by_label.setdefault(clip["label"], []).append(clip)
     for label, clips in sorted(by_label.items()):
-        fig.add_trace(go.Scattergl(
-            x=[c["umap"][0] for c in clips], y=[c["umap"][1] for c in clips], mode="markers", name=label,
-            text=[f"row {c['row']} · {c['label']} · {c['split'] or ''} · {', '.join(c['findings'])}" for c in clips],
-            hoverinfo="text", marker={"size": 7, "line": {"width": [2 if c["findings"] else 0 for c in clips]}},
-        ))
+        fig.add_trace(
+            go.Scattergl(
+                x=[c["umap"][0] for c in clips],
+                y=[c["umap"][1] for c in clips],
+                mode="markers",
+                name=label,
+                text=[
+                    f"row {c['row']} · {c['label']} · {c['split'] or ''} · {', '.join(c['findings'])}" for c in clips
+                ],
+                hoverinfo="text",
+                marker={"size": 7, "line": {"width": [2 if c["findings"] else 0 for c in clips]}},
+            )
+        )
     fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="label")
     return fig
 
@@ -168,11 +222,28 @@ def _summary(report) -> str:
 
 
 def _class_table(report) -> str:
-    keys = ["label", "count", "tier", "grade", "probe_f1", "knn_agreement", "cohesion", "separation", "nearest_class", "search_consistency", "diversity"]
+    keys = [
+        "label",
+        "count",
+        "tier",
+        "grade",
+        "probe_f1",
+        "knn_agreement",
+        "cohesion",
+        "separation",
+        "nearest_class",
+        "search_consistency",
+        "diversity",
+    ]
     head = "".join(f"<th>{k}</th>" for k in keys) + "<th>reasons</th>"
     body = ""
     for c in report["classes"]:
-        cells = "".join(f"<td class='grade-{c.get('grade')}'>{_fmt(c.get(k))}</td>" if k == "grade" else f"<td>{_fmt(c.get(k))}</td>" for k in keys)
+        cells = "".join(
+            f"<td class='grade-{c.get('grade')}'>{_fmt(c.get(k))}</td>"
+            if k == "grade"
+            else f"<td>{_fmt(c.get(k))}</td>"
+            for k in keys
+        )
         body += f"<tr>{cells}<td>{html.escape('; '.join(c.get('reasons') or []))}</td></tr>"
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -183,12 +254,17 @@ def _findings_table(report, thumbnails: dict[str, str]) -> str:
     for f in report["findings"]:
         images = "".join(
             f"<img class='thumb' title='row {r}' src='data:image/jpeg;base64,{thumbnails[by_row[r]['clip_id']]}'>"
-            for r in f["rows"][:8] if r in by_row and by_row[r]["clip_id"] in thumbnails
+            for r in f["rows"][:8]
+            if r in by_row and by_row[r]["clip_id"] in thumbnails
         )
         suggestion = html.escape(json.dumps(f["suggestion"])) if f["suggestion"] else ""
-        body += (f"<tr><td class='{f['severity']}'>{f['severity']}</td><td>{f['kind']}</td><td>{html.escape(f['message'])}</td>"
-                 f"<td>{suggestion}</td><td>{images}</td></tr>")
-    return f"<table><tr><th>severity</th><th>kind</th><th>message</th><th>suggestion</th><th>clips</th></tr>{body}</table>"
+        body += (
+            f"<tr><td class='{f['severity']}'>{f['severity']}</td><td>{f['kind']}</td><td>{html.escape(f['message'])}</td>"
+            f"<td>{suggestion}</td><td>{images}</td></tr>"
+        )
+    return (
+        f"<table><tr><th>severity</th><th>kind</th><th>message</th><th>suggestion</th><th>clips</th></tr>{body}</table>"
+    )
 
 
 def _fmt(value) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer import schema as S
+from taxonomy_core import schema as S
 
 OVERFETCH = 3  # stale clips (rows that left the manifest) may sit in the collection
 
@@ -15,7 +15,9 @@ def nearest(ctx, vector: np.ndarray, k: int, text: bool = False, exclude: int | 
     """Top-k clips of the context for a query vector: through Milvus when the context has a store."""
     field_name = S.TEXT_VECTOR if text and ctx.text_vectors is not None else S.VECTOR
     if ctx.store is not None and ctx.layout is not None:
-        [hits] = ctx.store.search(ctx.layout.clips, [vector.tolist()], field_name, limit=min(16384, (k + 1) * OVERFETCH))
+        [hits] = ctx.store.search(
+            ctx.layout.clips, [vector.tolist()], field_name, limit=min(16384, (k + 1) * OVERFETCH)
+        )
         ranked = [(ctx.position[h[S.CLIP_ID]], float(h["distance"])) for h in hits if h[S.CLIP_ID] in ctx.position]
     else:
         space = ctx.text_space() if field_name == S.TEXT_VECTOR else ctx.vectors
@@ -49,7 +51,9 @@ class Consistency:
         return "not visually coherent: its examples retrieve other classes"
 
 
-def class_consistency(ctx, label: str, k: int, query: np.ndarray | None = None, examples: list[int] | None = None) -> Consistency:
+def class_consistency(
+    ctx, label: str, k: int, query: np.ndarray | None = None, examples: list[int] | None = None
+) -> Consistency:
     """Text query (the label's prompts, or `query`) vs example queries (`examples`, default all members)."""
     members = ctx.members(label)
     k = max(1, min(k, len(members)))
@@ -65,12 +69,23 @@ def class_consistency(ctx, label: str, k: int, query: np.ndarray | None = None, 
         if row_same.mean() < 0.5:
             others = ctx.labels[row_neigh[~row_same]]
             values, counts = np.unique(others, return_counts=True)
-            pulled.append({"row": int(ctx.clips[S.ROW].iloc[seed]), "pulls_in": str(values[np.argmax(counts)]), "precision": float(row_same.mean())})
+            pulled.append(
+                {
+                    "row": int(ctx.clips[S.ROW].iloc[seed]),
+                    "pulls_in": str(values[np.argmax(counts)]),
+                    "precision": float(row_same.mean()),
+                }
+            )
     return Consistency(
-        label=label, k=k,
+        label=label,
+        k=k,
         text_precision=float(np.mean(ctx.labels[text_hits] == label)) if text_hits else None,
         example_precision=float(same.mean()),
         centroid_precision=float(np.mean(ctx.labels[centroid_hits] == label)),
-        agreement=len(set(text_hits) & set(centroid_hits)) / len(set(text_hits) | set(centroid_hits)) if text_hits else None,
-        pulled=pulled, text_results=text_hits, example_results=centroid_hits,
+        agreement=len(set(text_hits) & set(centroid_hits)) / len(set(text_hits) | set(centroid_hits))
+        if text_hits
+        else None,
+        pulled=pulled,
+        text_results=text_hits,
+        example_results=centroid_hits,
     )

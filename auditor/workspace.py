@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.fixed_manifest import EDITS_FILE, Edit, read_edits, write_fixed_manifest
-from indexer.manifest import ReadOptions, read_manifest
+from taxonomy_core.formats import ReadOptions, read_manifest
 
 REPORT_FILE = "report.json"
 DECISIONS_FILE = "decisions.json"

@@ -23,9 +23,9 @@ import torch
 from indexer.decode_pool import decode_all
 from indexer.embedders import load_embedder
 from indexer.pipeline import IndexConfig, run_indexing
-from indexer.schema import ClipSpec
 from indexer.synthetic import moving_shape, write_video
 from indexer.video import SampledClip, SamplingConfig
+from taxonomy_core.schema import ClipSpec
 
 
 def make_corpus(folder: Path, videos: int, segments: int) -> Path:
@@ -48,7 +48,9 @@ def model_only(embedder, clips: list[SampledClip], per_write: int) -> float:
     for i in range(0, len(clips), per_write):
         batch = clips[i : i + per_write]
         offsets = np.cumsum([0] + [len(c.images) for c in batch])
-        embedder.embed_batch(np.concatenate([c.images for c in batch]), [o + c.frame_idx for o, c in zip(offsets, batch)])
+        embedder.embed_batch(
+            np.concatenate([c.images for c in batch]), [o + c.frame_idx for o, c in zip(offsets, batch)]
+        )
     return len(clips) / (time.perf_counter() - start)
 
 
@@ -63,10 +65,12 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench_index_"))
     manifest = make_corpus(folder, args.videos, args.segments)
     embedder = load_embedder(args.model, args.device, args.batch_size)
-    config = IndexConfig(dataset="bench", model=args.model, uri=str(folder / "bench.db"), device=args.device, batch_size=args.batch_size)
+    config = IndexConfig(
+        dataset="bench", model=args.model, uri=str(folder / "bench.db"), device=args.device, batch_size=args.batch_size
+    )
     sampling = SamplingConfig(image_size=embedder.image_size)
 
-    from indexer.manifest import read_manifest
+    from taxonomy_core.formats import read_manifest
 
     specs: dict[str, list[ClipSpec]] = {}
     for clip in read_manifest(manifest).clips:
@@ -83,11 +87,17 @@ def main() -> None:
     job_s = time.perf_counter() - t0
     job_rate = report.indexed / job_s
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, device {embedder.device}, batch {embedder.batch_size}")
-    print(f"corpus: {len(decoded)} segments from {args.videos} videos (320x240, 25 fps), {images} images ({images / len(decoded):.1f}/clip)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, device {embedder.device}, batch {embedder.batch_size}"
+    )
+    print(
+        f"corpus: {len(decoded)} segments from {args.videos} videos (320x240, 25 fps), {images} images ({images / len(decoded):.1f}/clip)"
+    )
     print(f"decode only (1 process):  {len(decoded) / decode_s:7.2f} clips/s")
     print(f"model only (pre-decoded): {model_rate:7.2f} clips/s  {model_rate * images / len(decoded):7.1f} images/s")
-    print(f"whole job:                {job_rate:7.2f} clips/s  {report.frames / job_s:7.1f} images/s  (workers={config.workers})")
+    print(
+        f"whole job:                {job_rate:7.2f} clips/s  {report.frames / job_s:7.1f} images/s  (workers={config.workers})"
+    )
     print(f"job / model-only:         {job_rate / model_rate:7.2f}x  (target >= 0.8x)")
     print("job stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.timings.items()))
 

@@ -1,6 +1,6 @@
 """Our audit vs cleanlab's Datalab on the same vectors: time, and recall of planted mislabels and cross-split copies.
 
-    pip install -e '.[bench]' && python bench/vs_cleanlab.py [--n 10000]
+pip install -e '.[bench]' && python bench/vs_cleanlab.py [--n 10000]
 """
 
 from __future__ import annotations
@@ -53,15 +53,19 @@ def main() -> None:
     args = parser.parse_args()
     planted = synthetic_dataset(args.n)
     truth_pairs = {frozenset(p) for p in planted.copies}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; N={args.n} x 512-d, 50 classes, "
-          f"{len(planted.mislabelled)} planted mislabels, {len(truth_pairs)} planted train/test copies")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; N={args.n} x 512-d, 50 classes, "
+        f"{len(planted.mislabelled)} planted mislabels, {len(truth_pairs)} planted train/test copies"
+    )
     for name, run in (("taxonomy-auditor", ours), ("cleanlab Datalab", datalab)):
         seconds, mislabels, pairs = run(planted)
         recall_m = len(mislabels & planted.mislabelled) / len(planted.mislabelled)
         precision_m = len(mislabels & planted.mislabelled) / max(1, len(mislabels))
         recall_c = len(pairs & truth_pairs) / len(truth_pairs)
-        print(f"{name:18s} {seconds:7.1f}s  mislabels recall {recall_m:.2f} precision {precision_m:.2f}  "
-              f"cross-split copies recall {recall_c:.2f} (flagged as leaks across splits: {'yes' if name.startswith('tax') else 'no split notion'})")
+        print(
+            f"{name:18s} {seconds:7.1f}s  mislabels recall {recall_m:.2f} precision {precision_m:.2f}  "
+            f"cross-split copies recall {recall_c:.2f} (flagged as leaks across splits: {'yes' if name.startswith('tax') else 'no split notion'})"
+        )
 
 
 if __name__ == "__main__":

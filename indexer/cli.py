@@ -3,73 +3,79 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from indexer.embedders import DEFAULT_MODEL, EmbedderUnavailable
-from indexer.manifest import KINETICS_PATTERN, ManifestError, ReadOptions
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
-from indexer.pipeline import Progress as JobProgress
-from indexer.store import StoreError, VectorStore
+from indexer.summary import print_summary, summary_dict
 from indexer.validation import validate
 from indexer.video import SamplingConfig
+from taxonomy_core.formats import KINETICS_PATTERN, ManifestError, ReadOptions
+from taxonomy_core.store import StoreError, VectorStore
+from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries
 
 app = typer.Typer(help="Index labelled video segments into Milvus for the taxonomy audit.", no_args_is_help=True)
-console = Console(stderr=True)
-MAX_LISTED_FAILURES = 50
-
-
-def quiet_libraries() -> None:
-    """Users see our progress and summary, not third-party load bars and retries."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("pymilvus", "milvus_lite", "sentence_transformers", "transformers", "huggingface_hub", "root"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @app.command()
 def index(
     manifest: Path = typer.Argument(..., help="CSV/JSONL/Parquet, AutoML CSV, Kinetics CSV, or a folder per class."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Name of the dataset in the store."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="clip:ARCH/PRETRAINED, vivit:NAME_OR_PATH, or effnet-lite0 (offline)."),
-    uri: Optional[str] = typer.Option(None, "--uri", help="Milvus Lite file or server URL (env AUDITOR_MILVUS_URI; default ./auditor.db)."),
-    token: Optional[str] = typer.Option(None, "--token", help="Milvus server token (user:password) (env AUDITOR_MILVUS_TOKEN)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1, help="Images per model call (default: 128 on GPU, 16 on CPU)."),
+    model: str = typer.Option(
+        DEFAULT_MODEL, "--model", "-m", help="clip:ARCH/PRETRAINED, vivit:NAME_OR_PATH, or effnet-lite0 (offline)."
+    ),
+    uri: str | None = typer.Option(
+        None, "--uri", help="Milvus Lite file or server URL (env AUDITOR_MILVUS_URI; default ./auditor.db)."
+    ),
+    token: str | None = typer.Option(
+        None, "--token", help="Milvus server token (user:password) (env AUDITOR_MILVUS_TOKEN)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Images per model call (default: 128 on GPU, 16 on CPU)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (0 = decode in the main process)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=0, help="Decoding processes (0 = decode in the main process)."
+    ),
     fmt: str = typer.Option("auto", "--format", help="auto, csv, jsonl, parquet, automl, kinetics, folder."),
-    video_root: Optional[Path] = typer.Option(None, "--video-root", help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally (default: the manifest folder)."),
+    video_root: Path | None = typer.Option(
+        None,
+        "--video-root",
+        help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally (default: the manifest folder).",
+    ),
     pattern: str = typer.Option(KINETICS_PATTERN, "--pattern", help="Kinetics file name pattern under --video-root."),
     frames: int = typer.Option(8, "--frames", min=1, help="Frames per clip embedding."),
-    timeline_fps: float = typer.Option(2.0, "--timeline-fps", min=0.1, help="Timeline sampling rate for the temporal check."),
+    timeline_fps: float = typer.Option(
+        2.0, "--timeline-fps", min=0.1, help="Timeline sampling rate for the temporal check."
+    ),
     prune: bool = typer.Option(False, "--prune", help="Delete stored clips whose rows are no longer in the manifest."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 if any row failed."),
-    report_path: Optional[Path] = typer.Option(None, "--report", help="Write the summary with every failed row as JSON."),
+    report_path: Path | None = typer.Option(None, "--report", help="Write the summary with every failed row as JSON."),
 ) -> None:
     """Validate a manifest, sample each video once, embed, and upsert into Milvus (resumable)."""
     quiet_libraries()
     config = IndexConfig(
-        dataset=dataset, model=model, uri=uri, token=token, device=device, batch_size=batch_size,
-        manifest_format=fmt, read=ReadOptions(video_root, pattern),
-        sampling=SamplingConfig(frames_per_clip=frames, timeline_fps=timeline_fps), prune=prune,
+        dataset=dataset,
+        model=model,
+        uri=uri,
+        token=token,
+        device=device,
+        batch_size=batch_size,
+        manifest_format=fmt,
+        read=ReadOptions(video_root, pattern),
+        sampling=SamplingConfig(frames_per_clip=frames, timeline_fps=timeline_fps),
+        prune=prune,
     )
     if workers is not None:
         config = replace(config, workers=workers)
     try:
         report = run_with_progress(manifest, config)
     except (ManifestError, StoreError, EmbedderUnavailable) as e:
-        console.print(f"[red]error:[/red] {e}")
+        fail(str(e))
         raise typer.Exit(2) from e
     print_summary(report)
     if report_path:
@@ -78,81 +84,30 @@ def index(
     raise typer.Exit(1 if strict and report.failed else 0)
 
 
-@contextmanager
-def progress_bar():
-    """A rich progress bar (clips/s, frames/s, ETA) and the callback that drives it."""
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} clips"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("indexing", total=None, rate="")
-
-        def update(p: JobProgress) -> None:
-            rate = f"{p.clips_per_s:.2f} clips/s  {p.frames_per_s:.1f} frames/s"
-            bar.update(task, completed=p.done, total=p.total, rate=rate)
-
-        yield update
-
-
 def run_with_progress(manifest: Path, config: IndexConfig) -> IndexReport:
     with progress_bar() as update:
         return run_indexing(manifest, config, progress=update)
-
-
-def print_summary(report: IndexReport) -> None:
-    table = Table(title=f"{report.dataset} · {report.model_id} · {report.uri}", show_header=False)
-    rows = [
-        ("manifest rows", report.manifest.row_count), ("indexed now", report.indexed),
-        ("already present", report.already_present), ("labels/splits updated in place", report.relabelled),
-        ("failed (not indexed)", len(report.failed)), ("stored clips no longer in the manifest", report.stale),
-        ("images embedded", report.frames),
-    ]
-    for name, value in rows:
-        table.add_row(name, str(value))
-    timing = "  ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
-    table.add_row("time by stage", timing)
-    console.print(table)
-    if report.failed:
-        failures = Table("row", "video", "kind", "reason", title="rows not indexed")
-        for failure in sorted(report.failed, key=lambda f: f.row)[:MAX_LISTED_FAILURES]:
-            failures.add_row(str(failure.row), failure.video, failure.kind, failure.reason)
-        console.print(failures)
-        if len(report.failed) > MAX_LISTED_FAILURES:
-            console.print(f"... and {len(report.failed) - MAX_LISTED_FAILURES} more: pass --report FILE for all of them")
-    warnings = [f for f in report.findings if f.severity != "error" or not f.rows]
-    for finding in warnings:
-        console.print(f"[yellow]{finding.severity}[/yellow] {finding.kind}: {finding.message}")
-
-
-def summary_dict(report: IndexReport) -> dict:
-    return {
-        "dataset": report.dataset, "model": report.model_id, "uri": report.uri,
-        "manifest": str(report.manifest.path), "format": report.manifest.format, "rows": report.manifest.row_count,
-        "indexed": report.indexed, "already_present": report.already_present, "relabelled": report.relabelled,
-        "stale": report.stale, "timings": dict(report.timings),
-        "failed": [f.__dict__ for f in sorted(report.failed, key=lambda f: f.row)],
-        "findings": [f.to_dict() for f in report.findings],
-    }
 
 
 @app.command("validate")
 def validate_cmd(
     manifest: Path,
     fmt: str = typer.Option("auto", "--format"),
-    video_root: Optional[Path] = typer.Option(None, "--video-root"),
+    video_root: Path | None = typer.Option(None, "--video-root"),
     pattern: str = typer.Option(KINETICS_PATTERN, "--pattern"),
 ) -> None:
     """Check a manifest's rows and classes without decoding or embedding anything."""
-    from indexer.manifest import read_manifest
+    from taxonomy_core.formats import read_manifest
 
     try:
         parsed = read_manifest(manifest, fmt, ReadOptions(video_root, pattern))
     except ManifestError as e:
-        console.print(f"[red]error:[/red] {e}")
+        fail(str(e))
         raise typer.Exit(2) from e
     result = validate(parsed)
-    console.print(f"{parsed.row_count} rows ({parsed.format}), {len(result.excluded)} excluded, {len(result.findings)} findings")
+    console.print(
+        f"{parsed.row_count} rows ({parsed.format}), {len(result.excluded)} excluded, {len(result.findings)} findings"
+    )
     for finding in result.findings:
         colour = "red" if finding.severity == "error" else "yellow"
         console.print(f"[{colour}]{finding.severity}[/{colour}] {finding.kind}: {finding.message}")
@@ -160,13 +115,22 @@ def validate_cmd(
 
 
 @app.command("list")
-def list_datasets(uri: Optional[str] = typer.Option(None, "--uri"), token: Optional[str] = typer.Option(None, "--token")) -> None:
+def list_datasets(
+    uri: str | None = typer.Option(None, "--uri"), token: str | None = typer.Option(None, "--token")
+) -> None:
     """Datasets and models in the store, with their clip counts."""
     quiet_libraries()
     store = _open(uri, token)
     table = Table("dataset", "model", "dim", "text", "clips", "manifest")
     for layout in store.layouts():
-        table.add_row(layout.dataset, layout.model_id, str(layout.dim), layout.text_space or "-", str(store.count(layout.clips)), layout.manifest)
+        table.add_row(
+            layout.dataset,
+            layout.model_id,
+            str(layout.dim),
+            layout.text_space or "-",
+            str(store.count(layout.clips)),
+            layout.manifest,
+        )
     console.print(table)
     store.close()
 
@@ -175,15 +139,15 @@ def list_datasets(uri: Optional[str] = typer.Option(None, "--uri"), token: Optio
 def drop(
     dataset: str,
     model: str = typer.Option(..., "--model", "-m"),
-    uri: Optional[str] = typer.Option(None, "--uri"),
-    token: Optional[str] = typer.Option(None, "--token"),
+    uri: str | None = typer.Option(None, "--uri"),
+    token: str | None = typer.Option(None, "--token"),
 ) -> None:
     """Delete one (dataset, model) pair's collections."""
     quiet_libraries()
     store = _open(uri, token)
     layout = store.layout(dataset, model)
     if layout is None:
-        console.print(f"[red]error:[/red] no dataset {dataset!r} with model {model!r} at {store.uri}")
+        fail(f"no dataset {dataset!r} with model {model!r} at {store.uri}")
         raise typer.Exit(2)
     store.drop(layout)
     console.print(f"dropped {dataset} / {model}")
@@ -194,5 +158,5 @@ def _open(uri: str | None, token: str | None) -> VectorStore:
     try:
         return VectorStore.open(uri, token)
     except StoreError as e:
-        console.print(f"[red]error:[/red] {e}")
+        fail(str(e))
         raise typer.Exit(2) from e

@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from indexer.schema import ClipSpec
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
+from taxonomy_core.schema import ClipSpec
 
 _STOP = None
 
@@ -37,7 +37,9 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
-def decode_all(groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int) -> Iterator[SampledClip | SegmentFailure]:
+def decode_all(
+    groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int
+) -> Iterator[SampledClip | SegmentFailure]:
     """One result per spec in `groups` (video -> its segments), in completion order."""
     if workers <= 0:
         for video, specs in groups.items():

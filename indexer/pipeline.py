@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from indexer import schema as S
 from indexer.decode_pool import decode_all, default_workers
 from indexer.embedders import DEFAULT_MODEL, Embedder, load_embedder
-from indexer.findings import Finding
-from indexer.manifest import Manifest, ReadOptions, read_manifest
-from indexer.schema import ClipSpec
-from indexer.store import DatasetLayout, VectorStore
 from indexer.validation import ValidationConfig, validate
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
+from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
+from taxonomy_core.schema import ClipSpec
+from taxonomy_core.store import DatasetLayout, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,14 @@ def run_indexing(
         validation = validate(manifest, config.validation)
     own_store = store is None
     store = store or VectorStore.open(config.uri, config.token)
-    report = IndexReport(config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals)
-    report.failed += [Failure(c.row, c.video, "invalid_annotation", validation.excluded[c.row]) for c in manifest.clips if c.row in validation.excluded]
+    report = IndexReport(
+        config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals
+    )
+    report.failed += [
+        Failure(c.row, c.video, "invalid_annotation", validation.excluded[c.row])
+        for c in manifest.clips
+        if c.row in validation.excluded
+    ]
     report.failed += [Failure(r, "", "invalid_annotation", f.message) for f in manifest.findings for r in f.rows]
     try:
         clips = validation.valid(manifest.clips)
@@ -154,7 +160,9 @@ def _sampling(embedder: Embedder, config: IndexConfig) -> SamplingConfig:
     return sampling
 
 
-def _sync_existing(store: VectorStore, config: IndexConfig, clips: list[ClipSpec], report: IndexReport) -> list[ClipSpec]:
+def _sync_existing(
+    store: VectorStore, config: IndexConfig, clips: list[ClipSpec], report: IndexReport
+) -> list[ClipSpec]:
     """Clips already stored keep their vectors; changed labels/splits/rows are patched in place."""
     layout = store.layout(config.dataset, config.model)
     if layout is None:
@@ -222,10 +230,21 @@ def _embed_and_write(todo, embedder, store, layout, config, report, timer, progr
 def _record_failure(failure: SegmentFailure, report: IndexReport) -> None:
     spec = failure.spec
     report.failed.append(Failure(spec.row, spec.video, failure.kind, failure.reason))
-    report.findings.append(Finding(failure.kind, "error", f"row {spec.row}: {failure.reason}", rows=(spec.row,), labels=(spec.label,), videos=(spec.video,)))
+    report.findings.append(
+        Finding(
+            failure.kind,
+            "error",
+            f"row {spec.row}: {failure.reason}",
+            rows=(spec.row,),
+            labels=(spec.label,),
+            videos=(spec.video,),
+        )
+    )
 
 
-def _flush(batch: list[SampledClip], embedder: Embedder, store: VectorStore, layout: DatasetLayout, report: IndexReport, timer) -> None:
+def _flush(
+    batch: list[SampledClip], embedder: Embedder, store: VectorStore, layout: DatasetLayout, report: IndexReport, timer
+) -> None:
     offsets = np.cumsum([0] + [len(c.images) for c in batch])
     images = np.concatenate([c.images for c in batch])
     with timer("embed"):

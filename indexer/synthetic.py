@@ -44,7 +44,9 @@ def read_number(image: np.ndarray) -> int:
     return value
 
 
-def moving_shape(i: int, width: int = 160, height: int = 120, colour=(220, 40, 40), background=(30, 90, 30), seed: int = 0) -> np.ndarray:
+def moving_shape(
+    i: int, width: int = 160, height: int = 120, colour=(220, 40, 40), background=(30, 90, 30), seed: int = 0
+) -> np.ndarray:
     """A bright square crossing a textured background: a stand-in 'action'."""
     rng = np.random.default_rng(seed)
     image = np.empty((height, width, 3), np.uint8)
@@ -66,7 +68,11 @@ def write_video(
     times: list[float] | None = None,
 ) -> Path:
     """Encode frames to `path`; `times` (seconds) gives each frame its own timestamp (variable rate)."""
-    draw = {"numbered": numbered_frame, "moving": moving_shape}.get(pattern, pattern) if isinstance(pattern, str) else pattern
+    draw = (
+        {"numbered": numbered_frame, "moving": moving_shape}.get(pattern, pattern)
+        if isinstance(pattern, str)
+        else pattern
+    )
     images = (draw(i) for i in range(frames)) if isinstance(frames, int) else frames
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)

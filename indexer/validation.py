@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from indexer.findings import Finding
-from indexer.manifest import Manifest
-from indexer.schema import ClipSpec
-
-KNOWN_SPLITS = {"train", "training", "val", "valid", "validation", "dev", "test", "testing", "holdout", "unassigned"}
+from taxonomy_core.findings import Finding
+from taxonomy_core.formats import Manifest
+from taxonomy_core.schema import KNOWN_SPLITS, ClipSpec
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,15 @@ class Validation:
     excluded: dict[int, str] = field(default_factory=dict)
 
     def reject(self, clip: ClipSpec, reason: str) -> None:
-        self.findings.append(Finding("invalid_annotation", "error", f"row {clip.row} ({clip.video}): {reason}", rows=(clip.row,), videos=(clip.video,)))
+        self.findings.append(
+            Finding(
+                "invalid_annotation",
+                "error",
+                f"row {clip.row} ({clip.video}): {reason}",
+                rows=(clip.row,),
+                videos=(clip.video,),
+            )
+        )
         self.excluded[clip.row] = reason
 
     def warn(self, kind: str, message: str, clips: list[ClipSpec], **extra) -> None:
@@ -61,11 +67,27 @@ def _check_row(clip: ClipSpec, result: Validation) -> None:
     if clip.start is not None and clip.end is not None and clip.start >= clip.end:
         return result.reject(clip, f"start {clip.start}s is not before end {clip.end}s")
     if clip.label != clip.label.strip():
-        result.warn("invalid_annotation", f"row {clip.row}: label {clip.label!r} has surrounding spaces", [clip], labels=(clip.label,), suggestion={"label": clip.label.strip()})
+        result.warn(
+            "invalid_annotation",
+            f"row {clip.row}: label {clip.label!r} has surrounding spaces",
+            [clip],
+            labels=(clip.label,),
+            suggestion={"label": clip.label.strip()},
+        )
     if "," in clip.label:
-        result.warn("invalid_annotation", f"row {clip.row}: label {clip.label!r} contains a comma, which breaks CSV manifests such as AutoML's", [clip], labels=(clip.label,), suggestion={"label": clip.label.replace(",", " ").strip()})
+        result.warn(
+            "invalid_annotation",
+            f"row {clip.row}: label {clip.label!r} contains a comma, which breaks CSV manifests such as AutoML's",
+            [clip],
+            labels=(clip.label,),
+            suggestion={"label": clip.label.replace(",", " ").strip()},
+        )
     if clip.split is not None and clip.split.lower() not in KNOWN_SPLITS:
-        result.warn("invalid_annotation", f"row {clip.row}: unknown split {clip.split!r}; expected one of {', '.join(sorted(KNOWN_SPLITS))}", [clip])
+        result.warn(
+            "invalid_annotation",
+            f"row {clip.row}: unknown split {clip.split!r}; expected one of {', '.join(sorted(KNOWN_SPLITS))}",
+            [clip],
+        )
 
 
 def _check_duplicates(clips: list[ClipSpec], result: Validation) -> None:
@@ -89,7 +111,9 @@ def _check_duplicates(clips: list[ClipSpec], result: Validation) -> None:
             message = f"rows {list(rows)} label the same segment {where} differently: {labels}; only row {first.row} is indexed"
         else:
             message = f"rows {list(rows)} repeat the same segment {where}; only row {first.row} is indexed"
-        result.findings.append(Finding("invalid_annotation", "error", message, rows=rows, labels=tuple(labels), videos=(first.video,)))
+        result.findings.append(
+            Finding("invalid_annotation", "error", message, rows=rows, labels=tuple(labels), videos=(first.video,))
+        )
 
 
 def _check_label_variants(clips: list[ClipSpec], result: Validation) -> None:
@@ -102,13 +126,26 @@ def _check_label_variants(clips: list[ClipSpec], result: Validation) -> None:
             continue
         keep = max(names, key=lambda n: (counts[n], n == n.strip()))
         others = [c for c in clips if c.label in names and c.label != keep]
-        result.warn("invalid_annotation", f"labels {sorted(names)} differ only by case or spaces; use {keep!r}", others, labels=tuple(sorted(names)), suggestion={"label": keep})
+        result.warn(
+            "invalid_annotation",
+            f"labels {sorted(names)} differ only by case or spaces; use {keep!r}",
+            others,
+            labels=tuple(sorted(names)),
+            suggestion={"label": keep},
+        )
 
 
 def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: Validation) -> None:
     counts = Counter(c.label for c in clips)
     if len(counts) < 2:
-        result.findings.append(Finding("too_few_examples", "error", f"the dataset has {len(counts)} class(es); classification needs at least 2", labels=tuple(counts)))
+        result.findings.append(
+            Finding(
+                "too_few_examples",
+                "error",
+                f"the dataset has {len(counts)} class(es); classification needs at least 2",
+                labels=tuple(counts),
+            )
+        )
     by_label: dict[str, list[int]] = defaultdict(list)
     for clip in clips:
         by_label[clip.label].append(clip.row)
@@ -119,10 +156,27 @@ def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: 
             severity, rule = "warning", f"the {config.recommended_per_class}-per-class rule of thumb"
         else:
             continue
-        result.findings.append(Finding("too_few_examples", severity, f"class {label!r} has {count} examples, below {rule}", rows=tuple(by_label[label]), labels=(label,), score=float(count)))
+        result.findings.append(
+            Finding(
+                "too_few_examples",
+                severity,
+                f"class {label!r} has {count} examples, below {rule}",
+                rows=tuple(by_label[label]),
+                labels=(label,),
+                score=float(count),
+            )
+        )
     if len(counts) >= 2:
         (big, most), (small, least) = counts.most_common()[0], counts.most_common()[-1]
         ratio = most / least
         if ratio >= config.imbalance_warning:
             severity = "error" if ratio >= config.imbalance_error else "warning"
-            result.findings.append(Finding("class_imbalance", severity, f"class {big!r} ({most}) is {ratio:.0f}x class {small!r} ({least})", labels=(big, small), score=ratio))
+            result.findings.append(
+                Finding(
+                    "class_imbalance",
+                    severity,
+                    f"class {big!r} ({most}) is {ratio:.0f}x class {small!r} ({least})",
+                    labels=(big, small),
+                    score=ratio,
+                )
+            )

@@ -13,11 +13,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from indexer.schema import ClipSpec
+from taxonomy_core.schema import ClipSpec
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
 @dataclass(frozen=True)
@@ -151,9 +149,13 @@ def _plan(spec: ClipSpec, info: VideoInfo, cfg: SamplingConfig, path: str) -> _P
     end = spec.end
     if info.duration is not None:
         if start >= info.duration:
-            return SegmentFailure(spec, "invalid_annotation", f"start {start:.2f}s is at or past the end of {path} ({info.duration:.2f}s)")
+            return SegmentFailure(
+                spec, "invalid_annotation", f"start {start:.2f}s is at or past the end of {path} ({info.duration:.2f}s)"
+            )
         if end is not None and end > info.duration + cfg.end_tolerance_s:
-            return SegmentFailure(spec, "invalid_annotation", f"end {end:.2f}s is beyond the duration of {path} ({info.duration:.2f}s)")
+            return SegmentFailure(
+                spec, "invalid_annotation", f"end {end:.2f}s is beyond the duration of {path} ({info.duration:.2f}s)"
+            )
         end = info.duration if end is None else min(end, info.duration)
     elif end is None:
         return SegmentFailure(spec, "unreadable_video", f"{path} reports no duration; give the segment an explicit end")
@@ -226,7 +228,11 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
     why = f"decoding failed: {error}" if error else "the file is truncated or its duration is wrong"
     for i in sorted(unfinished):
         plan = plans[i]
-        yield SegmentFailure(plan.spec, "unreadable_video", f"{path} could not be decoded past {reached} ({why}); the segment needs {plan.start:.2f}-{plan.end:.2f}s")
+        yield SegmentFailure(
+            plan.spec,
+            "unreadable_video",
+            f"{path} could not be decoded past {reached} ({why}); the segment needs {plan.start:.2f}-{plan.end:.2f}s",
+        )
 
 
 def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:

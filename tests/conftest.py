@@ -61,5 +61,11 @@ def demo(tmp_path_factory, effnet):
     manifest, planted = build_demo(folder)
     original = manifest.read_text()
     uri = str(folder / "demo.db")
-    outcome = run_audit(manifest, IndexConfig(dataset="demo", model="effnet-lite0", uri=uri), AuditConfig(), folder / "report", embedder=effnet)
+    outcome = run_audit(
+        manifest,
+        IndexConfig(dataset="demo", model="effnet-lite0", uri=uri),
+        AuditConfig(),
+        folder / "report",
+        embedder=effnet,
+    )
     return outcome, planted, manifest, original, uri

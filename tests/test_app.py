@@ -97,7 +97,10 @@ def test_app_starts_without_torch():
     import sys
 
     code = "import sys, app_pages.shared, auditor.workspace; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 def test_run_an_audit_from_the_app(app, demo, tmp_path):

@@ -23,9 +23,22 @@ def test_report_contract(demo):
     assert report["schema_version"] == 1 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
     assert report["thresholds"]["duplicate_similarity"] == 0.95
     clip = report["clips"][0]
-    assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(clip["umap"]) == 2
+    assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(
+        clip["umap"]
+    ) == 2
     for c in report["classes"]:
-        assert {"label", "count", "tier", "cohesion", "separation", "knn_agreement", "probe_f1", "search_consistency", "diversity", "grade"} <= c.keys()
+        assert {
+            "label",
+            "count",
+            "tier",
+            "cohesion",
+            "separation",
+            "knn_agreement",
+            "probe_f1",
+            "search_consistency",
+            "diversity",
+            "grade",
+        } <= c.keys()
         assert c["tier"] in ("head", "mid", "tail") and c["grade"] in "ABCD"
         assert c["search_consistency"] is not None  # the offline model has a text space
     for f in report["findings"]:
@@ -93,14 +106,27 @@ def test_clean_taxonomy_has_no_errors(demo, effnet, tmp_path):
     outcome, planted, manifest, _, uri = demo
     with manifest.open() as handle:
         rows = list(csv.DictReader(handle))
-    planted_rows = {planted.mislabel, planted.leak_test, planted.loose_in_time, planted.loose_in_space, planted.missing_file, planted.bad_bounds}
+    planted_rows = {
+        planted.mislabel,
+        planted.leak_test,
+        planted.loose_in_time,
+        planted.loose_in_space,
+        planted.missing_file,
+        planted.bad_bounds,
+    }
     clean = [dict(r, split="train") for i, r in enumerate(rows) if i not in planted_rows]
     path = manifest.parent / "clean.csv"
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(clean)
-    result = run_audit(path, IndexConfig(dataset="clean", model="effnet-lite0", uri=uri), AuditConfig(), tmp_path / "clean", embedder=effnet)
+    result = run_audit(
+        path,
+        IndexConfig(dataset="clean", model="effnet-lite0", uri=uri),
+        AuditConfig(),
+        tmp_path / "clean",
+        embedder=effnet,
+    )
     errors = [f for f in result.report["findings"] if f["severity"] == "error"]
     assert not errors, errors
     assert result.index.indexed == len(clean) and not result.index.failed
@@ -111,14 +137,36 @@ def test_similar_and_search_commands(demo):
 
     outcome, planted, _, _, uri = demo
     runner = CliRunner()
-    result = runner.invoke(app, ["similar", "rabbit", "--dataset", "demo", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["similar", "rabbit", "--dataset", "demo", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     assert "rabbit" in result.output and "example precision@" in result.output and "coherent" in result.output
     rabbit_id = next(c["clip_id"] for c in outcome.report["clips"] if c["label"] == "rabbit")
-    hits = runner.invoke(app, ["search", "--dataset", "demo", "--example", rabbit_id, "--k", "3", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "250"})
+    hits = runner.invoke(
+        app,
+        ["search", "--dataset", "demo", "--example", rabbit_id, "--k", "3", "--uri", uri, "--device", "cpu"],
+        env={"COLUMNS": "250"},
+    )
     assert hits.exit_code == 0, hits.output
     assert hits.output.count("rabbit") >= 2
-    text = runner.invoke(app, ["search", "--dataset", "demo", "--text", "a man wearing a bow tie", "--k", "3", "--uri", uri, "--device", "cpu"], env={"COLUMNS": "250"})
+    text = runner.invoke(
+        app,
+        [
+            "search",
+            "--dataset",
+            "demo",
+            "--text",
+            "a man wearing a bow tie",
+            "--k",
+            "3",
+            "--uri",
+            uri,
+            "--device",
+            "cpu",
+        ],
+        env={"COLUMNS": "250"},
+    )
     assert text.exit_code == 0 and "phone_call" in text.output
     missing = runner.invoke(app, ["similar", "hurdles", "--dataset", "demo", "--uri", uri, "--device", "cpu"])
     assert missing.exit_code == 2 and "no class 'hurdles'" in missing.output
@@ -130,10 +178,30 @@ def test_audit_command_prints_the_summary_and_writes_the_reports(demo, tmp_path)
     _, _, manifest, _, uri = demo
     config = tmp_path / "audit.toml"
     config.write_text("[thresholds]\nduplicate_similarity = 0.99\n")
-    result = CliRunner().invoke(app, ["audit", str(manifest), "--dataset", "demo", "--model", "effnet-lite0", "--uri", uri,
-                                      "--out", str(tmp_path / "out"), "--config", str(config), "--device", "cpu"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            str(manifest),
+            "--dataset",
+            "demo",
+            "--model",
+            "effnet-lite0",
+            "--uri",
+            uri,
+            "--out",
+            str(tmp_path / "out"),
+            "--config",
+            str(config),
+            "--device",
+            "cpu",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
-    assert "likely_mislabel" in result.output and "temporal_looseness" in result.output and "report.html" in result.output
+    assert (
+        "likely_mislabel" in result.output and "temporal_looseness" in result.output and "report.html" in result.output
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["thresholds"]["duplicate_similarity"] == 0.99
     bad = CliRunner().invoke(app, ["audit", str(manifest), "--uri", uri, "--config", str(tmp_path / "missing.toml")])

@@ -10,24 +10,53 @@ from auditor.checks import REGISTRY, CheckResult, build_checks, register, run_ch
 from auditor.config import AuditConfig, load_config
 from auditor.context import AuditContext
 from auditor.knn import knn
-from indexer import schema as S
+from taxonomy_core import schema as S
 
-KINDS = {"invalid_annotation", "unreadable_video", "too_few_examples", "class_imbalance", "likely_mislabel", "outlier",
-         "near_duplicate", "split_leak", "temporal_looseness", "spatial_looseness", "low_diversity", "split_candidate",
-         "confusable_classes", "search_inconsistency", "shortcut_risk"}
+KINDS = {
+    "invalid_annotation",
+    "unreadable_video",
+    "too_few_examples",
+    "class_imbalance",
+    "likely_mislabel",
+    "outlier",
+    "near_duplicate",
+    "split_leak",
+    "temporal_looseness",
+    "spatial_looseness",
+    "low_diversity",
+    "split_candidate",
+    "confusable_classes",
+    "search_inconsistency",
+    "shortcut_risk",
+}
 
 
-def make_context(per_class=20, classes=("hurdles", "high_jump", "pole_vault"), dim=32, noise=0.35, seed=0, **columns) -> AuditContext:
+def make_context(
+    per_class=20, classes=("hurdles", "high_jump", "pole_vault"), dim=32, noise=0.35, seed=0, **columns
+) -> AuditContext:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(classes), dim))
     labels = np.repeat(classes, per_class)
     vectors = centres[np.repeat(np.arange(len(classes)), per_class)] + noise * rng.normal(size=(len(labels), dim))
     n = len(labels)
-    clips = pd.DataFrame({
-        S.CLIP_ID: [f"c{i}" for i in range(n)], S.ROW: np.arange(n), S.VIDEO: [f"/data/v{i}.mp4" for i in range(n)],
-        S.START: 0.0, S.END: 2.0, S.LABEL: labels, S.SPLIT: "train", S.DURATION: 10.0, S.FPS: 25.0,
-        S.WIDTH: 640, S.HEIGHT: 360, S.CODEC: "h264", S.BRIGHTNESS: rng.uniform(80, 120, n), S.EXTRA: [{}] * n,
-    })
+    clips = pd.DataFrame(
+        {
+            S.CLIP_ID: [f"c{i}" for i in range(n)],
+            S.ROW: np.arange(n),
+            S.VIDEO: [f"/data/v{i}.mp4" for i in range(n)],
+            S.START: 0.0,
+            S.END: 2.0,
+            S.LABEL: labels,
+            S.SPLIT: "train",
+            S.DURATION: 10.0,
+            S.FPS: 25.0,
+            S.WIDTH: 640,
+            S.HEIGHT: 360,
+            S.CODEC: "h264",
+            S.BRIGHTNESS: rng.uniform(80, 120, n),
+            S.EXTRA: [{}] * n,
+        }
+    )
     for name, values in columns.items():
         clips[name] = values
     return AuditContext(clips, vectors, config=AuditConfig(seed=0))
@@ -113,7 +142,11 @@ def test_duplicates_within_and_across_splits_and_videos_in_two_splits():
     clips.loc[11, S.SPLIT] = "val"
     [result] = run_checks(AuditContext(clips, vectors, config=ctx.config), build_checks(["duplicates"]))
     by_kind = {(f.kind, f.rows) for f in result.findings}
-    assert ("near_duplicate", (0, 1)) in by_kind and ("split_leak", (2, 3)) in by_kind and ("split_leak", (10, 11)) in by_kind
+    assert (
+        ("near_duplicate", (0, 1)) in by_kind
+        and ("split_leak", (2, 3)) in by_kind
+        and ("split_leak", (10, 11)) in by_kind
+    )
     leak = next(f for f in result.findings if f.rows == (2, 3))
     assert leak.severity == "error" and leak.suggestion == {"drop": 3, "keep": 2}
 
@@ -156,7 +189,9 @@ def test_search_consistency_without_a_store_or_text():
 
 def test_config_file_overrides_and_rejects_unknown_keys(tmp_path):
     path = tmp_path / "audit.toml"
-    path.write_text('[thresholds]\nduplicate_similarity = 0.9\n\n[prompts]\nhurdles = ["athlete jumping over hurdles"]\n')
+    path.write_text(
+        '[thresholds]\nduplicate_similarity = 0.9\n\n[prompts]\nhurdles = ["athlete jumping over hurdles"]\n'
+    )
     config = load_config(path)
     assert config.duplicate_similarity == 0.9 and config.prompts == {"hurdles": ["athlete jumping over hurdles"]}
     path.write_text("[thresholds]\nduplicate_similarty = 0.9\n")

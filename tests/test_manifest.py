@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from indexer.manifest import ManifestError, ReadOptions, detect_format, read_manifest
-from indexer.schema import clip_id_for
+from taxonomy_core.formats import ManifestError, ReadOptions, detect_format, read_manifest
+from taxonomy_core.schema import clip_id_for
 from tests.conftest import write_csv
 
 
@@ -35,7 +35,11 @@ def test_generic_csv_paths_times_and_metadata(tmp_path):
 
 def test_jsonl_with_a_broken_line(tmp_path):
     path = tmp_path / "m.jsonl"
-    lines = [json.dumps({"video": "a.mp4", "start": 0, "end": 2, "label": "x"}), "{not json", json.dumps({"video": "b.mp4", "label": "y", "split": "val"})]
+    lines = [
+        json.dumps({"video": "a.mp4", "start": 0, "end": 2, "label": "x"}),
+        "{not json",
+        json.dumps({"video": "b.mp4", "label": "y", "split": "val"}),
+    ]
     path.write_text("\n".join(lines) + "\n")
     manifest = read_manifest(path)
     assert [c.row for c in manifest.clips] == [0, 2]
@@ -44,7 +48,9 @@ def test_jsonl_with_a_broken_line(tmp_path):
 
 def test_parquet(tmp_path):
     path = tmp_path / "m.parquet"
-    pd.DataFrame({"video": ["a.mp4", "b.mp4"], "start": [0.0, 1.0], "end": [2.0, None], "label": ["x", "y"], "fold": [1, 2]}).to_parquet(path)
+    pd.DataFrame(
+        {"video": ["a.mp4", "b.mp4"], "start": [0.0, 1.0], "end": [2.0, None], "label": ["x", "y"], "fold": [1, 2]}
+    ).to_parquet(path)
     manifest = read_manifest(path)
     assert manifest.format == "parquet"
     assert [(c.start, c.end, c.extra["fold"]) for c in manifest.clips] == [(0.0, 2.0, 1), (1.0, None, 2)]
@@ -67,7 +73,11 @@ def test_automl_csv(tmp_path):
     manifest = read_manifest(path, options=ReadOptions(video_root=tmp_path / "local"))
     assert manifest.format == "automl"
     a, b, c, d = manifest.clips
-    assert a.video == str((tmp_path / "local/videos/a.mp4").resolve()) and a.split == "train" and (a.start, a.end) == (0, 5.5)
+    assert (
+        a.video == str((tmp_path / "local/videos/a.mp4").resolve())
+        and a.split == "train"
+        and (a.start, a.end) == (0, 5.5)
+    )
     assert b.split == "test" and b.end is None and b.extra["ml_use"] == "TEST"
     assert c.split is None and (c.start, c.end) == (None, None)
     assert d.video == str((tmp_path / "local/videos/d.mp4").resolve()) and (d.start, d.end) == (None, None)
@@ -82,7 +92,10 @@ def test_kinetics_trimmed_and_full_videos(tmp_path):
     assert trimmed.format == "kinetics"
     assert clip.video == str(tmp_path / "0347ZoDXyP0_000014_000024.mp4") and (clip.start, clip.end) == (None, None)
     full = read_manifest(path, options=ReadOptions(video_root=tmp_path, pattern="{split}/{youtube_id}.mkv"))
-    assert full.clips[0].video == str(tmp_path / "train/0347ZoDXyP0.mkv") and (full.clips[0].start, full.clips[0].end) == (14, 24)
+    assert full.clips[0].video == str(tmp_path / "train/0347ZoDXyP0.mkv") and (
+        full.clips[0].start,
+        full.clips[0].end,
+    ) == (14, 24)
     broken = read_manifest(path, options=ReadOptions(video_root=tmp_path, pattern="{nope}.mp4"))
     assert broken.findings[0].rows == (0,) and "pattern" in broken.findings[0].message
 
@@ -94,7 +107,12 @@ def test_folder_per_class_with_and_without_splits(tmp_path):
             (tmp_path / "flat" / label / name).write_bytes(b"")
     manifest = read_manifest(tmp_path / "flat")
     assert manifest.format == "folder"
-    assert [(c.row, c.label, Path(c.video).name) for c in manifest.clips] == [(0, "jump", "a.avi"), (1, "jump", "b.mp4"), (2, "run", "a.avi"), (3, "run", "b.mp4")]
+    assert [(c.row, c.label, Path(c.video).name) for c in manifest.clips] == [
+        (0, "jump", "a.avi"),
+        (1, "jump", "b.mp4"),
+        (2, "run", "a.avi"),
+        (3, "run", "b.mp4"),
+    ]
     for split in ("train", "test"):
         (tmp_path / "split" / split / "jump").mkdir(parents=True)
         (tmp_path / "split" / split / "jump" / "x.mp4").write_bytes(b"")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer import schema as S
 from indexer.pipeline import IndexConfig, run_indexing
-from indexer.store import VectorStore
 from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
+from taxonomy_core import schema as S
+from taxonomy_core.store import VectorStore
 from tests.conftest import write_csv
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
@@ -57,7 +57,9 @@ def test_index_reports_every_row_and_stores_all_parts(corpus, milvus_uri, effnet
     assert report.indexed == 6 and report.already_present == 0
     assert {f.row: f.kind for f in report.failed} == {6: "unreadable_video", 7: "invalid_annotation"}
     assert "beyond the duration" in next(f.reason for f in report.failed if f.row == 7)
-    clips, (timeline, crops) = stored(milvus_uri, [S.ROW, S.LABEL, S.SPLIT, S.START, S.END, S.DURATION, S.WIDTH, S.TEXT_VECTOR, S.THUMBNAIL])
+    clips, (timeline, crops) = stored(
+        milvus_uri, [S.ROW, S.LABEL, S.SPLIT, S.START, S.END, S.DURATION, S.WIDTH, S.TEXT_VECTOR, S.THUMBNAIL]
+    )
     assert sorted(c[S.ROW] for c in clips.values()) == [0, 1, 2, 3, 4, 5]
     whole_tail = next(c for c in clips.values() if c[S.ROW] == 5)
     assert whole_tail[S.END] == pytest.approx(4.0, abs=0.05) and whole_tail[S.WIDTH] == 176
@@ -85,7 +87,9 @@ def test_interrupted_job_resumes_without_duplicates_or_loss(corpus, milvus_uri, 
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        run_indexing(manifest, config(milvus_uri, workers=0, clips_per_write=2), embedder=effnet, progress=stop_after_first_batch)
+        run_indexing(
+            manifest, config(milvus_uri, workers=0, clips_per_write=2), embedder=effnet, progress=stop_after_first_batch
+        )
     partial, _ = stored(milvus_uri, [S.ROW])
     assert 0 < len(partial) < 6
     report = run_indexing(manifest, config(milvus_uri, workers=1), embedder=effnet)
@@ -120,7 +124,9 @@ def test_relabel_updates_fields_without_reembedding(corpus, milvus_uri, effnet, 
         r["video"] = str((manifest.parent / r["video"]).resolve())
     counting = CountingEmbedder(effnet)
     report = run_indexing(write_csv(tmp_path / "edited.csv", edited), config(milvus_uri, workers=0), embedder=counting)
-    assert counting.images == 0 and report.indexed == 0 and report.already_present == 6 and report.relabelled == 5  # row 5 kept its place
+    assert (
+        counting.images == 0 and report.indexed == 0 and report.already_present == 6 and report.relabelled == 5
+    )  # row 5 kept its place
     after, _ = stored(milvus_uri, [S.ROW, S.LABEL, S.SPLIT, S.VECTOR])
     assert {c[S.LABEL] for c in after.values()} == {"box", "square", "street", "phone"}
     for clip_id, row in after.items():
@@ -168,7 +174,9 @@ def test_killed_process_resumes_without_duplicates_or_loss(corpus, milvus_uri, e
     import sys
 
     manifest, _ = corpus
-    killed = subprocess.run([sys.executable, "-c", KILLED_JOB, str(manifest), milvus_uri], capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_JOB, str(manifest), milvus_uri], capture_output=True, text=True, timeout=600
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     report = run_indexing(manifest, config(milvus_uri, workers=0), embedder=effnet)
     assert report.indexed + report.already_present == 6 and report.indexed < 6

@@ -8,17 +8,32 @@ import time
 
 import pytest
 
-from indexer import schema as S
-from indexer.store import DatasetLayout, StoreError, VectorStore, filter_eq, filter_in
+from taxonomy_core import schema as S
+from taxonomy_core.store import DatasetLayout, StoreError, VectorStore, filter_eq, filter_in
 
 LAYOUT = DatasetLayout(dataset="sports", model_id="toy", dim=4, text_dim=3, text_space="semantic")
 
 
 def clip_row(clip_id: str, label: str, vector=(1.0, 0.0, 0.0, 0.0)) -> dict:
     return {
-        S.CLIP_ID: clip_id, S.ROW: 0, S.VIDEO: "v.mp4", S.START: 0.0, S.END: 1.0, S.LABEL: label, S.SPLIT: "train",
-        S.MODEL_ID: "toy", S.DURATION: 1.0, S.FPS: 25.0, S.WIDTH: 64, S.HEIGHT: 48, S.CODEC: "h264", S.BRIGHTNESS: 90.0, S.EXTRA: {},
-        S.THUMBNAIL: "", S.VECTOR: list(vector), S.TEXT_VECTOR: [1.0, 0.0, 0.0],
+        S.CLIP_ID: clip_id,
+        S.ROW: 0,
+        S.VIDEO: "v.mp4",
+        S.START: 0.0,
+        S.END: 1.0,
+        S.LABEL: label,
+        S.SPLIT: "train",
+        S.MODEL_ID: "toy",
+        S.DURATION: 1.0,
+        S.FPS: 25.0,
+        S.WIDTH: 64,
+        S.HEIGHT: 48,
+        S.CODEC: "h264",
+        S.BRIGHTNESS: 90.0,
+        S.EXTRA: {},
+        S.THUMBNAIL: "",
+        S.VECTOR: list(vector),
+        S.TEXT_VECTOR: [1.0, 0.0, 0.0],
     }
 
 
@@ -81,8 +96,13 @@ def test_unreachable_server_names_the_uri_and_the_fix():
 
 def test_lite_file_held_by_another_process(milvus_uri):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pymilvus import MilvusClient; import time; c = MilvusClient({milvus_uri!r}); print('ready', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from pymilvus import MilvusClient; import time; c = MilvusClient({milvus_uri!r}); print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -97,7 +117,7 @@ def test_lite_file_held_by_another_process(milvus_uri):
 
 def test_closing_gives_the_lite_file_back_to_other_processes(milvus_uri):
     first, second = VectorStore.open(milvus_uri), VectorStore.open(milvus_uri)
-    probe = f"from indexer.store import VectorStore\nVectorStore.open({milvus_uri!r}).close()"
+    probe = f"from taxonomy_core.store import VectorStore\nVectorStore.open({milvus_uri!r}).close()"
     first.close()
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0  # `second` still holds it
     second.close()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from indexer.manifest import read_manifest
 from indexer.validation import ValidationConfig, validate
+from taxonomy_core.formats import read_manifest
 from tests.conftest import write_csv
 
 
@@ -34,7 +34,12 @@ def test_bad_rows_are_excluded_with_reasons(tmp_path):
 
 
 def test_label_hygiene_warnings_keep_rows(tmp_path):
-    rows = balanced() + [{"video": "c.mp4", "label": " a"}, {"video": "d.mp4", "label": "b,c"}, {"video": "e.mp4", "label": "A"}, {"video": "f.mp4", "label": "a", "split": "training-set"}]
+    rows = balanced() + [
+        {"video": "c.mp4", "label": " a"},
+        {"video": "d.mp4", "label": "b,c"},
+        {"video": "e.mp4", "label": "A"},
+        {"video": "f.mp4", "label": "a", "split": "training-set"},
+    ]
     result = run(tmp_path, rows)
     assert not result.excluded
     spaces = find(result, "invalid_annotation", "surrounding spaces")[0]
@@ -60,7 +65,11 @@ def test_duplicate_and_conflicting_rows(tmp_path):
 
 
 def test_class_size_rules(tmp_path):
-    rows = [{"video": f"a{i}.mp4", "label": "a"} for i in range(300)] + [{"video": f"b{i}.mp4", "label": "b"} for i in range(20)] + [{"video": f"c{i}.mp4", "label": "c"} for i in range(2)]
+    rows = (
+        [{"video": f"a{i}.mp4", "label": "a"} for i in range(300)]
+        + [{"video": f"b{i}.mp4", "label": "b"} for i in range(20)]
+        + [{"video": f"c{i}.mp4", "label": "c"} for i in range(2)]
+    )
     result = run(tmp_path, rows)
     few = {f.labels[0]: f for f in result.findings if f.kind == "too_few_examples"}
     assert few["c"].severity == "error" and few["c"].rows == (320, 321)
@@ -72,7 +81,9 @@ def test_class_size_rules(tmp_path):
 
 
 def test_moderate_imbalance_is_a_warning_and_one_class_is_an_error(tmp_path):
-    rows = [{"video": f"a{i}.mp4", "label": "a"} for i in range(120)] + [{"video": f"b{i}.mp4", "label": "b"} for i in range(10)]
+    rows = [{"video": f"a{i}.mp4", "label": "a"} for i in range(120)] + [
+        {"video": f"b{i}.mp4", "label": "b"} for i in range(10)
+    ]
     assert [f.severity for f in run(tmp_path, rows).findings if f.kind == "class_imbalance"] == ["warning"]
     single = run(tmp_path, [{"video": f"a{i}.mp4", "label": "a"} for i in range(12)])
     assert find(single, "too_few_examples", "at least 2")[0].severity == "error"

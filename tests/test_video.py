@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from indexer import video as video_module
-from indexer.schema import ClipSpec
 from indexer.synthetic import read_number, write_video
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
+from taxonomy_core.schema import ClipSpec
 
 CFG = SamplingConfig(frames_per_clip=4, timeline_fps=2.0, crop_grid=3)
 
@@ -75,7 +75,9 @@ def test_variable_frame_rate_uses_timestamps(tmp_path):
     assert numbers(clip, clip.frame_idx) == [3, 5, 6, 8]
 
 
-@pytest.mark.parametrize("codec,suffix", [("mpeg4", ".avi"), ("libvpx-vp9", ".webm"), ("mjpeg", ".mov"), ("libx264", ".mkv")])
+@pytest.mark.parametrize(
+    "codec,suffix", [("mpeg4", ".avi"), ("libvpx-vp9", ".webm"), ("mjpeg", ".mov"), ("libx264", ".mkv")]
+)
 def test_codecs_and_containers(tmp_path, codec, suffix):
     path = write_video(tmp_path / f"clip{suffix}", 30, fps=10, codec=codec)
     clip = sample(path, [(0.5, 2.5)])[0]

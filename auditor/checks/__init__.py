@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from indexer.findings import Finding
+from taxonomy_core.findings import Finding
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 SETUP = [S.WIDTH, S.HEIGHT, S.FPS, S.CODEC]
 
@@ -25,19 +25,33 @@ class Diversity:
             table = ctx.clips.iloc[members]
             top_video_share = table[S.VIDEO].value_counts(normalize=True).iloc[0]
             setups = table[SETUP].drop_duplicates().shape[0]
-            result.classes[label] = {"diversity": diversity, "source_videos": int(table[S.VIDEO].nunique()), "top_video_share": float(top_video_share)}
+            result.classes[label] = {
+                "diversity": diversity,
+                "source_videos": int(table[S.VIDEO].nunique()),
+                "top_video_share": float(top_video_share),
+            }
             reasons = []
             if n >= 3 and top_video_share >= cfg.single_video_share:
-                reasons.append(f"{top_video_share:.0%} of its clips come from one source video ({table[S.VIDEO].value_counts().index[0]})")
+                reasons.append(
+                    f"{top_video_share:.0%} of its clips come from one source video ({table[S.VIDEO].value_counts().index[0]})"
+                )
             if n >= 3 and diversity is not None and diversity < cfg.low_diversity:
                 reasons.append(f"its clips are nearly identical (mean pairwise cosine distance {diversity:.3f})")
             if n >= 5 and setups == 1 and setups_in_dataset > 1:
-                reasons.append("every clip shares one camera set-up (resolution, frame rate, codec) that other classes do not all share")
+                reasons.append(
+                    "every clip shares one camera set-up (resolution, frame rate, codec) that other classes do not all share"
+                )
             if reasons:
-                result.findings.append(Finding(
-                    "low_diversity", "warning", f"class {label!r}: " + "; ".join(reasons) + ": the model may learn the setting, not the action",
-                    rows=tuple(int(r) for r in table[S.ROW]), labels=(label,), score=round(1 - (diversity or 0.0), 3),
-                ))
+                result.findings.append(
+                    Finding(
+                        "low_diversity",
+                        "warning",
+                        f"class {label!r}: " + "; ".join(reasons) + ": the model may learn the setting, not the action",
+                        rows=tuple(int(r) for r in table[S.ROW]),
+                        labels=(label,),
+                        score=round(1 - (diversity or 0.0), 3),
+                    )
+                )
         return result
 
 

@@ -9,10 +9,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
-
-EVAL_SPLITS = ("test", "testing", "holdout", "val", "valid", "validation", "dev")
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 
 class Duplicates:
@@ -50,14 +48,18 @@ def _row(ctx, i):
 
 def leak(ctx, i: int, j: int, sim: float) -> Finding:
     a, b = _row(ctx, i), _row(ctx, j)
-    evaluation = b if str(b[S.SPLIT]).lower() in EVAL_SPLITS else a
+    evaluation = b if str(b[S.SPLIT]).lower() in S.EVAL_SPLITS else a
     kept = a if evaluation is b else b
     return Finding(
-        "split_leak", "error",
+        "split_leak",
+        "error",
         f"rows {a[S.ROW]} ({a[S.SPLIT]}) and {b[S.ROW]} ({b[S.SPLIT]}) show the same footage (cosine {sim:.3f}): "
         f"the {evaluation[S.SPLIT]} copy inflates evaluation",
-        rows=(int(a[S.ROW]), int(b[S.ROW])), labels=tuple(sorted({a[S.LABEL], b[S.LABEL]})), videos=(a[S.VIDEO], b[S.VIDEO]),
-        score=round(sim, 4), suggestion={"drop": int(evaluation[S.ROW]), "keep": int(kept[S.ROW])},
+        rows=(int(a[S.ROW]), int(b[S.ROW])),
+        labels=tuple(sorted({a[S.LABEL], b[S.LABEL]})),
+        videos=(a[S.VIDEO], b[S.VIDEO]),
+        score=round(sim, 4),
+        suggestion={"drop": int(evaluation[S.ROW]), "keep": int(kept[S.ROW])},
     )
 
 
@@ -66,10 +68,14 @@ def conflict(ctx, i: int, j: int, sim: float) -> Finding:
     suspect, other = (i, j) if ctx.own_similarity[i] < ctx.own_similarity[j] else (j, i)
     s, o = _row(ctx, suspect), _row(ctx, other)
     return Finding(
-        "likely_mislabel", "warning",
+        "likely_mislabel",
+        "warning",
         f"rows {s[S.ROW]} ({s[S.LABEL]!r}) and {o[S.ROW]} ({o[S.LABEL]!r}) are near-identical (cosine {sim:.3f}) but labelled differently",
-        rows=(int(s[S.ROW]), int(o[S.ROW])), labels=(s[S.LABEL], o[S.LABEL]), videos=(s[S.VIDEO], o[S.VIDEO]),
-        score=round(sim, 4), suggestion={"label": o[S.LABEL], "row": int(s[S.ROW])},
+        rows=(int(s[S.ROW]), int(o[S.ROW])),
+        labels=(s[S.LABEL], o[S.LABEL]),
+        videos=(s[S.VIDEO], o[S.VIDEO]),
+        score=round(sim, 4),
+        suggestion={"label": o[S.LABEL], "row": int(s[S.ROW])},
     )
 
 
@@ -88,13 +94,18 @@ def grouped_duplicates(ctx, pairs: list[tuple[int, int]], all_pairs) -> list[Fin
     for members in groups.values():
         rows = [int(_row(ctx, i)[S.ROW]) for i in members]
         score = max(best.get((i, j), 0.0) for i in members for j in members if i < j)
-        findings.append(Finding(
-            "near_duplicate", "warning",
-            f"rows {rows} ({', '.join(sorted(set(ctx.labels[members])))}) are near-identical (cosine up to {score:.3f}) within one split: "
-            f"keep one unless the repeats are intended",
-            rows=tuple(rows), labels=tuple(sorted(set(ctx.labels[members]))),
-            videos=tuple(sorted(set(ctx.clips[S.VIDEO].iloc[members]))), score=round(score, 4),
-        ))
+        findings.append(
+            Finding(
+                "near_duplicate",
+                "warning",
+                f"rows {rows} ({', '.join(sorted(set(ctx.labels[members])))}) are near-identical (cosine up to {score:.3f}) within one split: "
+                f"keep one unless the repeats are intended",
+                rows=tuple(rows),
+                labels=tuple(sorted(set(ctx.labels[members]))),
+                videos=tuple(sorted(set(ctx.clips[S.VIDEO].iloc[members]))),
+                score=round(score, 4),
+            )
+        )
     return findings
 
 
@@ -106,10 +117,16 @@ def videos_in_several_splits(ctx) -> list[Finding]:
         splits = sorted(set(group[S.SPLIT]))
         if len(splits) > 1:
             majority = group[S.SPLIT].value_counts().index[0]
-            findings.append(Finding(
-                "split_leak", "error",
-                f"{video} has segments in several splits ({', '.join(splits)}): split by source video",
-                rows=tuple(int(r) for r in group[S.ROW]), labels=tuple(sorted(set(group[S.LABEL]))), videos=(video,),
-                score=float(len(group)), suggestion={"split": majority},
-            ))
+            findings.append(
+                Finding(
+                    "split_leak",
+                    "error",
+                    f"{video} has segments in several splits ({', '.join(splits)}): split by source video",
+                    rows=tuple(int(r) for r in group[S.ROW]),
+                    labels=tuple(sorted(set(group[S.LABEL]))),
+                    videos=(video,),
+                    score=float(len(group)),
+                    suggestion={"split": majority},
+                )
+            )
     return findings

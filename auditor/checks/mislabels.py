@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 
 class Mislabels:
@@ -25,7 +25,11 @@ class Mislabels:
         for i in range(len(own)):
             top = int(np.argmax(votes[i]))
             fraction = float(votes[i, top])
-            if top != ctx.codes[i] and fraction >= cfg.mislabel_knn_fraction and sims[i, top] > own[i] + cfg.mislabel_margin:
+            if (
+                top != ctx.codes[i]
+                and fraction >= cfg.mislabel_knn_fraction
+                and sims[i, top] > own[i] + cfg.mislabel_margin
+            ):
                 result.findings.append(mislabel(ctx, i, top, fraction, float(sims[i, top] - own[i])))
             elif z[i] < -cfg.outlier_z and ctx.neighbours[1][i, 0] < np.median(ctx.neighbours[1][:, 0]):
                 result.findings.append(outlier(ctx, i, float(z[i])))
@@ -58,19 +62,27 @@ def mislabel(ctx, i: int, code: int, fraction: float, gain: float) -> Finding:
     clip = ctx.clips.iloc[i]
     label, suggested = clip[S.LABEL], ctx.classes[code]
     return Finding(
-        "likely_mislabel", "warning",
+        "likely_mislabel",
+        "warning",
         f"row {clip[S.ROW]} is labelled {label!r} but {fraction:.0%} of its neighbours are {suggested!r} "
         f"and it is closer to that class's centroid (+{gain:.3f})",
-        rows=(int(clip[S.ROW]),), labels=(label, suggested), videos=(clip[S.VIDEO],),
-        score=round(fraction * (1 + gain), 4), suggestion={"label": suggested},
+        rows=(int(clip[S.ROW]),),
+        labels=(label, suggested),
+        videos=(clip[S.VIDEO],),
+        score=round(fraction * (1 + gain), 4),
+        suggestion={"label": suggested},
     )
 
 
 def outlier(ctx, i: int, z: float) -> Finding:
     clip = ctx.clips.iloc[i]
     return Finding(
-        "outlier", "warning",
+        "outlier",
+        "warning",
         f"row {clip[S.ROW]} ({clip[S.LABEL]!r}) is far from its class (robust z {z:.1f}) and from every other: "
         "check the footage and the segment bounds",
-        rows=(int(clip[S.ROW]),), labels=(clip[S.LABEL],), videos=(clip[S.VIDEO],), score=round(-z, 3),
+        rows=(int(clip[S.ROW]),),
+        labels=(clip[S.LABEL],),
+        videos=(clip[S.VIDEO],),
+        score=round(-z, 3),
     )

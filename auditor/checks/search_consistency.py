@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditor.checks import CheckResult
 from auditor.search import class_consistency
-from indexer.findings import Finding
+from taxonomy_core.findings import Finding
 
 
 class SearchConsistency:
@@ -25,7 +25,9 @@ class SearchConsistency:
             }
             problems = []
             if c.text_precision is not None and c.text_precision < cfg.search_min_precision:
-                problems.append(f"a text search for {ctx.prompts(label)[0]!r} returns {c.text_precision:.0%} {label!r} clips in its top {c.k}")
+                problems.append(
+                    f"a text search for {ctx.prompts(label)[0]!r} returns {c.text_precision:.0%} {label!r} clips in its top {c.k}"
+                )
             if c.example_precision < cfg.search_min_precision:
                 problems.append(f"its clips' nearest neighbours are only {c.example_precision:.0%} {label!r}")
             if c.pulled:
@@ -33,9 +35,14 @@ class SearchConsistency:
                 problems.append(f"{len(c.pulled)} example(s) retrieve mostly other classes: rows {rows}")
             minor = problems and len(problems) == 1 and c.pulled and len(c.pulled) <= 0.2 * len(ctx.members(label))
             if problems and not minor:  # a few stray clips are the mislabel check's business
-                result.findings.append(Finding(
-                    "search_inconsistency", "warning", f"class {label!r}: " + "; ".join(problems),
-                    rows=tuple(p["row"] for p in c.pulled), labels=(label,),
-                    score=round(1 - c.example_precision, 3),
-                ))
+                result.findings.append(
+                    Finding(
+                        "search_inconsistency",
+                        "warning",
+                        f"class {label!r}: " + "; ".join(problems),
+                        rows=tuple(p["row"] for p in c.pulled),
+                        labels=(label,),
+                        score=round(1 - c.example_precision, 3),
+                    )
+                )
         return result

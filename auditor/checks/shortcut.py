@@ -11,8 +11,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 
 class ShortcutRisk:
@@ -33,33 +33,43 @@ class ShortcutRisk:
         accuracy = {name: _accuracy(features[[name]], y, cv, cfg.seed) for name in features.columns}
         combined = _accuracy(features, y, cv, cfg.seed, depth=6)
         result.classes = {}
-        informative = sorted((n for n, a in accuracy.items() if a >= chance + cfg.shortcut_lift / 2), key=lambda n: -accuracy[n])
+        informative = sorted(
+            (n for n, a in accuracy.items() if a >= chance + cfg.shortcut_lift / 2), key=lambda n: -accuracy[n]
+        )
         if combined >= chance + cfg.shortcut_lift:
             detail = ", ".join(f"{n} alone {accuracy[n]:.0%}" for n in informative) or "only in combination"
-            result.findings.append(Finding(
-                "shortcut_risk", "warning",
-                f"the label is predictable from metadata alone: {combined:.0%} accuracy vs {chance:.0%} by chance ({detail}); "
-                "a model can learn these hints instead of the action: balance sources and formats across classes",
-                labels=tuple(ctx.classes), score=round(combined - chance, 3),
-                suggestion={"features": informative},
-            ))
+            result.findings.append(
+                Finding(
+                    "shortcut_risk",
+                    "warning",
+                    f"the label is predictable from metadata alone: {combined:.0%} accuracy vs {chance:.0%} by chance ({detail}); "
+                    "a model can learn these hints instead of the action: balance sources and formats across classes",
+                    labels=tuple(ctx.classes),
+                    score=round(combined - chance, 3),
+                    suggestion={"features": informative},
+                )
+            )
         return result
 
 
 def metadata_features(clips: pd.DataFrame) -> pd.DataFrame:
     source = clips[S.VIDEO].map(lambda v: str(PurePosixPath(v).parent))
-    return pd.DataFrame({
-        "resolution": clips[S.WIDTH] * 10_000 + clips[S.HEIGHT],
-        "fps": clips[S.FPS].round(2),
-        "segment_length": (clips[S.END] - clips[S.START]).round(2),
-        "video_duration": clips[S.DURATION].round(1),
-        "codec": pd.factorize(clips[S.CODEC])[0],
-        "source_folder": pd.factorize(source)[0],
-        "brightness": clips[S.BRIGHTNESS].round(0),
-    }).fillna(-1)
+    return pd.DataFrame(
+        {
+            "resolution": clips[S.WIDTH] * 10_000 + clips[S.HEIGHT],
+            "fps": clips[S.FPS].round(2),
+            "segment_length": (clips[S.END] - clips[S.START]).round(2),
+            "video_duration": clips[S.DURATION].round(1),
+            "codec": pd.factorize(clips[S.CODEC])[0],
+            "source_folder": pd.factorize(source)[0],
+            "brightness": clips[S.BRIGHTNESS].round(0),
+        }
+    ).fillna(-1)
 
 
 def _accuracy(x: pd.DataFrame, y: np.ndarray, cv, seed: int, depth: int = 3) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(cross_val_score(DecisionTreeClassifier(max_depth=depth, random_state=seed), x.to_numpy(), y, cv=cv).mean())
+        return float(
+            cross_val_score(DecisionTreeClassifier(max_depth=depth, random_state=seed), x.to_numpy(), y, cv=cv).mean()
+        )

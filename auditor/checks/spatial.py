@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 
 class SpatialTightness:
@@ -32,10 +32,16 @@ class SpatialTightness:
         gain = float(scores[best]) - full
         result.clips[i] = {"best_box": box, "crop_gain": round(gain, 4)}
         if gain >= ctx.config.spatial_gain:
-            result.findings.append(Finding(
-                "spatial_looseness", "warning",
-                f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the crop {box} matches the class much better than the whole frame "
-                f"({scores[best]:.2f} vs {full:.2f}): the subject is small or off-centre",
-                rows=(int(clip[S.ROW]),), labels=(clip[S.LABEL],), videos=(clip[S.VIDEO],),
-                score=round(gain, 4), suggestion={"box": box},
-            ))
+            result.findings.append(
+                Finding(
+                    "spatial_looseness",
+                    "warning",
+                    f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the crop {box} matches the class much better than the whole frame "
+                    f"({scores[best]:.2f} vs {full:.2f}): the subject is small or off-centre",
+                    rows=(int(clip[S.ROW]),),
+                    labels=(clip[S.LABEL],),
+                    videos=(clip[S.VIDEO],),
+                    score=round(gain, 4),
+                    suggestion={"box": box},
+                )
+            )

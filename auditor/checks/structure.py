@@ -8,8 +8,8 @@ from sklearn.metrics import silhouette_score
 
 from auditor.checks import CheckResult
 from auditor.projection import cluster, project
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 
 class Structure:
@@ -48,10 +48,14 @@ def split_candidate(ctx, label: str, members: np.ndarray, cfg) -> Finding | None
     rows = ctx.clips[S.ROW].to_numpy()[members]
     groups = [sorted(int(r) for r in rows[parts == p]) for p in (0, 1)]
     return Finding(
-        "split_candidate", "info",
+        "split_candidate",
+        "info",
         f"class {label!r} falls into two distinct groups ({len(groups[0])} and {len(groups[1])} clips, silhouette {score:.2f}): "
         "consider two classes, or check that both are what the label means",
-        rows=tuple(sorted(int(r) for r in rows)), labels=(label,), score=round(score, 3), suggestion={"groups": groups},
+        rows=tuple(sorted(int(r) for r in rows)),
+        labels=(label,),
+        score=round(score, 3),
+        suggestion={"groups": groups},
     )
 
 
@@ -67,10 +71,15 @@ def confusable_pairs(ctx, cfg) -> list[Finding]:
             ab, ba = share[a, b], share[b, a]
             if max(ab, ba) >= cfg.confusable_fraction and min(ab, ba) >= cfg.confusable_fraction / 2:
                 la, lb = ctx.classes[a], ctx.classes[b]
-                findings.append(Finding(
-                    "confusable_classes", "warning",
-                    f"{la!r} and {lb!r} are mixed: {ab:.0%} of {la!r} neighbours are {lb!r} and {ba:.0%} the other way: "
-                    "merge them, or sharpen the definitions and relabel",
-                    labels=(la, lb), score=round((ab + ba) / 2, 3), suggestion={"merge": [la, lb]},
-                ))
+                findings.append(
+                    Finding(
+                        "confusable_classes",
+                        "warning",
+                        f"{la!r} and {lb!r} are mixed: {ab:.0%} of {la!r} neighbours are {lb!r} and {ba:.0%} the other way: "
+                        "merge them, or sharpen the definitions and relabel",
+                        labels=(la, lb),
+                        score=round((ab + ba) / 2, 3),
+                        suggestion={"merge": [la, lb]},
+                    )
+                )
     return findings

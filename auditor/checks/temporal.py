@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.checks import CheckResult
-from indexer import schema as S
-from indexer.findings import Finding
+from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 
 class TemporalTightness:
@@ -33,8 +33,11 @@ class TemporalTightness:
         core = (clip[S.START] + first * step, clip[S.START] + (last + 1) * step)
         cuts = shot_cuts(steps, timeline["where"], cfg.shot_cut_similarity)
         result.clips[i] = {
-            "timeline": {"times": timeline["where"].round(3).tolist(), "similarity": visual.round(4).tolist(),
-                         "text_similarity": textual.round(4).tolist() if textual is not None else None},
+            "timeline": {
+                "times": timeline["where"].round(3).tolist(),
+                "similarity": visual.round(4).tolist(),
+                "text_similarity": textual.round(4).tolist() if textual is not None else None,
+            },
             "core": [round(core[0], 2), round(core[1], 2)],
             "shot_cuts": cuts,
         }
@@ -42,14 +45,19 @@ class TemporalTightness:
         loose = length - (core[1] - core[0])
         if (core[1] - core[0]) < cfg.temporal_core_ratio * length and loose >= cfg.temporal_min_loose_s:
             cut_note = f"; shot cut(s) at {', '.join(f'{c:.1f}s' for c in cuts)}" if cuts else ""
-            result.findings.append(Finding(
-                "temporal_looseness", "warning",
-                f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the action fills {core[0]:.1f}-{core[1]:.1f}s of "
-                f"{clip[S.START]:.1f}-{clip[S.END]:.1f}s; {loose:.1f}s look like something else{cut_note}",
-                rows=(int(clip[S.ROW]),), labels=(clip[S.LABEL],), videos=(clip[S.VIDEO],),
-                score=round(1 - (core[1] - core[0]) / length, 3),
-                suggestion={"start": round(core[0], 2), "end": round(core[1], 2)},
-            ))
+            result.findings.append(
+                Finding(
+                    "temporal_looseness",
+                    "warning",
+                    f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the action fills {core[0]:.1f}-{core[1]:.1f}s of "
+                    f"{clip[S.START]:.1f}-{clip[S.END]:.1f}s; {loose:.1f}s look like something else{cut_note}",
+                    rows=(int(clip[S.ROW]),),
+                    labels=(clip[S.LABEL],),
+                    videos=(clip[S.VIDEO],),
+                    score=round(1 - (core[1] - core[0]) / length, 3),
+                    suggestion={"start": round(core[0], 2), "end": round(core[1], 2)},
+                )
+            )
 
 
 def core_span(scores: np.ndarray, drop: float) -> tuple[int, int]:

@@ -77,7 +77,9 @@ def probe_scores(ctx, folds: int, seed: int) -> tuple[dict[str, float], dict[str
     probe = LogisticRegression(C=10.0, max_iter=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        predicted = cross_val_predict(probe, ctx.vectors[idx], y, cv=StratifiedKFold(n_splits, shuffle=True, random_state=seed))
+        predicted = cross_val_predict(
+            probe, ctx.vectors[idx], y, cv=StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+        )
     labels = sorted(set(y))
     scores = f1_score(y, predicted, labels=labels, average=None, zero_division=0)
     confused = {}
@@ -99,7 +101,9 @@ def grade(m: dict) -> tuple[str, list[str]]:
     if m["knn_agreement"] < 0.7:
         reasons.append(f"only {m['knn_agreement']:.0%} of nearest neighbours share the label")
     if m["margin"] is not None and m["margin"] < 0.02:
-        reasons.append(f"clips sit about as close to {m['nearest_class']!r} as to their own centroid (margin {m['margin']:.3f})")
+        reasons.append(
+            f"clips sit about as close to {m['nearest_class']!r} as to their own centroid (margin {m['margin']:.3f})"
+        )
     if m["tier"] == "tail":
         reasons.append(f"a tail class: {m['count']} examples")
     if letter in "CD" and m["count"] < 10:

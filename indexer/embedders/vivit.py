@@ -22,7 +22,9 @@ class VivitEmbedder(FrameEmbedder):
         from transformers import VivitModel
 
         if not arg:
-            raise EmbedderUnavailable("vivit needs a Hugging Face name or local path, e.g. vivit:google/vivit-b-16x2-kinetics400")
+            raise EmbedderUnavailable(
+                "vivit needs a Hugging Face name or local path, e.g. vivit:google/vivit-b-16x2-kinetics400"
+            )
         self.device = resolve_device(device)
         self.batch_size = batch_size or default_batch_size(self.device)
         self.model_id = f"vivit:{arg}"
@@ -73,7 +75,9 @@ class VivitEmbedder(FrameEmbedder):
         return unit(np.concatenate(out))
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        raise EmbedderUnavailable(f"{self.model_id} has no text tower: text search needs a clip: model or {OFFLINE_MODEL}")
+        raise EmbedderUnavailable(
+            f"{self.model_id} has no text tower: text search needs a clip: model or {OFFLINE_MODEL}"
+        )
 
 
 def _fit_length(frames: np.ndarray, count: int) -> np.ndarray:

@@ -36,6 +36,13 @@ BOX = "box"
 
 SCALAR_FIELDS = (ROW, VIDEO, START, END, LABEL, SPLIT, EXTRA)
 
+# Split names a manifest may use; the evaluation side is what a leak fix drops.
+KNOWN_SPLITS = frozenset(
+    {"train", "training", "val", "valid", "validation", "dev", "test", "testing", "holdout", "unassigned"}
+)
+EVAL_SPLITS = frozenset({"test", "testing", "holdout", "val", "valid", "validation", "dev"})
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
 _SLUG = re.compile(r"[^0-9a-zA-Z]+")
 
 

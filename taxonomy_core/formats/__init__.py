@@ -16,9 +16,8 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
-from indexer.findings import Finding
-from indexer.schema import ClipSpec
-from indexer.video import VIDEO_EXTENSIONS
+from taxonomy_core.findings import Finding
+from taxonomy_core.schema import KNOWN_SPLITS, VIDEO_EXTENSIONS, ClipSpec
 
 GENERIC_COLUMNS = ("video", "start", "end", "label", "split")
 AUTOML_SPLITS = {"TRAINING": "train", "TEST": "test", "VALIDATION": "validation", "UNASSIGNED": None}
@@ -153,7 +152,9 @@ def read_table(path: Path, options: ReadOptions, fmt: str = "csv") -> Manifest:
         frame.columns = [str(c).strip().lower() for c in frame.columns]
         missing = {"video", "label"} - set(frame.columns)
         if missing:
-            raise ManifestError(f"{path} has no {' or '.join(sorted(missing))} column; expected {','.join(GENERIC_COLUMNS)}")
+            raise ManifestError(
+                f"{path} has no {' or '.join(sorted(missing))} column; expected {','.join(GENERIC_COLUMNS)}"
+            )
         records = enumerate(frame.to_dict("records"))
     rows = _Rows(path, fmt)
     for row, record in records:
@@ -172,7 +173,14 @@ def _jsonl_records(path: Path) -> Iterable[tuple[int, dict | str]]:
                 continue
             try:
                 record = json.loads(line)
-                yield row, ({str(k).lower(): v for k, v in record.items()} if isinstance(record, dict) else "not a JSON object")
+                yield (
+                    row,
+                    (
+                        {str(k).lower(): v for k, v in record.items()}
+                        if isinstance(record, dict)
+                        else "not a JSON object"
+                    ),
+                )
             except json.JSONDecodeError as e:
                 yield row, f"invalid JSON ({e})"
             row += 1
@@ -271,8 +279,6 @@ def _kinetics_clip(row: int, record: dict[str, str], root: Path, pattern: str, t
 
 def read_folder(path: Path, options: ReadOptions) -> Manifest:
     """`ROOT/<label>/*.mp4`, or `ROOT/<split>/<label>/*.mp4` when the top folders are split names."""
-    from indexer.validation import KNOWN_SPLITS
-
     subdirs = sorted(p for p in path.iterdir() if p.is_dir())
     by_split = bool(subdirs) and all(p.name.lower() in KNOWN_SPLITS for p in subdirs)
     layout = [(d.name, d) for d in subdirs] if by_split else [(None, path)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from indexer import schema as S
+from taxonomy_core import schema as S
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,13 @@ class VectorStore:
         self._create(layout.clips, self._clip_schema(layout), layout)
         self._create(layout.timeline, self._part_schema(layout, S.TIME, DataType.DOUBLE), layout)
         self._create(layout.crops, self._part_schema(layout, S.BOX, DataType.JSON), layout)
-        record = {"name": layout.clips, "dataset": layout.dataset, "model_id": layout.model_id, "layout": asdict(layout), "vector": [0.0, 0.0]}
+        record = {
+            "name": layout.clips,
+            "dataset": layout.dataset,
+            "model_id": layout.model_id,
+            "layout": asdict(layout),
+            "vector": [0.0, 0.0],
+        }
         self._call(self.client.upsert, REGISTRY, [record])
 
     def layout(self, dataset: str, model_id: str | None = None) -> DatasetLayout | None:
@@ -180,7 +186,9 @@ class VectorStore:
     def iterate(self, collection: str, fields: list[str], expr: str = "") -> Iterator[dict[str, Any]]:
         """Every row (or those matching `expr`), in pages, without loading a whole collection at once."""
         self._load(collection)
-        iterator = self._call(self.client.query_iterator, collection, batch_size=READ_BATCH, filter=expr, output_fields=fields)
+        iterator = self._call(
+            self.client.query_iterator, collection, batch_size=READ_BATCH, filter=expr, output_fields=fields
+        )
         try:
             while page := self._call(iterator.next):
                 yield from page
@@ -191,16 +199,37 @@ class VectorStore:
         self._load(collection)
         out: list[dict[str, Any]] = []
         for i in range(0, len(clip_ids), READ_BATCH):
-            out += self._call(self.client.query, collection, filter=filter_in(S.CLIP_ID, clip_ids[i : i + READ_BATCH]), output_fields=fields)
+            out += self._call(
+                self.client.query,
+                collection,
+                filter=filter_in(S.CLIP_ID, clip_ids[i : i + READ_BATCH]),
+                output_fields=fields,
+            )
         return out
 
     def count(self, collection: str) -> int:
         self._load(collection)
         return int(self._call(self.client.query, collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
-    def search(self, collection: str, vectors: list[list[float]], field_name: str, limit: int, expr: str = "", fields: list[str] | None = None) -> list[list[dict[str, Any]]]:
+    def search(
+        self,
+        collection: str,
+        vectors: list[list[float]],
+        field_name: str,
+        limit: int,
+        expr: str = "",
+        fields: list[str] | None = None,
+    ) -> list[list[dict[str, Any]]]:
         self._load(collection)
-        return self._call(self.client.search, collection, data=vectors, anns_field=field_name, limit=limit, filter=expr, output_fields=fields or [])
+        return self._call(
+            self.client.search,
+            collection,
+            data=vectors,
+            anns_field=field_name,
+            limit=limit,
+            filter=expr,
+            output_fields=fields or [],
+        )
 
     # --- internals --------------------------------------------------------------------------
 

@@ -26,4 +26,3 @@ class Finding:
         for key in ("rows", "labels", "videos"):
             record[key] = list(record[key])
         return record
-
