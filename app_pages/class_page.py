@@ -25,7 +25,8 @@ for col, key in zip(cols, ["count", "probe_f1", "knn_agreement", "cohesion", "se
     delta = None if value is None or median is None or key == "count" else f"{value - median:+.2f} vs median"
     col.metric(key.replace("_", " "), "–" if value is None else (value if key == "count" else f"{value:.2f}"), delta)
 st.caption(
-    f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}** (separation {metrics.get('separation') or 0:.2f}) · "
+    f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}** (separation "
+    f"{metrics.get('separation') or 0:.2f}) · "
     f"{metrics.get('source_videos', '?')} source videos · HDBSCAN clusters {metrics.get('clusters')}"
 )
 

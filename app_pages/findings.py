@@ -15,7 +15,7 @@ findings = report["findings"]
 c1, c2, c3 = st.columns(3)
 kinds = c1.multiselect("Kind", sorted({f["kind"] for f in findings}), key="finding_kinds")
 severities = c2.multiselect("Severity", ["error", "warning", "info"], key="finding_severities")
-classes = c3.multiselect("Class", sorted({l for f in findings for l in f["labels"]}), key="finding_classes")
+classes = c3.multiselect("Class", sorted({label for f in findings for label in f["labels"]}), key="finding_classes")
 shown = [
     f
     for f in findings

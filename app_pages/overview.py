@@ -10,7 +10,8 @@ report = current_report()
 check_model(report)
 st.title(f"Audit of {report['dataset']}")
 st.caption(
-    f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated {report.get('generated_at', '?')}"
+    f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated "
+    f"{report.get('generated_at', '?')}"
 )
 
 classes = pd.DataFrame(report["classes"])

@@ -1,46 +1,31 @@
 """Search: "are my hurdles visually similar?" Text-to-video and example-to-video side by side, live on Milvus."""
 
-import numpy as np
 import streamlit as st
 
-from app_pages.shared import StoreSession, clip_gallery, current_report
-from auditor.config import AuditConfig
-from auditor.context import AuditContext
-from auditor.knn import knn
-from auditor.search import class_consistency, nearest
+from app_pages.shared import clip_gallery, current_report
+from auditor import service
 from taxonomy_core.store import StoreError
 
 
 @st.cache_resource(show_spinner="Loading the text model…")
 def text_encoder(model_id: str):
-    from indexer.embedders import load_embedder
-
-    return load_embedder(model_id).embed_texts
+    return service.text_encoder(model_id)
 
 
-@st.cache_data(show_spinner="Reading vectors from Milvus…")
-def stored_vectors(uri: str, dataset: str, model: str, report_time: str):
-    with StoreSession(uri) as store:
-        layout = store.layout(dataset, model)
-        if layout is None:
-            return None
-        ctx = AuditContext.from_store(store, layout)
-        neighbours = knn(ctx.vectors, AuditConfig().knn_k)
-        return ctx.clips, ctx.vectors, ctx.text_vectors, layout, neighbours
+@st.cache_resource(show_spinner="Reading vectors from Milvus…", max_entries=4)
+def stored_context(uri: str, dataset: str, model: str, report_time: str):
+    return service.load_context(uri, dataset, model)
 
 
 report = current_report()
 st.title("Are my examples visually similar?")
 uri = st.session_state["uri"]
 try:
-    loaded = stored_vectors(uri, report["dataset"], report["model"], report.get("generated_at", ""))
+    ctx = stored_context(uri, report["dataset"], report["model"], report.get("generated_at", ""))
 except StoreError as e:
     st.error(f"Live search needs Milvus: {e}")
     st.stop()
-if loaded is None:
-    st.error(f"Milvus at `{uri}` has no dataset {report['dataset']!r} embedded with `{report['model']}`.")
-    st.stop()
-clips, vectors, text_vectors, layout, neighbours = loaded
+clips, layout = ctx.clips, ctx.layout
 
 labels = sorted(clips["label"].unique())
 c1, c2, c3 = st.columns([2, 3, 1])
@@ -51,25 +36,15 @@ member_ids = clips.loc[clips["label"] == label, "clip_id"].tolist()
 examples = st.multiselect("Example clips (default: all of the class)", member_ids, key="search_examples")
 
 has_text = layout.text_space is not None
-with StoreSession(uri) as store:
-    ctx = AuditContext(
-        clips,
-        vectors,
-        text_vectors=text_vectors,
-        layout=layout,
-        store=store,
-        text_encoder=text_encoder(layout.model_id) if has_text else None,
-    )
-    ctx.__dict__["neighbours"] = neighbours
-    query = ctx.text_encoder([text])[0] if text and has_text else None
-    seeds = [ctx.position[c] for c in examples] or None
-    result = class_consistency(ctx, label, int(k), query=query, examples=seeds)
-    example_vector = ctx.vectors[seeds].mean(axis=0) if seeds else None
-    example_hits = (
-        [i for i, _ in nearest(ctx, example_vector / np.linalg.norm(example_vector), int(k))]
-        if seeds
-        else result.example_results
-    )
+try:
+    comparison = service.compare_queries(
+        ctx, uri, label, int(k), text=text or None, examples=examples,
+        encoder=text_encoder(layout.model_id) if has_text else None,
+    )  # fmt: skip
+except StoreError as e:
+    st.error(f"Live search needs Milvus: {e}")
+    st.stop()
+result = comparison.consistency
 
 st.subheader(f"{label}: {result.verdict}")
 m = st.columns(4)
@@ -81,8 +56,7 @@ if not has_text:
     st.info(f"`{layout.model_id}` has no text tower: text-to-video search is unavailable for this space.")
 
 by_id = {c["clip_id"]: c for c in report["clips"]}
-text_ids = [clips["clip_id"].iloc[i] for i in result.text_results]
-example_ids = [clips["clip_id"].iloc[i] for i in example_hits]
+text_ids, example_ids = comparison.text_hits, comparison.example_hits
 shared = set(text_ids) & set(example_ids)
 left, right = st.columns(2)
 with left:

@@ -7,16 +7,15 @@ Milvus Lite file only for the moment of each query, so a running job can still t
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import sys
 from pathlib import Path
 
 import streamlit as st
 
+from auditor import service
 from auditor.workspace import find_audits, load_decisions, load_edits, load_report
-from taxonomy_core import schema as S
-from taxonomy_core.store import StoreError, VectorStore, default_uri, is_server
+from taxonomy_core.store import StoreError, default_uri
 
 AUDIT_ENV = "AUDITOR_AUDIT_DIR"
 
@@ -62,7 +61,8 @@ def current_report(stop: bool = True) -> dict | None:
     except (FileNotFoundError, OSError):
         if stop:
             st.info(
-                f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) and pick its folder in the sidebar."
+                f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) "
+                "and pick its folder in the sidebar."
             )
             st.stop()
         return None
@@ -78,59 +78,30 @@ def edits_and_decisions() -> tuple[list, dict]:
     return load_edits(folder), load_decisions(folder)
 
 
-@st.cache_resource
-def server_store(uri: str) -> VectorStore:
-    return VectorStore.open(uri)
-
-
-class StoreSession:
-    """Milvus for one query: a server's client is cached; a Lite file is opened and released at once."""
-
-    def __init__(self, uri: str):
-        self.uri, self.store = uri, None
-
-    def __enter__(self) -> VectorStore:
-        self.lite = not is_server(self.uri)
-        self.store = VectorStore.open(self.uri) if self.lite else server_store(self.uri)
-        return self.store
-
-    def __exit__(self, *exc) -> None:
-        if self.lite and self.store is not None:
-            self.store.close()
-
-
 @st.cache_data(show_spinner=False, max_entries=256)
 def thumbnails(uri: str, dataset: str, model: str, clip_ids: tuple[str, ...]) -> dict[str, bytes]:
     """JPEG bytes per clip id; {} with a warning when Milvus cannot be read right now."""
     try:
-        with StoreSession(uri) as store:
-            layout = store.layout(dataset, model)
-            if layout is None:
-                return {}
-            rows = store.get(layout.clips, list(clip_ids), [S.CLIP_ID, S.THUMBNAIL])
+        return service.thumbnails(uri, dataset, model, list(clip_ids))
     except StoreError as e:
         st.warning(f"Thumbnails unavailable: {e}")
         return {}
-    return {r[S.CLIP_ID]: base64.b64decode(r[S.THUMBNAIL]) for r in rows}
 
 
 def check_model(report: dict) -> None:
     """An audit made with another model than the store's dataset cannot be mixed with it."""
+    uri = st.session_state["uri"]
     try:
-        with StoreSession(st.session_state["uri"]) as store:
-            models = [l.model_id for l in store.layouts() if l.dataset == report["dataset"]]
+        models = service.stored_models(uri, report["dataset"])
     except StoreError as e:
-        st.warning(
-            f"Milvus at `{st.session_state['uri']}` cannot be read now ({str(e).splitlines()[0]}); showing the audit's own data."
-        )
+        st.warning(f"Milvus at `{uri}` cannot be read now ({str(e).splitlines()[0]}); showing the audit's own data.")
         return
     if not models:
-        st.warning(
-            f"Milvus at `{st.session_state['uri']}` has no dataset {report['dataset']!r}: thumbnails and live search are off."
-        )
+        st.warning(f"Milvus at `{uri}` has no dataset {report['dataset']!r}: thumbnails and live search are off.")
     elif report["model"] not in models:
         st.error(
-            f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with {', '.join(models)}: re-run the audit with that model."
+            f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with "
+            f"{', '.join(models)}: re-run the audit with that model."
         )
         st.stop()
 

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.checks import CheckResult, build_checks, run_checks
+from auditor.checks import CheckResult, build_checks, params_of, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.fixed_manifest import EDITS_FILE, Edit, proposed_edits, write_edits, write_fixed_manifest
-from auditor.report import build_report, reconcile, write_html, write_json
+from auditor.fixed_manifest import write_fixed_manifest
+from auditor.reconcile import reconcile
+from auditor.report import build_report, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
-from taxonomy_core import schema as S
-from taxonomy_core.store import StoreError, VectorStore
+from taxonomy_core.edits import EDITS_FILE, Edit, resolve, write_edits
+from taxonomy_core.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def run_audit(
     audit_config: AuditConfig = AuditConfig(),
     out_dir: str | Path = "audit_out",
     *,
-    store: VectorStore | None = None,
+    store: Store | None = None,
     embedder: Embedder | None = None,
     checks: list[str] | None = None,
     index_progress=None,
@@ -47,7 +48,7 @@ def run_audit(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     own_store = store is None
-    store = store or VectorStore.open(index_config.uri, index_config.token)
+    store = store or open_store(index_config.uri, index_config.token)
     try:
         embedder = embedder or load_embedder(index_config.model, index_config.device, index_config.batch_size)
         index = run_indexing(manifest, index_config, store=store, embedder=embedder, progress=index_progress)
@@ -60,7 +61,8 @@ def run_audit(
         wanted = {c.clip_id for c in index.manifest.clips if c.row not in failed}
         encoder = embedder.embed_texts if embedder.text_space else None
         ctx = AuditContext.from_store(store, layout, wanted, config=audit_config, text_encoder=encoder)
-        results = run_checks(ctx, build_checks(checks), check_progress)
+        built = build_checks(checks, audit_config)
+        results = run_checks(ctx, built, check_progress)
         meta = {
             "model": layout.model_id,
             "dataset": layout.dataset,
@@ -71,9 +73,9 @@ def run_audit(
             "rows": index.manifest.row_count,
             "not_indexed": len(index.failed),
         }
-        findings = reconcile([f for r in results for f in r.findings])
-        report = build_report(ctx, results, index.findings + findings, meta)
-        edits = proposed_edits(findings, {f.row: f.reason for f in index.failed})
+        findings, check_edits = reconcile(results)
+        report = build_report(ctx, results, index.findings + findings, meta, params_of(built))
+        edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
         json_path = write_json(report, out_dir / "report.json")
         html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
         manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
@@ -88,6 +90,6 @@ def flagged_thumbnails(ctx, report: dict[str, Any], limit: int = 2000) -> dict[s
     """Thumbnails of the clips that findings name (the report shows those, not all)."""
     by_row = {c["row"]: c["clip_id"] for c in report["clips"]}
     ids = list(dict.fromkeys(by_row[r] for f in report["findings"] for r in f["rows"][:8] if r in by_row))[:limit]
-    if not ids or ctx.store is None:
+    if not ids or not ctx.has_companions:
         return {}
-    return {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in ctx.store.get(ctx.layout.clips, ids, [S.CLIP_ID, S.THUMBNAIL])}
+    return ctx.store.thumbnails(ctx.layout, ids)

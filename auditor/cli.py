@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +10,13 @@ from rich.table import Table
 
 from auditor.config import load_config
 from auditor.report import finding_counts
-from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable, load_embedder
+from auditor.service import dataset_context
+from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable
 from indexer.pipeline import IndexConfig
 from indexer.summary import print_summary
 from taxonomy_core import schema as S
 from taxonomy_core.formats import ManifestError, ReadOptions
-from taxonomy_core.store import StoreError, VectorStore
+from taxonomy_core.store import StoreError
 from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries
 from taxonomy_core.terminal import user_errors as _user_errors
 
@@ -124,7 +124,8 @@ def print_audit(outcome) -> None:
     for check in failed:
         console.print(f"[red]check {check['name']} failed[/red]: {check['error'].splitlines()[0]}")
     console.print(
-        f"report:  {outcome.html_path}\njson:    {outcome.json_path}\nfixed manifest ({len(outcome.edits)} proposed edits): {outcome.manifest_path}"
+        f"report:  {outcome.html_path}\njson:    {outcome.json_path}\nfixed manifest "
+        f"({len(outcome.edits)} proposed edits): {outcome.manifest_path}"
     )
 
 
@@ -134,28 +135,6 @@ def user_errors():
 
 def _num(value) -> str:
     return "–" if value is None else f"{value:.2f}"
-
-
-@contextmanager
-def stored_context(dataset: str, model: str | None, uri: str | None, token: str | None, device: str):
-    """The stored dataset, with the text model loaded only when the layout has a text space.
-
-    The store is closed on the way out, errors included, so a Lite file is free for the next process.
-    """
-    from auditor.context import AuditContext
-
-    store = VectorStore.open(uri, token)
-    try:
-        layout = store.layout(dataset, model)
-        if layout is None:
-            known = ", ".join(f"{l.dataset} ({l.model_id})" for l in store.layouts()) or "none"
-            raise StoreError(
-                f"no dataset {dataset!r}{f' with model {model!r}' if model else ''} at {store.uri}; indexed: {known}"
-            )
-        encoder = load_embedder(layout.model_id, device).embed_texts if layout.text_space else None
-        yield AuditContext.from_store(store, layout, text_encoder=encoder)
-    finally:
-        store.close()
 
 
 @app.command()
@@ -174,7 +153,7 @@ def similar(
     from auditor.search import class_consistency
 
     quiet_libraries()
-    with user_errors(), stored_context(dataset, model, uri, token, device) as ctx:
+    with user_errors(), dataset_context(uri, token, dataset, model, device) as ctx:
         if label not in ctx.classes:
             raise ValueError(f"no class {label!r}; classes: {', '.join(ctx.classes)}")
         query = ctx.text_encoder([text])[0] if text and ctx.text_encoder else None
@@ -217,7 +196,7 @@ def search(
     if (text is None) == (example is None):
         fail("give exactly one of --text or --example")
         raise typer.Exit(2)
-    with user_errors(), stored_context(dataset, model, uri, token, device) as ctx:
+    with user_errors(), dataset_context(uri, token, dataset, model, device) as ctx:
         if text is not None:
             if ctx.text_encoder is None:
                 raise ValueError(f"{ctx.layout.model_id} has no text tower; search by --example instead")
@@ -267,5 +246,6 @@ def demo(
         f"loose in time row {planted.loose_in_time}, loose in space row {planted.loose_in_space}, "
         f"missing file row {planted.missing_file}, bad bounds row {planted.bad_bounds}."
         f"\nOpen the report: {outcome.html_path.resolve()}"
-        f"\nOpen the app (from the repository root): streamlit run app.py -- --audit {outcome.out_dir.resolve()} --uri {uri}"
+        "\nOpen the app (from the repository root): streamlit run app.py -- --audit "
+        f"{outcome.out_dir.resolve()} --uri {uri}"
     )

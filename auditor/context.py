@@ -12,37 +12,19 @@ import pandas as pd
 from auditor.config import AuditConfig
 from auditor.knn import knn
 from taxonomy_core import schema as S
-from taxonomy_core.store import DatasetLayout, VectorStore
+from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
 
-CLIP_COLUMNS = [
-    S.CLIP_ID,
-    S.ROW,
-    S.VIDEO,
-    S.START,
-    S.END,
-    S.LABEL,
-    S.SPLIT,
-    S.DURATION,
-    S.FPS,
-    S.WIDTH,
-    S.HEIGHT,
-    S.CODEC,
-    S.BRIGHTNESS,
-    S.EXTRA,
-]
+__all__ = ["CLIP_COLUMNS", "AuditContext", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 @dataclass
 class AuditContext:
-    """Everything a check reads. Built from Milvus (`from_store`) or from arrays (tests, benchmarks).
+    """Everything a check reads. Built from the store (`from_store`) or from arrays (tests, benchmarks).
 
     `text_vectors` lives in the text-search space when it differs from `vectors` (ConSE);
     `text_encoder` embeds queries into that space (or into `vectors`' space for CLIP).
+    Positions index `clips` and `vectors`; findings name manifest rows (`clips[row]`), results clip ids.
     """
 
     clips: pd.DataFrame
@@ -51,31 +33,40 @@ class AuditContext:
     text_vectors: np.ndarray | None = None
     text_encoder: TextEncoder | None = None
     layout: DatasetLayout | None = None
-    store: VectorStore | None = None
+    store: Store | None = None
 
     def __post_init__(self):
         self.clips = self.clips.reset_index(drop=True)
-        self.vectors = unit_rows(np.asarray(self.vectors, dtype=np.float32))
+        self.vectors = unit_rows(self.vectors)
         if self.text_vectors is not None:
-            self.text_vectors = unit_rows(np.asarray(self.text_vectors, dtype=np.float32))
+            self.text_vectors = unit_rows(self.text_vectors)
 
     @classmethod
     def from_store(
-        cls, store: VectorStore, layout: DatasetLayout, clip_ids: set[str] | None = None, **kwargs
+        cls, store: Store, layout: DatasetLayout, clip_ids: set[str] | None = None, **kwargs
     ) -> AuditContext:
         """Load the clips of one (dataset, model); `clip_ids` keeps only those in the current manifest."""
-        fields_ = CLIP_COLUMNS + [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
-        records = [r for r in store.iterate(layout.clips, fields_) if clip_ids is None or r[S.CLIP_ID] in clip_ids]
-        records.sort(key=lambda r: r[S.ROW])
-        vectors = np.array([r.pop(S.VECTOR) for r in records], dtype=np.float32).reshape(len(records), layout.dim)
-        text = None
-        if layout.text_dim:
-            text = np.array([r.pop(S.TEXT_VECTOR) for r in records], dtype=np.float32).reshape(
-                len(records), layout.text_dim
-            )
-        clips = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
-        clips[S.SPLIT] = clips[S.SPLIT].replace("", None)
-        return cls(clips, vectors, text_vectors=text, layout=layout, store=store, **kwargs)
+        matrix = store.clip_matrix(layout, clip_ids)
+        return cls(matrix.table, matrix.vectors, text_vectors=matrix.text_vectors, layout=layout, store=store, **kwargs)
+
+    # --- identities -----------------------------------------------------------------------
+
+    @cached_property
+    def clip_ids(self) -> np.ndarray:
+        return self.clips[S.CLIP_ID].to_numpy(dtype=object)
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Each position's manifest row (what findings name)."""
+        return self.clips[S.ROW].to_numpy(dtype=np.int64)
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {clip_id: i for i, clip_id in enumerate(self.clip_ids)}
+
+    @property
+    def has_companions(self) -> bool:
+        return self.store is not None and self.layout is not None
 
     # --- labels ---------------------------------------------------------------------------
 
@@ -134,6 +125,15 @@ class AuditContext:
 
     @cached_property
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each clip's k nearest others (positions, cosines), computed once for every check and the map.
+
+        From the store's own index where it declares that faster (a Milvus server), else in memory.
+        """
+        if self.has_companions and self.store.limits.server_side_neighbours:
+            from taxonomy_core.store import ClipMatrix
+
+            matrix = ClipMatrix(self.clips, self.vectors, self.text_vectors)
+            return self.store.neighbours(self.layout, matrix, self.config.knn_k)
         return knn(self.vectors, self.config.knn_k)
 
     @cached_property
@@ -142,34 +142,12 @@ class AuditContext:
 
     # --- companions -----------------------------------------------------------------------
 
-    def parts(self, which: str, clip_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
-        """Timeline steps or crops of some clips, grouped per clip and ordered by index."""
-        if self.store is None or self.layout is None:
-            return {}
-        collection = self.layout.timeline if which == "timeline" else self.layout.crops
-        where = S.TIME if which == "timeline" else S.BOX
-        fields_ = [S.CLIP_ID, S.INDEX, where, S.VECTOR] + ([S.TEXT_VECTOR] if self.layout.text_dim else [])
-        grouped: dict[str, list[dict]] = {}
-        for row in self.store.get(collection, clip_ids, fields_):
-            grouped.setdefault(row[S.CLIP_ID], []).append(row)
-        out = {}
-        for clip_id, rows in grouped.items():
-            rows.sort(key=lambda r: r[S.INDEX])
-            out[clip_id] = {
-                "where": np.array([r[where] for r in rows], dtype=np.float32),
-                "vectors": unit_rows(np.array([r[S.VECTOR] for r in rows], dtype=np.float32)),
-                "text": unit_rows(np.array([r[S.TEXT_VECTOR] for r in rows], dtype=np.float32))
-                if self.layout.text_dim
-                else None,
-            }
-        return out
-
     def each_with_parts(self, *which: str, chunk: int = 512):
-        """(position, {which: parts}) for every clip that has all the asked-for companions, in pages."""
-        ids = self.clips[S.CLIP_ID].tolist()
+        """(position, {which: Parts}) for every clip that has all the asked-for companions, in pages."""
+        ids = self.clip_ids.tolist()
         for start in range(0, len(ids), chunk):
             page = ids[start : start + chunk]
-            fetched = {w: self.parts(w, page) for w in which}
+            fetched = {w: self.store.companions(self.layout, w, page) for w in which}
             for i, clip_id in enumerate(page, start):
                 if all(clip_id in fetched[w] for w in which):
                     yield i, {w: fetched[w][clip_id] for w in which}
@@ -196,7 +174,3 @@ class AuditContext:
         flat = self.text_encoder([p for group in prompts for p in group])
         bounds = np.cumsum([0] + [len(g) for g in prompts])
         return {label: unit_rows(flat[a:b].mean(axis=0)) for label, a, b in zip(self.classes, bounds[:-1], bounds[1:])}
-
-    @cached_property
-    def position(self) -> dict[str, int]:
-        return {clip_id: i for i, clip_id in enumerate(self.clips[S.CLIP_ID])}

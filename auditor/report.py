@@ -6,14 +6,13 @@ import html
 import json
 import math
 from collections import Counter
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from auditor.checks import CheckResult
+from auditor.checks.base import CheckResult
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 
@@ -42,24 +41,10 @@ CLASS_LEVEL = {
 }
 
 
-def reconcile(findings: list[Finding]) -> list[Finding]:
-    """A clip cut too loose looks like another class for that reason: its relabel waits for the trim or crop."""
-    loose = {r for f in findings if f.kind in ("temporal_looseness", "spatial_looseness") for r in f.rows}
-    out = []
-    for f in findings:
-        if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose:
-            f = replace(
-                f,
-                severity="info",
-                suggestion=None,
-                message=f.message + "; it is also cut loosely, which may explain this: fix the bounds or crop first",
-            )
-        out.append(f)
-    return out
-
-
-def build_report(ctx, results: list[CheckResult], findings: list[Finding], meta: dict[str, Any]) -> dict[str, Any]:
-    """`findings`: the indexer's (validation, decoding) and the checks', reconciled."""
+def build_report(
+    ctx, results: list[CheckResult], findings: list[Finding], meta: dict[str, Any], params: dict[str, dict]
+) -> dict[str, Any]:
+    """`findings`: the indexer's (validation, decoding) and the checks', reconciled; `params`: each check's."""
     findings = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.score, f.kind))
     kinds_by_row: dict[int, list[str]] = {}
     for f in findings:
@@ -70,7 +55,7 @@ def build_report(ctx, results: list[CheckResult], findings: list[Finding], meta:
             "schema_version": SCHEMA_VERSION,
             "model": meta.get("model"),
             "dataset": meta.get("dataset"),
-            "thresholds": ctx.config.to_dict(),
+            "thresholds": {"audit": ctx.config.context_dict(), "checks": params},
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **{k: v for k, v in meta.items() if k not in ("model", "dataset")},
             "clips": _clips(ctx, results, kinds_by_row),
@@ -92,7 +77,7 @@ def build_report(ctx, results: list[CheckResult], findings: list[Finding], meta:
 
 def _clips(ctx, results, kinds_by_row) -> list[dict[str, Any]]:
     out = []
-    for i, clip in enumerate(ctx.clips.itertuples(index=False)):
+    for clip in ctx.clips.itertuples(index=False):
         record = {
             "row": int(getattr(clip, S.ROW)),
             "clip_id": getattr(clip, S.CLIP_ID),
@@ -105,7 +90,7 @@ def _clips(ctx, results, kinds_by_row) -> list[dict[str, Any]]:
             "cluster": -1,
         }
         for result in results:
-            record.update(result.clips.get(i, {}))
+            record.update(result.clips.get(record["clip_id"], {}))
         record["findings"] = sorted(set(kinds_by_row.get(record["row"], [])))
         out.append(record)
     return out
@@ -163,7 +148,8 @@ def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -
         _findings_table(report, thumbnails),
     ]
     path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Taxonomy audit</title>{STYLE}</head><body>{''.join(parts)}</body></html>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>Taxonomy "
+        f"audit</title>{STYLE}</head><body>{''.join(parts)}</body></html>"
     )
     return path
 
@@ -259,7 +245,8 @@ def _findings_table(report, thumbnails: dict[str, str]) -> str:
         )
         suggestion = html.escape(json.dumps(f["suggestion"])) if f["suggestion"] else ""
         body += (
-            f"<tr><td class='{f['severity']}'>{f['severity']}</td><td>{f['kind']}</td><td>{html.escape(f['message'])}</td>"
+            "<tr><td "
+            f"class='{f['severity']}'>{f['severity']}</td><td>{f['kind']}</td><td>{html.escape(f['message'])}</td>"
             f"<td>{suggestion}</td><td>{images}</td></tr>"
         )
     return (

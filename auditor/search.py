@@ -13,14 +13,11 @@ OVERFETCH = 3  # stale clips (rows that left the manifest) may sit in the collec
 
 def nearest(ctx, vector: np.ndarray, k: int, text: bool = False, exclude: int | None = None) -> list[tuple[int, float]]:
     """Top-k clips of the context for a query vector: through Milvus when the context has a store."""
-    field_name = S.TEXT_VECTOR if text and ctx.text_vectors is not None else S.VECTOR
-    if ctx.store is not None and ctx.layout is not None:
-        [hits] = ctx.store.search(
-            ctx.layout.clips, [vector.tolist()], field_name, limit=min(16384, (k + 1) * OVERFETCH)
-        )
-        ranked = [(ctx.position[h[S.CLIP_ID]], float(h["distance"])) for h in hits if h[S.CLIP_ID] in ctx.position]
+    if ctx.has_companions:
+        [hits] = ctx.store.search(ctx.layout, vector[None, :], (k + 1) * OVERFETCH, text=text)
+        ranked = [(ctx.position[c], s) for c, s in hits if c in ctx.position]
     else:
-        space = ctx.text_space() if field_name == S.TEXT_VECTOR else ctx.vectors
+        space = ctx.text_space() if text else ctx.vectors
         scores = space @ vector
         order = np.argsort(-scores)[: k + 1]
         ranked = [(int(i), float(scores[i])) for i in order]

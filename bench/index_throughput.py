@@ -88,15 +88,18 @@ def main() -> None:
     job_rate = report.indexed / job_s
 
     print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, device {embedder.device}, batch {embedder.batch_size}"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, device {embedder.device}, batch {embedder.batch_size}"
     )
     print(
-        f"corpus: {len(decoded)} segments from {args.videos} videos (320x240, 25 fps), {images} images ({images / len(decoded):.1f}/clip)"
+        f"corpus: {len(decoded)} segments from {args.videos} videos (320x240, 25 fps), {images} "
+        f"images ({images / len(decoded):.1f}/clip)"
     )
     print(f"decode only (1 process):  {len(decoded) / decode_s:7.2f} clips/s")
     print(f"model only (pre-decoded): {model_rate:7.2f} clips/s  {model_rate * images / len(decoded):7.1f} images/s")
     print(
-        f"whole job:                {job_rate:7.2f} clips/s  {report.frames / job_s:7.1f} images/s  (workers={config.workers})"
+        f"whole job:                {job_rate:7.2f} clips/s  {report.frames / job_s:7.1f} images/s  "
+        f"(workers={config.workers})"
     )
     print(f"job / model-only:         {job_rate / model_rate:7.2f}x  (target >= 0.8x)")
     print("job stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in report.timings.items()))

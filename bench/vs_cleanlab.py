@@ -64,7 +64,8 @@ def main() -> None:
         recall_c = len(pairs & truth_pairs) / len(truth_pairs)
         print(
             f"{name:18s} {seconds:7.1f}s  mislabels recall {recall_m:.2f} precision {precision_m:.2f}  "
-            f"cross-split copies recall {recall_c:.2f} (flagged as leaks across splits: {'yes' if name.startswith('tax') else 'no split notion'})"
+            f"cross-split copies recall {recall_c:.2f} (flagged as leaks across splits: "
+            f"{'yes' if name.startswith('tax') else 'no split notion'})"
         )
 
 

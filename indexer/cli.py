@@ -15,7 +15,7 @@ from indexer.summary import print_summary, summary_dict
 from indexer.validation import validate
 from indexer.video import SamplingConfig
 from taxonomy_core.formats import KINETICS_PATTERN, ManifestError, ReadOptions
-from taxonomy_core.store import StoreError, VectorStore
+from taxonomy_core.store import Store, StoreError, open_store
 from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries
 
 app = typer.Typer(help="Index labelled video segments into Milvus for the taxonomy audit.", no_args_is_help=True)
@@ -45,7 +45,8 @@ def index(
     video_root: Path | None = typer.Option(
         None,
         "--video-root",
-        help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally (default: the manifest folder).",
+        help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally "
+        "(default: the manifest folder).",
     ),
     pattern: str = typer.Option(KINETICS_PATTERN, "--pattern", help="Kinetics file name pattern under --video-root."),
     frames: int = typer.Option(8, "--frames", min=1, help="Frames per clip embedding."),
@@ -128,7 +129,7 @@ def list_datasets(
             layout.model_id,
             str(layout.dim),
             layout.text_space or "-",
-            str(store.count(layout.clips)),
+            str(store.count(layout)),
             layout.manifest,
         )
     console.print(table)
@@ -154,9 +155,9 @@ def drop(
     store.close()
 
 
-def _open(uri: str | None, token: str | None) -> VectorStore:
+def _open(uri: str | None, token: str | None) -> Store:
     try:
-        return VectorStore.open(uri, token)
+        return open_store(uri, token)
     except StoreError as e:
         fail(str(e))
         raise typer.Exit(2) from e

@@ -26,7 +26,7 @@ from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store import DatasetLayout, VectorStore
+from taxonomy_core.store import DatasetLayout, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def run_indexing(
     config: IndexConfig,
     *,
     progress: Callable[[Progress], None] | None = None,
-    store: VectorStore | None = None,
+    store: Store | None = None,
     embedder: Embedder | None = None,
 ) -> IndexReport:
     """Index every valid row of a manifest that the store does not hold yet; report every other row."""
@@ -113,7 +113,7 @@ def run_indexing(
         manifest = read_manifest(manifest_path, config.manifest_format, config.read)
         validation = validate(manifest, config.validation)
     own_store = store is None
-    store = store or VectorStore.open(config.uri, config.token)
+    store = store or open_store(config.uri, config.token)
     report = IndexReport(
         config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals
     )
@@ -160,15 +160,13 @@ def _sampling(embedder: Embedder, config: IndexConfig) -> SamplingConfig:
     return sampling
 
 
-def _sync_existing(
-    store: VectorStore, config: IndexConfig, clips: list[ClipSpec], report: IndexReport
-) -> list[ClipSpec]:
+def _sync_existing(store: Store, config: IndexConfig, clips: list[ClipSpec], report: IndexReport) -> list[ClipSpec]:
     """Clips already stored keep their vectors; changed labels/splits/rows are patched in place."""
     layout = store.layout(config.dataset, config.model)
     if layout is None:
         return clips
     report.layout = layout
-    stored = {r[S.CLIP_ID]: r for r in store.iterate(layout.clips, [S.CLIP_ID, *S.SCALAR_FIELDS])}
+    stored = {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, *S.SCALAR_FIELDS])}
     todo, patches = [], []
     for clip in clips:
         if clip.clip_id not in stored:
@@ -180,13 +178,12 @@ def _sync_existing(
         if any(_canonical(have.get(k)) != _canonical(v) for k, v in wanted.items()):
             patches.append({S.CLIP_ID: clip.clip_id, **wanted})
     if patches:
-        store.update_fields(layout.clips, patches)
+        store.update_clips(layout, patches)
         report.relabelled = len(patches)
     stale = sorted(stored.keys() - {c.clip_id for c in clips})
     report.stale = len(stale)
     if stale and config.prune:
-        for collection in (layout.clips, layout.timeline, layout.crops):
-            store.delete(collection, stale)
+        store.delete_clips(layout, stale)
     return todo
 
 
@@ -243,7 +240,7 @@ def _record_failure(failure: SegmentFailure, report: IndexReport) -> None:
 
 
 def _flush(
-    batch: list[SampledClip], embedder: Embedder, store: VectorStore, layout: DatasetLayout, report: IndexReport, timer
+    batch: list[SampledClip], embedder: Embedder, store: Store, layout: DatasetLayout, report: IndexReport, timer
 ) -> None:
     offsets = np.cumsum([0] + [len(c.images) for c in batch])
     images = np.concatenate([c.images for c in batch])
@@ -255,9 +252,7 @@ def _flush(
         crops += _parts(clip, per_image, offset + clip.crop_idx, S.BOX, clip.crop_boxes.tolist())
         clips.append(_clip_row(clip, layout, per_clip, i))
     with timer("write"):
-        store.upsert(layout.timeline, timeline)
-        store.upsert(layout.crops, crops)
-        store.upsert(layout.clips, clips)
+        store.write_clips(layout, clips, timeline, crops)
     report.indexed += len(batch)
     report.frames += len(images)
 

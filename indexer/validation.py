@@ -108,7 +108,10 @@ def _check_duplicates(clips: list[ClipSpec], result: Validation) -> None:
         rows = tuple(c.row for c in group)
         where = f"{first.video} [{first.start}, {first.end}]"
         if len(labels) > 1:
-            message = f"rows {list(rows)} label the same segment {where} differently: {labels}; only row {first.row} is indexed"
+            message = (
+                f"rows {list(rows)} label the same segment {where} differently: {labels}; "
+                f"only row {first.row} is indexed"
+            )
         else:
             message = f"rows {list(rows)} repeat the same segment {where}; only row {first.row} is indexed"
         result.findings.append(

@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable; fail
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import csv
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,36 @@ def effnet():
 @pytest.fixture
 def milvus_uri(tmp_path: Path) -> str:
     return str(tmp_path / "milvus.db")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory) -> str:
+    """A standalone `milvus-lite server` on a free loopback port: the server tier, shared by processes."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("milvus-server")
+    main = "import sys; from milvus_lite.cmdline import main; sys.exit(main())"
+    command = [sys.executable, "-c", main, "server", "--data-dir", str(data), "--host", "127.0.0.1"]
+    proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, "milvus-lite server exited at start-up"
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("milvus-lite server did not listen within 60 s")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def test_findings_accept_changes_the_fixed_manifest(app, demo):
     assert decisions == {relabel.key: "accepted"}
     _, after = fixed_manifest_bytes(report, edits, decisions)
     assert before != after
-    line = next(l for l in after.decode().splitlines() if "rabbit_extra" in l)
+    line = next(x for x in after.decode().splitlines() if "rabbit_extra" in x)
     assert line.endswith(",rabbit,train")
     at.multiselect(key="finding_kinds").set_value(["spatial_looseness"]).run()
     assert list(at.dataframe[0].value["kind"]) == ["spatial_looseness"]

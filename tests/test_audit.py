@@ -21,7 +21,7 @@ def test_report_contract(demo):
     outcome, *_ = demo
     report = json.loads(outcome.json_path.read_text())
     assert report["schema_version"] == 1 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
-    assert report["thresholds"]["duplicate_similarity"] == 0.95
+    assert report["thresholds"]["checks"]["duplicates"]["similarity"] == 0.95
     clip = report["clips"][0]
     assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(
         clip["umap"]
@@ -177,7 +177,7 @@ def test_audit_command_prints_the_summary_and_writes_the_reports(demo, tmp_path)
 
     _, _, manifest, _, uri = demo
     config = tmp_path / "audit.toml"
-    config.write_text("[thresholds]\nduplicate_similarity = 0.99\n")
+    config.write_text("[checks.duplicates]\nsimilarity = 0.99\n")
     result = CliRunner().invoke(
         app,
         [
@@ -203,6 +203,6 @@ def test_audit_command_prints_the_summary_and_writes_the_reports(demo, tmp_path)
         "likely_mislabel" in result.output and "temporal_looseness" in result.output and "report.html" in result.output
     )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["thresholds"]["duplicate_similarity"] == 0.99
+    assert report["thresholds"]["checks"]["duplicates"]["similarity"] == 0.99
     bad = CliRunner().invoke(app, ["audit", str(manifest), "--uri", uri, "--config", str(tmp_path / "missing.toml")])
     assert bad.exit_code == 2 and "missing.toml" in bad.output and "Traceback" not in bad.output

@@ -1,12 +1,18 @@
-"""Checks on synthetic clip vectors with planted answers, and the contract every registered check keeps."""
+"""Checks on synthetic clip vectors with planted answers, and the contract every registered check keeps.
+
+Manifest rows differ from clip positions everywhere here (shuffled, with gaps where invalid rows were
+dropped), so a check that reports a position as a row fails.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from auditor.checks import REGISTRY, CheckResult, build_checks, register, run_checks
+from auditor.checks import REGISTRY, Check, CheckResult, build_checks, register, run_checks
 from auditor.config import AuditConfig, load_config
 from auditor.context import AuditContext
 from auditor.knn import knn
@@ -42,7 +48,7 @@ def make_context(
     clips = pd.DataFrame(
         {
             S.CLIP_ID: [f"c{i}" for i in range(n)],
-            S.ROW: np.arange(n),
+            S.ROW: shuffled_rows(n, seed),
             S.VIDEO: [f"/data/v{i}.mp4" for i in range(n)],
             S.START: 0.0,
             S.END: 2.0,
@@ -60,6 +66,16 @@ def make_context(
     for name, values in columns.items():
         clips[name] = values
     return AuditContext(clips, vectors, config=AuditConfig(seed=0))
+
+
+def shuffled_rows(n: int, seed: int = 0) -> np.ndarray:
+    """Manifest rows for n clips: shuffled, with every third row missing (invalid rows in the middle)."""
+    kept = np.array([r for r in range(3 * n) if r % 3 != 1][:n])
+    return np.random.default_rng(seed + 100).permutation(kept)
+
+
+def rows_of(ctx: AuditContext, *positions: int) -> tuple[int, ...]:
+    return tuple(int(ctx.rows[p]) for p in positions)
 
 
 def kinds(result: CheckResult) -> list[str]:
@@ -84,13 +100,32 @@ def test_contract_every_registered_check_runs_on_a_small_context():
         assert result.error is None, result.error
         for f in result.findings:
             assert f.kind in KINDS and f.severity in ("error", "warning", "info") and f.message
-            assert all(0 <= r < len(ctx.clips) for r in f.rows)
+            assert set(f.rows) <= set(ctx.rows.tolist())
         assert set(result.classes) <= set(ctx.classes)
-        assert all(0 <= i < len(ctx.clips) for i in result.clips)
+        assert set(result.clips) <= set(ctx.clip_ids)
+        assert {e.row for e in result.edits} <= set(ctx.rows.tolist())
+
+
+def test_every_check_declares_params_with_defaults_and_a_config_table_maps_onto_them(tmp_path):
+    for check in build_checks():
+        assert dataclasses.is_dataclass(check.params) and check.params == check.Params()
+    path = tmp_path / "audit.toml"
+    path.write_text("[checks.duplicates]\nsimilarity = 0.9\n[checks.temporal]\ncore_ratio = 0.5\n")
+    by_name = {c.name: c for c in build_checks(config=load_config(path))}
+    assert by_name["duplicates"].params.similarity == 0.9 and by_name["temporal"].params.core_ratio == 0.5
+    assert by_name["spatial"].params.gain == 0.08
+
+
+def test_unmet_requirements_skip_a_check_with_the_reason():
+    ctx = make_context(classes=("only",))
+    results = {r.name: r for r in run_checks(ctx, build_checks(["mislabels", "temporal", "shortcut"]))}
+    assert results["mislabels"].skipped == "needs at least two classes"
+    assert results["temporal"].skipped == "needs timeline and crop vectors in the store"
+    assert results["shortcut"].skipped == "needs at least two classes"
 
 
 def test_a_failing_check_is_isolated_and_reported():
-    class Broken:
+    class Broken(Check):
         name = "broken"
 
         def run(self, ctx):
@@ -121,7 +156,8 @@ def test_planted_mislabel_is_found_with_the_right_label():
     ctx = AuditContext(ctx.clips.assign(**{S.LABEL: labels}), ctx.vectors, config=ctx.config)
     [result] = run_checks(ctx, build_checks(["mislabels"]))
     [finding] = [f for f in result.findings if f.kind == "likely_mislabel"]
-    assert finding.rows == (5,) and finding.suggestion == {"label": "hurdles"}
+    assert finding.rows == rows_of(ctx, 5) and finding.suggestion == {"label": "hurdles"}
+    assert [(e.row, e.action, e.value) for e in result.edits] == [(rows_of(ctx, 5)[0], "relabel", "hurdles")]
 
 
 def test_outlier_far_from_everything():
@@ -129,7 +165,8 @@ def test_outlier_far_from_everything():
     vectors = ctx.vectors.copy()
     vectors[7] = np.random.default_rng(9).normal(size=vectors.shape[1])
     [result] = run_checks(AuditContext(ctx.clips, vectors, config=ctx.config), build_checks(["mislabels"]))
-    assert [(f.kind, f.rows) for f in result.findings] == [("outlier", (7,))]
+    assert [(f.kind, f.rows) for f in result.findings] == [("outlier", rows_of(ctx, 7))]
+    assert not result.edits
 
 
 def test_duplicates_within_and_across_splits_and_videos_in_two_splits():
@@ -141,14 +178,17 @@ def test_duplicates_within_and_across_splits_and_videos_in_two_splits():
     clips.loc[10, S.VIDEO] = clips.loc[11, S.VIDEO]
     clips.loc[11, S.SPLIT] = "val"
     [result] = run_checks(AuditContext(clips, vectors, config=ctx.config), build_checks(["duplicates"]))
-    by_kind = {(f.kind, f.rows) for f in result.findings}
-    assert (
-        ("near_duplicate", (0, 1)) in by_kind
-        and ("split_leak", (2, 3)) in by_kind
-        and ("split_leak", (10, 11)) in by_kind
-    )
-    leak = next(f for f in result.findings if f.rows == (2, 3))
-    assert leak.severity == "error" and leak.suggestion == {"drop": 3, "keep": 2}
+    by_kind = {(f.kind, tuple(sorted(f.rows))) for f in result.findings}
+
+    def pair(a, b):
+        return tuple(sorted(rows_of(ctx, a, b)))
+
+    assert ("near_duplicate", pair(0, 1)) in by_kind
+    assert ("split_leak", pair(2, 3)) in by_kind and ("split_leak", pair(10, 11)) in by_kind
+    [leak] = [f for f in result.findings if tuple(sorted(f.rows)) == pair(2, 3)]
+    test_row, train_row = rows_of(ctx, 3, 2)
+    assert leak.severity == "error" and leak.suggestion == {"drop": test_row, "keep": train_row}
+    assert any(e.row == test_row and e.action == "drop" for e in result.edits)
 
 
 def test_confusable_classes_and_split_candidates():
@@ -162,6 +202,7 @@ def test_confusable_classes_and_split_candidates():
     assert [f.suggestion for f in confusable] == [{"merge": ["run", "sprint"]}]
     [split] = [f for f in result.findings if f.kind == "split_candidate"]
     assert split.labels == ("swim",) and sorted(map(len, split.suggestion["groups"])) == [10, 10]
+    assert sorted(r for g in split.suggestion["groups"] for r in g) == sorted(rows_of(ctx, *range(40, 60)))
     assert all("umap" in c and "cluster" in c for c in result.clips.values())
 
 
@@ -178,6 +219,7 @@ def test_low_diversity_one_source_video():
     videos = ["/data/a.mp4"] * 20 + [f"/data/v{i}.mp4" for i in range(40)]
     [result] = run_checks(make_context(**{S.VIDEO: videos}), build_checks(["diversity"]))
     assert [(f.kind, f.labels) for f in result.findings] == [("low_diversity", ("hurdles",))]
+    assert sorted(result.findings[0].rows) == sorted(rows_of(make_context(), *range(20)))
     assert result.classes["hurdles"]["source_videos"] == 1
 
 
@@ -190,10 +232,17 @@ def test_search_consistency_without_a_store_or_text():
 def test_config_file_overrides_and_rejects_unknown_keys(tmp_path):
     path = tmp_path / "audit.toml"
     path.write_text(
-        '[thresholds]\nduplicate_similarity = 0.9\n\n[prompts]\nhurdles = ["athlete jumping over hurdles"]\n'
+        '[audit]\nknn_k = 7\n[checks.duplicates]\nsimilarity = 0.9\n\n[prompts]\nhurdles = ["athlete jumping"]\n'
     )
     config = load_config(path)
-    assert config.duplicate_similarity == 0.9 and config.prompts == {"hurdles": ["athlete jumping over hurdles"]}
-    path.write_text("[thresholds]\nduplicate_similarty = 0.9\n")
-    with pytest.raises(ValueError, match="unknown setting"):
-        load_config(path)
+    assert config.knn_k == 7 and config.checks == {"duplicates": {"similarity": 0.9}}
+    assert config.prompts == {"hurdles": ["athlete jumping"]}
+    for text, message in [
+        ("[checks.duplicates]\nsimilarty = 0.9\n", "unknown param.*similarity"),
+        ("[checks.nope]\nx = 1\n", "unknown check"),
+        ("[thresholds]\nduplicate_similarity = 0.9\n", r"unknown table.*\[checks.duplicates\]"),
+        ("[audit]\nknn = 3\n", "unknown .audit. setting"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_config(path)

@@ -73,7 +73,8 @@ def test_validate_command(tmp_path):
 
 
 def test_store_and_manifest_modules_import_no_torch():
-    code = "import sys, taxonomy_core.store, taxonomy_core.formats, indexer.validation, indexer.video; print('torch' in sys.modules)"
+    modules = "taxonomy_core.store, taxonomy_core.formats, auditor.service, indexer.validation, indexer.video"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"

@@ -9,7 +9,7 @@ from indexer.pipeline import IndexConfig, run_indexing
 from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
-from taxonomy_core.store import VectorStore
+from taxonomy_core.store import open_store
 from tests.conftest import write_csv
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
@@ -43,10 +43,10 @@ def config(uri: str, **overrides) -> IndexConfig:
 
 
 def stored(uri: str, fields: list[str]) -> dict[str, dict]:
-    store = VectorStore.open(uri)
+    store = open_store(uri)
     layout = store.layout("demo", "effnet-lite0")
-    rows = {r[S.CLIP_ID]: r for r in store.iterate(layout.clips, [S.CLIP_ID, *fields])}
-    counts = (store.count(layout.timeline), store.count(layout.crops))
+    rows = {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, *fields])}
+    counts = (store.count(layout, "timeline"), store.count(layout, "crops"))
     store.close()
     return rows, counts
 
@@ -73,7 +73,10 @@ def test_vectors_group_clips_by_source(corpus, milvus_uri, effnet):
     run_indexing(manifest, config(milvus_uri, workers=0), embedder=effnet)
     clips, _ = stored(milvus_uri, [S.ROW, S.VECTOR])
     by_row = {c[S.ROW]: np.array(c[S.VECTOR]) for c in clips.values()}
-    sim = lambda a, b: float(by_row[a] @ by_row[b])
+
+    def sim(a, b):
+        return float(by_row[a] @ by_row[b])
+
     for a, b in [(0, 1), (2, 3), (4, 5)]:
         others = [sim(a, o) for o in by_row if o not in (a, b)]
         assert sim(a, b) > max(others)

@@ -1,4 +1,4 @@
-"""VectorStore on Milvus Lite: layouts, safe filters, and the errors users see."""
+"""The store protocol on Milvus Lite: layouts, each domain verb, safe filters, and the errors users see."""
 
 from __future__ import annotations
 
@@ -6,18 +6,21 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
+from auditor.knn import knn
 from taxonomy_core import schema as S
-from taxonomy_core.store import DatasetLayout, StoreError, VectorStore, filter_eq, filter_in
+from taxonomy_core.store import DatasetLayout, MilvusStore, StoreError, open_store
+from taxonomy_core.store.milvus import filter_in
 
 LAYOUT = DatasetLayout(dataset="sports", model_id="toy", dim=4, text_dim=3, text_space="semantic")
 
 
-def clip_row(clip_id: str, label: str, vector=(1.0, 0.0, 0.0, 0.0)) -> dict:
+def clip_row(clip_id: str, label: str, vector=(1.0, 0.0, 0.0, 0.0), row: int = 0) -> dict:
     return {
         S.CLIP_ID: clip_id,
-        S.ROW: 0,
+        S.ROW: row,
         S.VIDEO: "v.mp4",
         S.START: 0.0,
         S.END: 1.0,
@@ -31,7 +34,7 @@ def clip_row(clip_id: str, label: str, vector=(1.0, 0.0, 0.0, 0.0)) -> dict:
         S.CODEC: "h264",
         S.BRIGHTNESS: 90.0,
         S.EXTRA: {},
-        S.THUMBNAIL: "",
+        S.THUMBNAIL: f"jpeg-of-{clip_id}",
         S.VECTOR: list(vector),
         S.TEXT_VECTOR: [1.0, 0.0, 0.0],
     }
@@ -39,42 +42,88 @@ def clip_row(clip_id: str, label: str, vector=(1.0, 0.0, 0.0, 0.0)) -> dict:
 
 @pytest.fixture
 def store(milvus_uri):
-    store = VectorStore.open(milvus_uri)
+    store = open_store(milvus_uri)
     store.ensure(LAYOUT)
     yield store
     store.close()
 
 
 def test_layout_is_recorded_and_reopened(store, milvus_uri):
-    store.upsert(LAYOUT.clips, [clip_row("a", "hurdles")])
+    store.write_clips(LAYOUT, [clip_row("a", "hurdles")])
     store.close()
-    reopened = VectorStore.open(milvus_uri)
+    reopened = open_store(milvus_uri)
     assert reopened.layouts() == [LAYOUT]
-    assert reopened.count(LAYOUT.clips) == 1
+    assert reopened.count(LAYOUT) == 1
     reopened.close()
 
 
 @pytest.mark.parametrize("label", ['say "hi"', "back\\slash", "café ünïcode", "it's", "a, b"])
 def test_filters_quote_any_label_safely(store, label):
-    store.upsert(LAYOUT.clips, [clip_row("a", label), clip_row("b", "other")])
-    hits = list(store.iterate(LAYOUT.clips, [S.CLIP_ID, S.LABEL], filter_eq(S.LABEL, label)))
-    assert [(h[S.CLIP_ID], h[S.LABEL]) for h in hits] == [("a", label)]
+    store.write_clips(LAYOUT, [clip_row("a", label), clip_row("b", "other")])
+    [hits] = store.search(LAYOUT, np.array([[1.0, 0, 0, 0]]), 5, label=label)
+    assert [clip_id for clip_id, _ in hits] == ["a"]
     assert filter_in(S.CLIP_ID, ["x", 'y"']) == 'clip_id in ["x", "y\\""]'
 
 
 def test_upsert_is_idempotent_and_partial_update_keeps_vectors(store):
-    store.upsert(LAYOUT.clips, [clip_row("a", "x", (0.0, 1.0, 0.0, 0.0))])
-    store.upsert(LAYOUT.clips, [clip_row("a", "x", (0.0, 1.0, 0.0, 0.0))])
-    store.update_fields(LAYOUT.clips, [{S.CLIP_ID: "a", S.LABEL: "y"}])
-    [row] = store.get(LAYOUT.clips, ["a"], [S.LABEL, S.VECTOR])
-    assert store.count(LAYOUT.clips) == 1
-    assert row[S.LABEL] == "y" and list(row[S.VECTOR]) == [0.0, 1.0, 0.0, 0.0]
+    store.write_clips(LAYOUT, [clip_row("a", "x", (0.0, 1.0, 0.0, 0.0))])
+    store.write_clips(LAYOUT, [clip_row("a", "x", (0.0, 1.0, 0.0, 0.0))])
+    store.update_clips(LAYOUT, [{S.CLIP_ID: "a", S.LABEL: "y"}])
+    matrix = store.clip_matrix(LAYOUT)
+    assert store.count(LAYOUT) == 1
+    assert matrix.table[S.LABEL].tolist() == ["y"] and matrix.vectors.tolist() == [[0.0, 1.0, 0.0, 0.0]]
 
 
-def test_search_by_vector(store):
-    store.upsert(LAYOUT.clips, [clip_row("a", "x", (1, 0, 0, 0)), clip_row("b", "y", (0, 1, 0, 0))])
-    [hits] = store.search(LAYOUT.clips, [[0.1, 0.9, 0, 0]], S.VECTOR, limit=2, fields=[S.LABEL])
-    assert [h["entity"][S.LABEL] for h in hits] == ["y", "x"]
+def part(clip_id: str, k: int, where_field: str, where, vector) -> dict:
+    return {S.PART_ID: f"{clip_id}:{k:03d}", S.CLIP_ID: clip_id, S.INDEX: k, where_field: where,
+            S.VECTOR: list(vector), S.TEXT_VECTOR: [0.0, 1.0, 0.0]}  # fmt: skip
+
+
+def test_clip_matrix_companions_and_thumbnails(store):
+    timeline = [part("a", k, S.TIME, 0.5 * k, (1, k, 0, 0)) for k in (2, 0, 1)]
+    crops = [part("a", 0, S.BOX, [0, 0, 0.5, 0.5], (0, 0, 1, 0))]
+    store.write_clips(LAYOUT, [clip_row("a", "x", row=7), clip_row("b", "y", (0, 2, 0, 0), row=3)], timeline, crops)
+    matrix = store.clip_matrix(LAYOUT)
+    assert matrix.table[S.CLIP_ID].tolist() == ["b", "a"]  # ordered by manifest row
+    assert np.allclose(np.linalg.norm(matrix.vectors, axis=1), 1) and matrix.text_vectors.shape == (2, 3)
+    assert store.clip_matrix(LAYOUT, {"a"}).table[S.ROW].tolist() == [7]
+    parts = store.companions(LAYOUT, "timeline", ["a", "b"])
+    assert list(parts) == ["a"] and parts["a"].where.tolist() == [0.0, 0.5, 1.0]
+    assert store.companions(LAYOUT, "crops", ["a"])["a"].where.tolist() == [[0, 0, 0.5, 0.5]]
+    assert store.thumbnails(LAYOUT, ["a", "b", "zz"]) == {"a": "jpeg-of-a", "b": "jpeg-of-b"}
+    store.delete_clips(LAYOUT, ["a"])
+    assert store.count(LAYOUT) == 1 and store.count(LAYOUT, "timeline") == 0 and store.count(LAYOUT, "crops") == 0
+
+
+def test_neighbours_and_pairs_above_match_exact_search(store):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(60, 4))
+    vectors[1] = vectors[0] + 1e-3
+    store.write_clips(LAYOUT, [clip_row(f"c{i}", "x", v, row=i) for i, v in enumerate(vectors)])
+    store.write_clips(LAYOUT, [clip_row("stale", "x", vectors[5], row=99)])  # stored, not in this matrix
+    matrix = store.clip_matrix(LAYOUT, {f"c{i}" for i in range(60)})
+    idx, sim = store.neighbours(LAYOUT, matrix, 5)
+    exact_idx, exact_sim = knn(matrix.vectors, 5)
+    assert np.allclose(sim, exact_sim, atol=1e-4) and (idx[:, 0] == exact_idx[:, 0]).mean() > 0.95
+    pairs = store.pairs_above(LAYOUT, matrix, 0.999, 5)
+    assert (0, 1) in [(a, b) for a, b, _ in pairs] and all(s >= 0.999 for *_, s in pairs)
+
+
+def test_lite_and_server_are_two_configurations_of_one_store(milvus_uri, milvus_server):
+    lite, server = open_store(milvus_uri), open_store(milvus_server)
+    assert type(lite) is type(server) is MilvusStore
+    assert not lite.limits.server_side_neighbours and server.limits.server_side_neighbours
+    layout = DatasetLayout(dataset=f"srv{time.time_ns()}", model_id="toy", dim=4, text_dim=3, text_space="semantic")
+    server.ensure(layout)
+    rows = [clip_row(f"c{i}", "x", v, row=i) for i, v in enumerate(np.eye(4) + 0.01)]
+    server.write_clips(layout, rows)
+    assert server.count(layout) == 4  # read right after the write: Strong consistency
+    matrix = server.clip_matrix(layout)
+    idx, _ = server.neighbours(layout, matrix, 2)
+    assert idx.shape == (4, 2) and all(i not in row for i, row in enumerate(idx))
+    server.drop(layout)
+    lite.close()
+    server.close()
 
 
 def test_dimension_clash_is_refused(store):
@@ -85,12 +134,12 @@ def test_dimension_clash_is_refused(store):
 def test_drop_removes_collections_and_registry_entry(store):
     store.drop(LAYOUT)
     assert store.layouts() == []
-    assert not store.client.has_collection(LAYOUT.clips)
+    assert not store.client.has_collection(LAYOUT.clips)  # the Milvus implementation's own client
 
 
 def test_unreachable_server_names_the_uri_and_the_fix():
     with pytest.raises(StoreError) as error:
-        VectorStore.open("http://127.0.0.1:9")
+        open_store("http://127.0.0.1:9")
     assert "http://127.0.0.1:9" in str(error.value) and "docker compose" in str(error.value)
 
 
@@ -99,7 +148,8 @@ def test_lite_file_held_by_another_process(milvus_uri):
         [
             sys.executable,
             "-c",
-            f"from pymilvus import MilvusClient; import time; c = MilvusClient({milvus_uri!r}); print('ready', flush=True); time.sleep(60)",
+            f"from pymilvus import MilvusClient; import time; c = MilvusClient({milvus_uri!r}); "
+            "print('ready', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -107,17 +157,17 @@ def test_lite_file_held_by_another_process(milvus_uri):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreError, match="another process"):
-            VectorStore.open(milvus_uri)
+            open_store(milvus_uri)
     finally:
         holder.kill()
         holder.wait()
     time.sleep(0.5)
-    VectorStore.open(milvus_uri).close()  # free again once the holder is gone
+    open_store(milvus_uri).close()  # free again once the holder is gone
 
 
 def test_closing_gives_the_lite_file_back_to_other_processes(milvus_uri):
-    first, second = VectorStore.open(milvus_uri), VectorStore.open(milvus_uri)
-    probe = f"from taxonomy_core.store import VectorStore\nVectorStore.open({milvus_uri!r}).close()"
+    first, second = open_store(milvus_uri), open_store(milvus_uri)
+    probe = f"from taxonomy_core.store import open_store\nopen_store({milvus_uri!r}).close()"
     first.close()
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0  # `second` still holds it
     second.close()

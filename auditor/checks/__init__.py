@@ -1,6 +1,7 @@
-"""Checks: one per module, each a class with a `name` and `run(ctx) -> CheckResult`, registered here.
+"""The check registry and runner: one check per module, registered here in run order.
 
-The runner isolates a failing check: its error goes into the report and the audit goes on.
+The runner skips a check whose requirements the context does not meet (one generic reason) and isolates
+a failing check: its error goes into the report and the audit goes on.
 """
 
 from __future__ import annotations
@@ -9,32 +10,14 @@ import importlib
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from dataclasses import asdict
+from typing import Any
 
-from taxonomy_core.findings import Finding
+from auditor.checks.base import Check, CheckResult, Requirement, unmet
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class CheckResult:
-    """What a check adds: findings, per-class metrics, per-clip fields (keyed by clip position)."""
-
-    name: str
-    findings: list[Finding] = field(default_factory=list)
-    classes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    clips: dict[int, dict[str, Any]] = field(default_factory=dict)
-    skipped: str | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-
-class Check(Protocol):
-    name: ClassVar[str]
-
-    def run(self, ctx) -> CheckResult: ...
-
+__all__ = ["REGISTRY", "Check", "CheckResult", "Requirement", "build_checks", "check_class", "register", "run_checks"]
 
 # name -> "module:Class"; imported when built, in this order (later checks may read earlier results).
 REGISTRY: dict[str, str] = {}
@@ -60,29 +43,45 @@ for _name, _target in [
     register(_name, _target)
 
 
-def build_checks(names: list[str] | None = None) -> list[Check]:
+def check_class(name: str) -> type[Check]:
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_checks(names: list[str] | None = None, config=None) -> list[Check]:
+    """The named checks (default: all), each with its params from `config` (an AuditConfig)."""
     names = list(REGISTRY) if names is None else names
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown check(s) {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
-    checks = []
-    for name in names:
-        module, _, cls = REGISTRY[name].partition(":")
-        checks.append(getattr(importlib.import_module(module), cls)())
-    return checks
+    classes = [check_class(name) for name in names]
+    return [cls(config.params_for(cls)) if config is not None else cls() for cls in classes]
 
 
 def run_checks(ctx, checks: list[Check], progress=None) -> list[CheckResult]:
     results = []
     for check in checks:
         t0 = time.perf_counter()
-        try:
-            result = check.run(ctx)
-        except Exception as e:  # one broken check must not cost the user the whole audit
-            log.error("check %s failed: %s", check.name, e)
-            result = CheckResult(check.name, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+        reason = unmet(ctx, check.requires)
+        if reason:
+            result = CheckResult(check.name, skipped=reason)
+        else:
+            result = _run_isolated(ctx, check)
         result.seconds = time.perf_counter() - t0
         results.append(result)
         if progress:
             progress(check.name, result)
     return results
+
+
+def _run_isolated(ctx, check: Check) -> CheckResult:
+    try:
+        return check.run(ctx)
+    except Exception as e:  # one broken check must not cost the user the whole audit
+        log.error("check %s failed: %s", check.name, e)
+        return CheckResult(check.name, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}")
+
+
+def params_of(checks: list[Check]) -> dict[str, dict[str, Any]]:
+    """Every check's params as used, for the report."""
+    return {check.name: asdict(check.params) for check in checks}

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 
 SETUP = [S.WIDTH, S.HEIGHT, S.FPS, S.CODEC]
 
 
-class Diversity:
+class Diversity(Check):
     name = "diversity"
 
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        single_video_share: float = 0.8  # a class mostly cut from one source video
+        low_diversity: float = 0.05  # mean pairwise cosine distance under which clips are near-identical
+
     def run(self, ctx) -> CheckResult:
-        cfg = ctx.config
-        result = CheckResult(self.name)
+        cfg = self.params
+        result = self.result()
         setups_in_dataset = ctx.clips[SETUP].drop_duplicates().shape[0]
         for c, label in enumerate(ctx.classes):
             members = ctx.members(label)
@@ -33,13 +40,15 @@ class Diversity:
             reasons = []
             if n >= 3 and top_video_share >= cfg.single_video_share:
                 reasons.append(
-                    f"{top_video_share:.0%} of its clips come from one source video ({table[S.VIDEO].value_counts().index[0]})"
+                    f"{top_video_share:.0%} of its clips come from one source video "
+                    f"({table[S.VIDEO].value_counts().index[0]})"
                 )
             if n >= 3 and diversity is not None and diversity < cfg.low_diversity:
                 reasons.append(f"its clips are nearly identical (mean pairwise cosine distance {diversity:.3f})")
             if n >= 5 and setups == 1 and setups_in_dataset > 1:
                 reasons.append(
-                    "every clip shares one camera set-up (resolution, frame rate, codec) that other classes do not all share"
+                    "every clip shares one camera set-up (resolution, frame rate, codec) that other "
+                    "classes do not all share"
                 )
             if reasons:
                 result.findings.append(

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult
 from taxonomy_core import schema as S
+from taxonomy_core.edits import Edit
 from taxonomy_core.findings import Finding
 
 
-class Duplicates:
+class Duplicates(Check):
     name = "duplicates"
 
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        similarity: float = 0.95  # cosine above which two clips are the same footage
+
     def run(self, ctx) -> CheckResult:
-        result = CheckResult(self.name)
-        pairs = duplicate_pairs(ctx, ctx.config.duplicate_similarity)
+        result = self.result()
+        pairs = duplicate_pairs(ctx, self.params.similarity)
         splits = ctx.clips[S.SPLIT].to_numpy(dtype=object)
         same_split = []
         for i, j, sim in pairs:
@@ -30,7 +36,20 @@ class Duplicates:
                 result.findings.append(conflict(ctx, i, j, sim))
         result.findings += grouped_duplicates(ctx, same_split, pairs)
         result.findings += videos_in_several_splits(ctx)
+        result.edits = edits_for(result.findings)
         return result
+
+
+def edits_for(findings: list[Finding]) -> list[Edit]:
+    """Drop the evaluation copy of each leak; relabel the suspect of each near-identical pair."""
+    edits = []
+    for f in findings:
+        s = f.suggestion or {}
+        if f.kind == "split_leak" and "drop" in s:
+            edits.append(Edit(s["drop"], "drop", f.message, f.kind))
+        elif f.kind == "likely_mislabel" and "label" in s:
+            edits.append(Edit(s["row"], "relabel", s["label"], f.kind))
+    return edits
 
 
 def duplicate_pairs(ctx, threshold: float) -> list[tuple[int, int, float]]:
@@ -70,7 +89,8 @@ def conflict(ctx, i: int, j: int, sim: float) -> Finding:
     return Finding(
         "likely_mislabel",
         "warning",
-        f"rows {s[S.ROW]} ({s[S.LABEL]!r}) and {o[S.ROW]} ({o[S.LABEL]!r}) are near-identical (cosine {sim:.3f}) but labelled differently",
+        f"rows {s[S.ROW]} ({s[S.LABEL]!r}) and {o[S.ROW]} ({o[S.LABEL]!r}) are near-identical (cosine "
+        f"{sim:.3f}) but labelled differently",
         rows=(int(s[S.ROW]), int(o[S.ROW])),
         labels=(s[S.LABEL], o[S.LABEL]),
         videos=(s[S.VIDEO], o[S.VIDEO]),
@@ -98,7 +118,8 @@ def grouped_duplicates(ctx, pairs: list[tuple[int, int]], all_pairs) -> list[Fin
             Finding(
                 "near_duplicate",
                 "warning",
-                f"rows {rows} ({', '.join(sorted(set(ctx.labels[members])))}) are near-identical (cosine up to {score:.3f}) within one split: "
+                f"rows {rows} ({', '.join(sorted(set(ctx.labels[members])))}) are near-identical "
+                f"(cosine up to {score:.3f}) within one split: "
                 f"keep one unless the repeats are intended",
                 rows=tuple(rows),
                 labels=tuple(sorted(set(ctx.labels[members]))),

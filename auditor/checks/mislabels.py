@@ -2,36 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
+from taxonomy_core.edits import Edit
 from taxonomy_core.findings import Finding
 
 
-class Mislabels:
+class Mislabels(Check):
     name = "mislabels"
+    requires = frozenset({Requirement.TWO_CLASSES})
+
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        knn_fraction: float = 0.6  # share of similarity-weighted neighbour votes for another class
+        margin: float = 0.02  # and closer to that class's centroid than to its own by this much
+        outlier_z: float = 3.0  # robust z below which a clip is far from its class
 
     def run(self, ctx) -> CheckResult:
-        cfg = ctx.config
-        result = CheckResult(self.name)
-        if len(ctx.classes) < 2:
-            result.skipped = "needs at least two classes"
-            return result
+        p = self.params
+        result = self.result()
         votes = neighbour_votes(ctx)
         sims = ctx.centroid_similarity
         own = ctx.own_similarity
         z = robust_z(ctx)
+        typical_nearest = np.median(ctx.neighbours[1][:, 0])
         for i in range(len(own)):
             top = int(np.argmax(votes[i]))
             fraction = float(votes[i, top])
-            if (
-                top != ctx.codes[i]
-                and fraction >= cfg.mislabel_knn_fraction
-                and sims[i, top] > own[i] + cfg.mislabel_margin
-            ):
-                result.findings.append(mislabel(ctx, i, top, fraction, float(sims[i, top] - own[i])))
-            elif z[i] < -cfg.outlier_z and ctx.neighbours[1][i, 0] < np.median(ctx.neighbours[1][:, 0]):
+            if top != ctx.codes[i] and fraction >= p.knn_fraction and sims[i, top] > own[i] + p.margin:
+                finding = mislabel(ctx, i, top, fraction, float(sims[i, top] - own[i]))
+                result.findings.append(finding)
+                result.edits.append(Edit(int(ctx.rows[i]), "relabel", ctx.classes[top], finding.kind))
+            elif z[i] < -p.outlier_z and ctx.neighbours[1][i, 0] < typical_nearest:
                 result.findings.append(outlier(ctx, i, float(z[i])))
         return result
 

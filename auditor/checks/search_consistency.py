@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from auditor.checks import CheckResult
+from dataclasses import dataclass
+
+from auditor.checks.base import Check, CheckResult
 from auditor.search import class_consistency
 from taxonomy_core.findings import Finding
 
 
-class SearchConsistency:
+class SearchConsistency(Check):
     name = "search"
 
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        k: int = 10  # results per query
+        min_precision: float = 0.5  # a query for the class should return at least this share of it
+
     def run(self, ctx) -> CheckResult:
-        cfg = ctx.config
-        result = CheckResult(self.name)
+        cfg = self.params
+        result = self.result()
         for label in ctx.classes:
-            c = class_consistency(ctx, label, cfg.search_k)
+            c = class_consistency(ctx, label, cfg.k)
             result.classes[label] = {
                 "search_consistency": c.text_precision,
                 "text_precision": c.text_precision,
@@ -24,11 +31,12 @@ class SearchConsistency:
                 "search_verdict": c.verdict,
             }
             problems = []
-            if c.text_precision is not None and c.text_precision < cfg.search_min_precision:
+            if c.text_precision is not None and c.text_precision < cfg.min_precision:
                 problems.append(
-                    f"a text search for {ctx.prompts(label)[0]!r} returns {c.text_precision:.0%} {label!r} clips in its top {c.k}"
+                    f"a text search for {ctx.prompts(label)[0]!r} returns {c.text_precision:.0%} "
+                    f"{label!r} clips in its top {c.k}"
                 )
-            if c.example_precision < cfg.search_min_precision:
+            if c.example_precision < cfg.min_precision:
                 problems.append(f"its clips' nearest neighbours are only {c.example_precision:.0%} {label!r}")
             if c.pulled:
                 rows = ", ".join(f"{p['row']} (pulls in {p['pulls_in']!r})" for p in c.pulled[:10])

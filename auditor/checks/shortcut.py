@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -10,17 +11,23 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 
 
-class ShortcutRisk:
+class ShortcutRisk(Check):
     name = "shortcut"
+    requires = frozenset({Requirement.TWO_CLASSES})
+
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        lift: float = 0.3  # metadata predicting the label this much above chance is a shortcut
 
     def run(self, ctx) -> CheckResult:
-        cfg = ctx.config
-        result = CheckResult(self.name)
+        cfg = self.params
+        seed = ctx.config.seed
+        result = self.result()
         features = metadata_features(ctx.clips)
         y = ctx.labels.astype(str)
         counts = pd.Series(y).value_counts()
@@ -29,20 +36,19 @@ class ShortcutRisk:
             result.skipped = "needs two classes with at least two clips each"
             return result
         chance = float(counts.iloc[0] / len(y))
-        cv = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed)
-        accuracy = {name: _accuracy(features[[name]], y, cv, cfg.seed) for name in features.columns}
-        combined = _accuracy(features, y, cv, cfg.seed, depth=6)
+        cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        accuracy = {name: _accuracy(features[[name]], y, cv, seed) for name in features.columns}
+        combined = _accuracy(features, y, cv, seed, depth=6)
         result.classes = {}
-        informative = sorted(
-            (n for n, a in accuracy.items() if a >= chance + cfg.shortcut_lift / 2), key=lambda n: -accuracy[n]
-        )
-        if combined >= chance + cfg.shortcut_lift:
+        informative = sorted((n for n, a in accuracy.items() if a >= chance + cfg.lift / 2), key=lambda n: -accuracy[n])
+        if combined >= chance + cfg.lift:
             detail = ", ".join(f"{n} alone {accuracy[n]:.0%}" for n in informative) or "only in combination"
             result.findings.append(
                 Finding(
                     "shortcut_risk",
                     "warning",
-                    f"the label is predictable from metadata alone: {combined:.0%} accuracy vs {chance:.0%} by chance ({detail}); "
+                    f"the label is predictable from metadata alone: {combined:.0%} accuracy vs "
+                    f"{chance:.0%} by chance ({detail}); "
                     "a model can learn these hints instead of the action: balance sources and formats across classes",
                     labels=tuple(ctx.classes),
                     score=round(combined - chance, 3),

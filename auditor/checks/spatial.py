@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 
 
-class SpatialTightness:
+class SpatialTightness(Check):
     name = "spatial"
+    requires = frozenset({Requirement.COMPANIONS})
+
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        gain: float = 0.08  # a crop this much closer to the class than the whole frame: the subject is small
 
     def run(self, ctx) -> CheckResult:
-        result = CheckResult(self.name)
-        if ctx.store is None:
-            result.skipped = "needs the crop vectors in Milvus"
-            return result
+        result = self.result()
         for i, parts in ctx.each_with_parts("crops", "timeline"):
             self._clip(ctx, i, parts["crops"], parts["timeline"], result)
         return result
@@ -25,18 +29,19 @@ class SpatialTightness:
         clip = ctx.clips.iloc[i]
         prototype = ctx.loo_prototypes[i]
         middle = (clip[S.START] + clip[S.END]) / 2
-        full = float(timeline["vectors"][np.argmin(np.abs(timeline["where"] - middle))] @ prototype)
-        scores = crops["vectors"] @ prototype
+        full = float(timeline.vectors[np.argmin(np.abs(timeline.where - middle))] @ prototype)
+        scores = crops.vectors @ prototype
         best = int(np.argmax(scores))
-        box = [round(float(v), 3) for v in crops["where"][best]]
+        box = [round(float(v), 3) for v in crops.where[best]]
         gain = float(scores[best]) - full
-        result.clips[i] = {"best_box": box, "crop_gain": round(gain, 4)}
-        if gain >= ctx.config.spatial_gain:
+        result.clips[ctx.clip_ids[i]] = {"best_box": box, "crop_gain": round(gain, 4)}
+        if gain >= self.params.gain:
             result.findings.append(
                 Finding(
                     "spatial_looseness",
                     "warning",
-                    f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the crop {box} matches the class much better than the whole frame "
+                    f"row {clip[S.ROW]} ({clip[S.LABEL]!r}): the crop {box} matches the class much "
+                    "better than the whole frame "
                     f"({scores[best]:.2f} vs {full:.2f}): the subject is small or off-centre",
                     rows=(int(clip[S.ROW]),),
                     labels=(clip[S.LABEL],),

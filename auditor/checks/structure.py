@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult
 from auditor.projection import cluster, project
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 
 
-class Structure:
+class Structure(Check):
     name = "structure"
 
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        split_silhouette: float = 0.25  # two sub-groups at least this well separated suggest a split
+        split_min_share: float = 0.25  # ... each holding at least this share of the class
+        confusable_fraction: float = 0.3  # neighbour share of another class that makes two classes confusable
+        umap_max_fit: int = 200_000  # UMAP fits on a seeded sample this large and transforms the rest
+        hdbscan_min_cluster: int = 5
+
     def run(self, ctx) -> CheckResult:
-        cfg = ctx.config
-        result = CheckResult(self.name)
-        points = project(ctx.vectors, cfg.seed, cfg.umap_max_fit)
+        cfg = self.params
+        result = self.result()
+        points = project(ctx.vectors, ctx.config.seed, cfg.umap_max_fit)
         clusters = cluster(points, cfg.hdbscan_min_cluster)
         for i, (xy, c) in enumerate(zip(points, clusters)):
-            result.clips[i] = {"umap": [round(float(xy[0]), 4), round(float(xy[1]), 4)], "cluster": int(c)}
+            result.clips[ctx.clip_ids[i]] = {
+                "umap": [round(float(xy[0]), 4), round(float(xy[1]), 4)],
+                "cluster": int(c),
+            }
         for label in ctx.classes:
             members = ctx.members(label)
             found = set(clusters[members]) - {-1}
@@ -38,7 +51,7 @@ def split_candidate(ctx, label: str, members: np.ndarray, cfg) -> Finding | None
     if len(members) < 6:
         return None
     x = ctx.vectors[members]
-    parts = KMeans(2, n_init=4, random_state=cfg.seed).fit_predict(x)
+    parts = KMeans(2, n_init=4, random_state=ctx.config.seed).fit_predict(x)
     shares = np.bincount(parts, minlength=2) / len(parts)
     if shares.min() < cfg.split_min_share:
         return None
@@ -50,7 +63,8 @@ def split_candidate(ctx, label: str, members: np.ndarray, cfg) -> Finding | None
     return Finding(
         "split_candidate",
         "info",
-        f"class {label!r} falls into two distinct groups ({len(groups[0])} and {len(groups[1])} clips, silhouette {score:.2f}): "
+        f"class {label!r} falls into two distinct groups ({len(groups[0])} and {len(groups[1])} "
+        f"clips, silhouette {score:.2f}): "
         "consider two classes, or check that both are what the label means",
         rows=tuple(sorted(int(r) for r in rows)),
         labels=(label,),
@@ -75,7 +89,8 @@ def confusable_pairs(ctx, cfg) -> list[Finding]:
                     Finding(
                         "confusable_classes",
                         "warning",
-                        f"{la!r} and {lb!r} are mixed: {ab:.0%} of {la!r} neighbours are {lb!r} and {ba:.0%} the other way: "
+                        f"{la!r} and {lb!r} are mixed: {ab:.0%} of {la!r} neighbours are {lb!r} and "
+                        f"{ba:.0%} the other way: "
                         "merge them, or sharpen the definitions and relabel",
                         labels=(la, lb),
                         score=round((ab + ba) / 2, 3),

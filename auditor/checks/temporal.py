@@ -2,39 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
+from taxonomy_core.edits import Edit
 from taxonomy_core.findings import Finding
 
 
-class TemporalTightness:
+class TemporalTightness(Check):
     name = "temporal"
+    requires = frozenset({Requirement.COMPANIONS})
+
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        drop: float = 0.15  # a step belongs to the action while within this cosine of the best step
+        core_ratio: float = 0.7  # flag segments whose action covers less than this share
+        min_loose_s: float = 1.0  # ... and at least this many seconds look like something else
+        shot_cut_similarity: float = 0.5  # adjacent steps less alike than this are a shot cut
 
     def run(self, ctx) -> CheckResult:
-        result = CheckResult(self.name)
-        if ctx.store is None:
-            result.skipped = "needs the timeline vectors in Milvus"
-            return result
+        result = self.result()
         for i, parts in ctx.each_with_parts("timeline"):
             self._clip(ctx, i, parts["timeline"], result)
         return result
 
     def _clip(self, ctx, i: int, timeline: dict, result: CheckResult) -> None:
-        cfg, clip = ctx.config, ctx.clips.iloc[i]
-        steps = timeline["vectors"]
+        p, clip = self.params, ctx.clips.iloc[i]
+        steps = timeline.vectors
         visual = steps @ ctx.loo_prototypes[i]
         query = ctx.label_queries.get(clip[S.LABEL])
-        text_space = timeline["text"] if timeline["text"] is not None else steps
+        text_space = timeline.text if timeline.text is not None else steps
         textual = text_space @ query if query is not None else None
-        first, last = core_span(visual, cfg.temporal_drop)
+        first, last = core_span(visual, p.drop)
         step = (clip[S.END] - clip[S.START]) / len(steps)
         core = (clip[S.START] + first * step, clip[S.START] + (last + 1) * step)
-        cuts = shot_cuts(steps, timeline["where"], cfg.shot_cut_similarity)
-        result.clips[i] = {
+        cuts = shot_cuts(steps, timeline.where, p.shot_cut_similarity)
+        result.clips[ctx.clip_ids[i]] = {
             "timeline": {
-                "times": timeline["where"].round(3).tolist(),
+                "times": timeline.where.round(3).tolist(),
                 "similarity": visual.round(4).tolist(),
                 "text_similarity": textual.round(4).tolist() if textual is not None else None,
             },
@@ -43,7 +51,7 @@ class TemporalTightness:
         }
         length = clip[S.END] - clip[S.START]
         loose = length - (core[1] - core[0])
-        if (core[1] - core[0]) < cfg.temporal_core_ratio * length and loose >= cfg.temporal_min_loose_s:
+        if (core[1] - core[0]) < p.core_ratio * length and loose >= p.min_loose_s:
             cut_note = f"; shot cut(s) at {', '.join(f'{c:.1f}s' for c in cuts)}" if cuts else ""
             result.findings.append(
                 Finding(
@@ -57,6 +65,9 @@ class TemporalTightness:
                     score=round(1 - (core[1] - core[0]) / length, 3),
                     suggestion={"start": round(core[0], 2), "end": round(core[1], 2)},
                 )
+            )
+            result.edits.append(
+                Edit(int(clip[S.ROW]), "trim", (round(core[0], 2), round(core[1], 2)), "temporal_looseness")
             )
 
 

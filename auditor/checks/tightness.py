@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -11,16 +12,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from auditor.checks import CheckResult
+from auditor.checks.base import Check, CheckResult
 
 PROBE_MAX_SAMPLES = 20_000
 
 
-class ClassTightness:
+class ClassTightness(Check):
     name = "tightness"
 
+    @dataclass(frozen=True, kw_only=True)
+    class Params:
+        head_min: int = 200  # a head class has at least this many clips
+        tail_max: int = 50  # a tail class has fewer
+        probe_folds: int = 5  # cross-validation folds of the linear probe
+
     def run(self, ctx) -> CheckResult:
-        cfg = ctx.config
+        cfg = self.params
         sims = ctx.centroid_similarity
         own = ctx.own_similarity
         other = sims.copy()
@@ -29,10 +36,10 @@ class ClassTightness:
         a, b = 1 - own, 1 - best_other
         silhouette = (b - a) / np.maximum(np.maximum(a, b), 1e-9)
         agreement = (ctx.neighbour_labels == ctx.codes[:, None]).mean(axis=1)
-        f1, confused = probe_scores(ctx, cfg.probe_folds, cfg.seed)
+        f1, confused = probe_scores(ctx, cfg.probe_folds, ctx.config.seed)
         centroid_cos = ctx.centroids @ ctx.centroids.T
         np.fill_diagonal(centroid_cos, -np.inf)
-        result = CheckResult(self.name)
+        result = self.result()
         for c, label in enumerate(ctx.classes):
             members = ctx.codes == c
             nearest = int(np.argmax(centroid_cos[c])) if len(ctx.classes) > 1 else None
@@ -52,7 +59,7 @@ class ClassTightness:
             metrics["grade"], metrics["reasons"] = grade(metrics)
             result.classes[label] = metrics
         for i in range(len(own)):
-            result.clips[i] = {"own_similarity": float(own[i]), "knn_agreement": float(agreement[i])}
+            result.clips[ctx.clip_ids[i]] = {"own_similarity": float(own[i]), "knn_agreement": float(agreement[i])}
         return result
 
 
@@ -63,7 +70,7 @@ def tier(count: int, cfg) -> str:
 def probe_scores(ctx, folds: int, seed: int) -> tuple[dict[str, float], dict[str, str]]:
     """Cross-validated linear-probe F1 per class: roughly how hard fine-tuning will find it."""
     counts = Counter(ctx.labels)
-    usable = [l for l, n in counts.items() if n >= 2]
+    usable = [label for label, n in counts.items() if n >= 2]
     if len(usable) < 2:
         return {}, {}
     idx = np.flatnonzero(np.isin(ctx.labels, usable))
@@ -87,7 +94,7 @@ def probe_scores(ctx, folds: int, seed: int) -> tuple[dict[str, float], dict[str
         wrong = Counter(predicted[(y == label) & (predicted != label)])
         if wrong:
             confused[label] = wrong.most_common(1)[0][0]
-    return {l: float(s) for l, s in zip(labels, scores)}, confused
+    return {label: float(s) for label, s in zip(labels, scores)}, confused
 
 
 def grade(m: dict) -> tuple[str, list[str]]:

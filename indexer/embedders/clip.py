@@ -36,7 +36,8 @@ class ClipEmbedder(FrameEmbedder):
         except (RuntimeError, OSError, ValueError) as e:
             raise EmbedderUnavailable(
                 f"could not load open_clip weights {arch}/{pretrained}: {e}\n"
-                f"Model hubs may be unreachable here. Pass a local checkpoint (clip:{arch}/PATH/TO/open_clip_model.bin), "
+                "Model hubs may be unreachable here. Pass a local checkpoint "
+                f"(clip:{arch}/PATH/TO/open_clip_model.bin), "
                 f"or use the offline reference model --model {OFFLINE_MODEL}."
             ) from e
         self.model = model.eval()

@@ -1,15 +1,25 @@
-"""The vector store: the dataset's collections in Milvus (a Lite file or a server)."""
+"""The vector store: a protocol of domain verbs (`base`) and its Milvus implementation (`milvus`)."""
 
-from taxonomy_core.store.milvus import (  # noqa: F401
-    DEFAULT_URI,
-    TOKEN_ENV,
-    URI_ENV,
+from taxonomy_core.store.base import (
+    CLIP_COLUMNS,
+    ClipMatrix,
     DatasetLayout,
+    Hits,
+    Parts,
+    Store,
     StoreError,
-    VectorStore,
-    default_uri,
-    filter_eq,
-    filter_in,
-    is_server,
-    quote,
+    StoreLimits,
+    unit_rows,
 )
+from taxonomy_core.store.milvus import DEFAULT_URI, TOKEN_ENV, URI_ENV, MilvusStore, default_uri, is_server
+
+
+def open_store(uri: str | None = None, token: str | None = None) -> Store:
+    """The store at `uri` (a Milvus Lite file path or a server URL; default AUDITOR_MILVUS_URI or ./auditor.db)."""
+    return MilvusStore.open(uri, token)
+
+
+__all__ = [
+    "CLIP_COLUMNS", "DEFAULT_URI", "TOKEN_ENV", "URI_ENV", "ClipMatrix", "DatasetLayout", "Hits", "MilvusStore",
+    "Parts", "Store", "StoreError", "StoreLimits", "default_uri", "is_server", "open_store", "unit_rows",
+]  # fmt: skip

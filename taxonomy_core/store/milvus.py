@@ -1,6 +1,7 @@
-"""VectorStore: the dataset's collections in Milvus (a Lite file or a server), behind one small API.
+"""MilvusStore: the store protocol on Milvus, a Lite file or a server (the only module that imports pymilvus).
 
-No torch here: the app opens the store without loading a model.
+Lite and a server are two configurations of this one class: they differ in `limits` (a server answers
+k-NN for every clip from its own index) and in how a file lock is released. No torch here.
 """
 
 from __future__ import annotations
@@ -10,12 +11,24 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from taxonomy_core import schema as S
+from taxonomy_core.store.base import (
+    CLIP_COLUMNS,
+    ClipMatrix,
+    DatasetLayout,
+    Hits,
+    Parts,
+    StoreError,
+    StoreLimits,
+    unit_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +36,8 @@ DEFAULT_URI = "./auditor.db"
 URI_ENV = "AUDITOR_MILVUS_URI"
 TOKEN_ENV = "AUDITOR_MILVUS_TOKEN"
 REGISTRY = "ta_registry"
-WRITE_BATCH = 256
-READ_BATCH = 1000
-
-
-class StoreError(RuntimeError):
-    """Milvus could not be reached or used; the message names the URI and what to do."""
-
+LITE_LIMITS = StoreLimits()
+SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True)
 
 _LITE_USERS: Counter[str] = Counter()  # open stores per Lite file in this process
 
@@ -70,41 +78,18 @@ def filter_eq(field_name: str, value: Any) -> str:
     return f"{field_name} == {quote(value)}"
 
 
-@dataclass(frozen=True)
-class DatasetLayout:
-    """What a (dataset, model) pair stores and how it was made; kept in the registry collection."""
-
-    dataset: str
-    model_id: str
-    dim: int
-    text_dim: int | None = None  # a separate text-aligned vector (ConSE); None when absent
-    text_space: str | None = None  # "visual", "semantic" or None (no text search)
-    sampling: dict[str, Any] = field(default_factory=dict)
-    manifest: str = ""
-    manifest_format: str = ""
-
-    @property
-    def clips(self) -> str:
-        return S.collection_name(self.dataset, self.model_id, "clips")
-
-    @property
-    def timeline(self) -> str:
-        return S.collection_name(self.dataset, self.model_id, "timeline")
-
-    @property
-    def crops(self) -> str:
-        return S.collection_name(self.dataset, self.model_id, "crops")
-
-
-class VectorStore:
-    """Wraps an injected MilvusClient; `VectorStore.open(uri)` builds one with readable errors."""
+class MilvusStore:
+    """The store protocol on an injected MilvusClient; `MilvusStore.open(uri)` builds one with readable errors."""
 
     def __init__(self, client: MilvusClient, uri: str):
         self.client, self.uri = client, uri
+        self.limits = SERVER_LIMITS if is_server(uri) else LITE_LIMITS
         self._loaded: set[str] = set()
+        # A server defaults to Bounded consistency: a row written a moment ago could be missing from a read.
+        self._read = {"consistency_level": "Strong"}
 
     @classmethod
-    def open(cls, uri: str | None = None, token: str | None = None) -> VectorStore:
+    def open(cls, uri: str | None = None, token: str | None = None) -> MilvusStore:
         uri = uri or default_uri()
         token = token if token is not None else os.environ.get(TOKEN_ENV, "")
         if not is_server(uri):
@@ -125,7 +110,7 @@ class VectorStore:
         self.client.close()
         _release_lite(self.uri)
 
-    # --- layout -----------------------------------------------------------------------------
+    # --- the registry -----------------------------------------------------------------------
 
     def ensure(self, layout: DatasetLayout) -> None:
         """Create the dataset's collections if missing and record its layout; refuse a dim clash."""
@@ -133,31 +118,28 @@ class VectorStore:
         known = self.layout(layout.dataset, layout.model_id)
         if known and (known.dim, known.text_dim) != (layout.dim, layout.text_dim):
             raise StoreError(
-                f"{layout.clips} at {self.uri} holds {known.dim}-d vectors but {layout.model_id} makes {layout.dim}-d; "
-                f"use another --dataset name or drop it with `indexer drop`"
+                f"{layout.clips} at {self.uri} holds {known.dim}-d vectors but {layout.model_id} makes "
+                f"{layout.dim}-d; use another --dataset name or drop it with `indexer drop`"
             )
         self._create(layout.clips, self._clip_schema(layout), layout)
         self._create(layout.timeline, self._part_schema(layout, S.TIME, DataType.DOUBLE), layout)
         self._create(layout.crops, self._part_schema(layout, S.BOX, DataType.JSON), layout)
         record = {
-            "name": layout.clips,
-            "dataset": layout.dataset,
-            "model_id": layout.model_id,
-            "layout": asdict(layout),
-            "vector": [0.0, 0.0],
-        }
+            "name": layout.clips, "dataset": layout.dataset, "model_id": layout.model_id,
+            "layout": asdict(layout), "vector": [0.0, 0.0],
+        }  # fmt: skip
         self._call(self.client.upsert, REGISTRY, [record])
 
     def layout(self, dataset: str, model_id: str | None = None) -> DatasetLayout | None:
-        layouts = [l for l in self.layouts() if l.dataset == dataset and (model_id is None or l.model_id == model_id)]
-        return layouts[-1] if layouts else None
+        found = [x for x in self.layouts() if x.dataset == dataset and model_id in (None, x.model_id)]
+        return found[-1] if found else None
 
     def layouts(self) -> list[DatasetLayout]:
         if not self._call(self.client.has_collection, REGISTRY):
             return []
         self._load(REGISTRY)
-        rows = self._call(self.client.query, REGISTRY, filter="", output_fields=["layout"], limit=16384)
-        return sorted((DatasetLayout(**r["layout"]) for r in rows), key=lambda l: (l.dataset, l.model_id))
+        rows = self._call(self.client.query, REGISTRY, filter="", output_fields=["layout"], limit=16384, **self._read)
+        return sorted((DatasetLayout(**r["layout"]) for r in rows), key=lambda x: (x.dataset, x.model_id))
 
     def drop(self, layout: DatasetLayout) -> None:
         for name in (layout.clips, layout.timeline, layout.crops):
@@ -168,68 +150,146 @@ class VectorStore:
 
     # --- writes -----------------------------------------------------------------------------
 
-    def upsert(self, collection: str, rows: list[dict[str, Any]]) -> None:
-        for i in range(0, len(rows), WRITE_BATCH):
-            self._call(self.client.upsert, collection, rows[i : i + WRITE_BATCH])
+    def write_clips(
+        self, layout: DatasetLayout, clips: list[dict], timeline: Iterable[dict] = (), crops: Iterable[dict] = ()
+    ) -> None:
+        """Companions first, then the clip rows: a clip row present means its clip is complete."""
+        self._upsert(layout.timeline, list(timeline))
+        self._upsert(layout.crops, list(crops))
+        self._upsert(layout.clips, clips)
 
-    def update_fields(self, collection: str, rows: list[dict[str, Any]]) -> None:
-        """Change scalar fields of existing rows without touching their vectors."""
-        for i in range(0, len(rows), WRITE_BATCH):
-            self._call(self.client.upsert, collection, rows[i : i + WRITE_BATCH], partial_update=True)
+    def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None:
+        """Change scalar fields of stored clips without touching their vectors."""
+        for i in range(0, len(patches), self.limits.write_batch):
+            batch = patches[i : i + self.limits.write_batch]
+            self._call(self.client.upsert, layout.clips, batch, partial_update=True)
 
-    def delete(self, collection: str, clip_ids: list[str]) -> None:
-        for i in range(0, len(clip_ids), READ_BATCH):
-            self._call(self.client.delete, collection, filter=filter_in(S.CLIP_ID, clip_ids[i : i + READ_BATCH]))
+    def delete_clips(self, layout: DatasetLayout, clip_ids: list[str]) -> None:
+        """A clip and its companions; the clip row goes first so a half-done delete never looks complete."""
+        for collection in (layout.clips, layout.timeline, layout.crops):
+            for i in range(0, len(clip_ids), self.limits.read_batch):
+                expr = filter_in(S.CLIP_ID, clip_ids[i : i + self.limits.read_batch])
+                self._call(self.client.delete, collection, filter=expr)
+
+    def _upsert(self, collection: str, rows: list[dict]) -> None:
+        for i in range(0, len(rows), self.limits.write_batch):
+            self._call(self.client.upsert, collection, rows[i : i + self.limits.write_batch])
 
     # --- reads ------------------------------------------------------------------------------
 
-    def iterate(self, collection: str, fields: list[str], expr: str = "") -> Iterator[dict[str, Any]]:
-        """Every row (or those matching `expr`), in pages, without loading a whole collection at once."""
+    def count(self, layout: DatasetLayout, which: str = "clips") -> int:
+        collection = layout.collection(which)
+        self._load(collection)
+        rows = self._call(self.client.query, collection, filter="", output_fields=["count(*)"], **self._read)
+        return int(rows[0]["count(*)"])
+
+    def clip_records(self, layout: DatasetLayout, fields: list[str]) -> Iterator[dict]:
+        """Some fields of every stored clip, in pages, without loading the collection at once."""
+        return self._iterate(layout.clips, fields)
+
+    def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix:
+        """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row."""
+        fields = CLIP_COLUMNS + [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
+        records = [r for r in self._iterate(layout.clips, fields) if clip_ids is None or r[S.CLIP_ID] in clip_ids]
+        records.sort(key=lambda r: r[S.ROW])
+        vectors = np.array([r.pop(S.VECTOR) for r in records], dtype=np.float32).reshape(len(records), layout.dim)
+        text = None
+        if layout.text_dim:
+            text = unit_rows(np.array([r.pop(S.TEXT_VECTOR) for r in records]).reshape(len(records), layout.text_dim))
+        table = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
+        table[S.SPLIT] = table[S.SPLIT].replace("", None)
+        return ClipMatrix(table, unit_rows(vectors), text)
+
+    def companions(self, layout: DatasetLayout, which: str, clip_ids: list[str]) -> dict[str, Parts]:
+        """Timeline steps or crops of some clips, grouped per clip and ordered by index."""
+        where = S.TIME if which == "timeline" else S.BOX
+        fields = [S.CLIP_ID, S.INDEX, where, S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
+        grouped: dict[str, list[dict]] = {}
+        for row in self._get(layout.collection(which), clip_ids, fields):
+            grouped.setdefault(row[S.CLIP_ID], []).append(row)
+        out = {}
+        for clip_id, rows in grouped.items():
+            rows.sort(key=lambda r: r[S.INDEX])
+            text = unit_rows(np.array([r[S.TEXT_VECTOR] for r in rows])) if layout.text_dim else None
+            where_values = np.array([r[where] for r in rows], dtype=np.float32)
+            out[clip_id] = Parts(where_values, unit_rows(np.array([r[S.VECTOR] for r in rows])), text)
+        return out
+
+    def thumbnails(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, str]:
+        """Base64 JPEG per clip id."""
+        return {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in self._get(layout.clips, clip_ids, [S.CLIP_ID, S.THUMBNAIL])}
+
+    def search(
+        self, layout: DatasetLayout, queries: np.ndarray, k: int, *, text: bool = False, label: str | None = None
+    ) -> list[Hits]:
+        """The k most similar clips per query (in the text space with `text`), optionally of one label."""
+        field_name = S.TEXT_VECTOR if text and layout.text_dim else S.VECTOR
+        expr = filter_eq(S.LABEL, label) if label is not None else ""
+        results = self._search(layout.clips, queries, field_name, min(k, self.limits.max_top_k), expr=expr)
+        return [[(h[S.CLIP_ID], float(h["distance"])) for h in hits] for hits in results]
+
+    def neighbours(self, layout: DatasetLayout, matrix: ClipMatrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each clip's k nearest other clips of `matrix` (positions and cosines), from Milvus's own index."""
+        n = len(matrix.table)
+        k = min(k, n - 1)
+        position = {c: i for i, c in enumerate(matrix.table[S.CLIP_ID])}
+        stale = max(0, self.count(layout) - n)  # stored clips outside this matrix may come back too
+        limit = min(self.limits.max_top_k, k + 1 + stale)
+        idx = np.zeros((n, k), dtype=np.int64)
+        sim = np.full((n, k), -1.0, dtype=np.float32)
+        for start in range(0, n, self.limits.read_batch):
+            batch = matrix.vectors[start : start + self.limits.read_batch]
+            for offset, hits in enumerate(self._search(layout.clips, batch, S.VECTOR, limit)):
+                i = start + offset
+                found = [(position[h[S.CLIP_ID]], h["distance"]) for h in hits if position.get(h[S.CLIP_ID], i) != i]
+                found = found[:k]
+                idx[i, : len(found)] = [j for j, _ in found]
+                sim[i, : len(found)] = [s for _, s in found]
+        return idx, sim
+
+    def pairs_above(
+        self, layout: DatasetLayout, matrix: ClipMatrix, similarity: float, k: int
+    ) -> list[tuple[int, int, float]]:
+        """(i, j, cosine) with i < j for every pair of clips at least `similarity` alike (range search, k per clip)."""
+        position = {c: i for i, c in enumerate(matrix.table[S.CLIP_ID])}
+        params = {"params": {"radius": similarity, "range_filter": 1.0 + 1e-6}}
+        found: dict[tuple[int, int], float] = {}
+        for start in range(0, len(position), self.limits.read_batch):
+            batch = matrix.vectors[start : start + self.limits.read_batch]
+            for offset, hits in enumerate(self._search(layout.clips, batch, S.VECTOR, k + 1, params=params)):
+                for h in hits:
+                    j = position.get(h[S.CLIP_ID])
+                    if j is not None and j != start + offset:
+                        found[tuple(sorted((start + offset, j)))] = float(h["distance"])
+        return [(a, b, s) for (a, b), s in sorted(found.items())]
+
+    def _iterate(self, collection: str, fields: list[str]) -> Iterator[dict]:
         self._load(collection)
         iterator = self._call(
-            self.client.query_iterator, collection, batch_size=READ_BATCH, filter=expr, output_fields=fields
-        )
+            self.client.query_iterator, collection, batch_size=self.limits.read_batch, filter="",
+            output_fields=fields, **self._read,
+        )  # fmt: skip
         try:
             while page := self._call(iterator.next):
                 yield from page
         finally:
             iterator.close()
 
-    def get(self, collection: str, clip_ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
+    def _get(self, collection: str, clip_ids: list[str], fields: list[str]) -> list[dict]:
         self._load(collection)
-        out: list[dict[str, Any]] = []
-        for i in range(0, len(clip_ids), READ_BATCH):
-            out += self._call(
-                self.client.query,
-                collection,
-                filter=filter_in(S.CLIP_ID, clip_ids[i : i + READ_BATCH]),
-                output_fields=fields,
-            )
+        out: list[dict] = []
+        for i in range(0, len(clip_ids), self.limits.read_batch):
+            expr = filter_in(S.CLIP_ID, clip_ids[i : i + self.limits.read_batch])
+            out += self._call(self.client.query, collection, filter=expr, output_fields=fields, **self._read)
         return out
 
-    def count(self, collection: str) -> int:
+    def _search(self, collection: str, queries: np.ndarray, field_name: str, limit: int, expr: str = "", params=None):
         self._load(collection)
-        return int(self._call(self.client.query, collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
-
-    def search(
-        self,
-        collection: str,
-        vectors: list[list[float]],
-        field_name: str,
-        limit: int,
-        expr: str = "",
-        fields: list[str] | None = None,
-    ) -> list[list[dict[str, Any]]]:
-        self._load(collection)
+        data = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1).tolist()
         return self._call(
-            self.client.search,
-            collection,
-            data=vectors,
-            anns_field=field_name,
-            limit=limit,
-            filter=expr,
-            output_fields=fields or [],
-        )
+            self.client.search, collection, data=data, anns_field=field_name, limit=limit, filter=expr,
+            output_fields=[S.CLIP_ID], search_params=params or {}, **self._read,
+        )  # fmt: skip
 
     # --- internals --------------------------------------------------------------------------
 
@@ -276,14 +336,15 @@ class VectorStore:
             schema.add_field(S.TEXT_VECTOR, DataType.FLOAT_VECTOR, dim=layout.text_dim)
 
     def _clip_schema(self, layout: DatasetLayout):
+        lim = self.limits
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(S.CLIP_ID, DataType.VARCHAR, max_length=64, is_primary=True)
         schema.add_field(S.ROW, DataType.INT64)
-        schema.add_field(S.VIDEO, DataType.VARCHAR, max_length=4096)
+        schema.add_field(S.VIDEO, DataType.VARCHAR, max_length=lim.max_video_chars)
         schema.add_field(S.START, DataType.DOUBLE)
         schema.add_field(S.END, DataType.DOUBLE)
-        schema.add_field(S.LABEL, DataType.VARCHAR, max_length=1024)
-        schema.add_field(S.SPLIT, DataType.VARCHAR, max_length=256)
+        schema.add_field(S.LABEL, DataType.VARCHAR, max_length=lim.max_label_chars)
+        schema.add_field(S.SPLIT, DataType.VARCHAR, max_length=lim.max_split_chars)
         schema.add_field(S.MODEL_ID, DataType.VARCHAR, max_length=1024)
         schema.add_field(S.DURATION, DataType.DOUBLE)
         schema.add_field(S.FPS, DataType.DOUBLE)
@@ -292,7 +353,7 @@ class VectorStore:
         schema.add_field(S.CODEC, DataType.VARCHAR, max_length=64)
         schema.add_field(S.BRIGHTNESS, DataType.DOUBLE)
         schema.add_field(S.EXTRA, DataType.JSON)
-        schema.add_field(S.THUMBNAIL, DataType.VARCHAR, max_length=65535)
+        schema.add_field(S.THUMBNAIL, DataType.VARCHAR, max_length=lim.max_thumbnail_chars)
         self._add_vectors(schema, layout)
         return schema
 
@@ -324,7 +385,10 @@ def _connect_advice(uri: str, error: BaseException, logged: list[str]) -> str:
         error = error.__cause__ or error.__context__
     text = chain[-1]
     if any("lock" in link.lower() for link in chain + logged):
-        fix = "another process (the app, or a running job) holds this Milvus Lite file; stop it, or use a Milvus server (docker-compose.yml)"
+        fix = (
+            "another process (the app, or a running job) holds this Milvus Lite file; "
+            "stop it, or use a Milvus server (docker-compose.yml)"
+        )
     elif is_server(uri):
         fix = "start the server (`docker compose up -d` with this repo's docker-compose.yml) or check --uri / --token"
     else:
