@@ -24,7 +24,7 @@ shown = [
     and (not classes or set(f["labels"]) & set(classes))
 ]
 st.dataframe(
-    pd.DataFrame(shown, columns=["severity", "kind", "rows", "labels", "score", "message", "suggestion"]),
+    pd.DataFrame(shown, columns=["severity", "kind", "confidence", "action", "rows", "labels", "message"]),
     hide_index=True,
     width="stretch",
 )

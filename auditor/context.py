@@ -36,6 +36,7 @@ class AuditContext:
     store: Store | None = None
 
     def __post_init__(self):
+        self._pairs: dict[float, list[tuple[int, int, float]]] = {}
         self.clips = self.clips.reset_index(drop=True)
         self.vectors = unit_rows(self.vectors)
         if self.text_vectors is not None:
@@ -135,6 +136,17 @@ class AuditContext:
             matrix = ClipMatrix(self.clips, self.vectors, self.text_vectors)
             return self.store.neighbours(self.layout, matrix, self.config.knn_k)
         return knn(self.vectors, self.config.knn_k)
+
+    def copy_pairs(self, similarity: float) -> list[tuple[int, int, float]]:
+        """(i, j, cosine), i < j, for neighbours at least `similarity` alike: the same footage, shared by checks."""
+        if similarity not in self._pairs:
+            idx, sim = self.neighbours
+            found: dict[tuple[int, int], float] = {}
+            for i, k in zip(*np.nonzero(sim >= similarity)):
+                a, b = sorted((int(i), int(idx[i, k])))
+                found[(a, b)] = max(found.get((a, b), -1.0), float(sim[i, k]))
+            self._pairs[similarity] = [(a, b, s) for (a, b), s in sorted(found.items())]
+        return self._pairs[similarity]
 
     @cached_property
     def neighbour_labels(self) -> np.ndarray:

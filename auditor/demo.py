@@ -130,9 +130,34 @@ def build_demo(folder: Path) -> tuple[Path, Planted]:
     )
     bad = len(rows) - 1
 
+    # Rows in a seeded random order, so the invalid rows sit in the middle and rows differ from clip order.
+    order = np.random.default_rng(7).permutation(len(rows))
+    new_row = {int(old): new for new, old in enumerate(order)}
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["video", "start", "end", "label", "split"])
         writer.writeheader()
-        writer.writerows(rows)
-    return manifest, Planted(mislabel, leak_train, leak_test, loose, core, spatial, missing, bad)
+        writer.writerows(rows[i] for i in order)
+    planted = [mislabel, leak_train, leak_test, loose, core, spatial, missing, bad]
+    return manifest, Planted(*(new_row[x] if isinstance(x, int) else x for x in planted))
+
+
+# Each planted problem, the finding kind that should report it, and what its fix should say.
+EXPECTED = (
+    ("mislabelled clip", "mislabel", "likely_mislabel"),
+    ("test copy of a training clip", "leak_test", "split_leak"),
+    ("segment running into another scene", "loose_in_time", "temporal_looseness"),
+    ("subject small in a corner", "loose_in_space", "spatial_looseness"),
+    ("missing video file", "missing_file", "unreadable_video"),
+    ("start after end", "bad_bounds", "invalid_annotation"),
+)
+
+
+def planted_outcome(report: dict, planted: Planted) -> list[tuple[str, int, str, int]]:
+    """(problem, row, expected kind, how many findings of that kind accuse the row): 1 each is right."""
+    out = []
+    for problem, attr, kind in EXPECTED:
+        row = getattr(planted, attr)
+        times = sum(1 for f in report["findings"] if f["kind"] == kind and row in f["rows"])
+        out.append((problem, row, kind, times))
+    return out

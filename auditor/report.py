@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from auditor.checks.base import CheckResult
+from auditor.grades import RULE, grade_classes
 from taxonomy_core import schema as S
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import SEVERITY_ORDER, Finding
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CLASS_KEYS = [
     "label",
     "count",
@@ -29,27 +30,19 @@ CLASS_KEYS = [
     "diversity",
     "grade",
 ]
-SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-CLASS_LEVEL = {
-    "too_few_examples",
-    "class_imbalance",
-    "low_diversity",
-    "split_candidate",
-    "confusable_classes",
-    "search_inconsistency",
-    "shortcut_risk",
-}
 
 
 def build_report(
     ctx, results: list[CheckResult], findings: list[Finding], meta: dict[str, Any], params: dict[str, dict]
 ) -> dict[str, Any]:
     """`findings`: the indexer's (validation, decoding) and the checks', reconciled; `params`: each check's."""
-    findings = sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.score, f.kind))
+    findings = sorted(findings, key=lambda f: f.sort_key)
     kinds_by_row: dict[int, list[str]] = {}
     for f in findings:
-        for row in f.rows if f.kind not in CLASS_LEVEL else ():
+        for row in f.rows:  # accused rows only: evidence rows are not blamed
             kinds_by_row.setdefault(row, []).append(f.kind)
+    classes = _classes(ctx, results)
+    grade_classes(classes, findings)
     return _clean(
         {
             "schema_version": SCHEMA_VERSION,
@@ -59,7 +52,8 @@ def build_report(
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **{k: v for k, v in meta.items() if k not in ("model", "dataset")},
             "clips": _clips(ctx, results, kinds_by_row),
-            "classes": _classes(ctx, results),
+            "classes": classes,
+            "grading_rule": list(RULE),
             "findings": [f.to_dict() for f in findings],
             "checks": [
                 {
@@ -235,23 +229,28 @@ def _class_table(report) -> str:
 
 
 def _findings_table(report, thumbnails: dict[str, str]) -> str:
+    """Each finding: what to do first, then why; thumbnails of the accused rows, then of the evidence."""
     by_row = {c["row"]: c for c in report["clips"]}
-    body = ""
-    for f in report["findings"]:
-        images = "".join(
-            f"<img class='thumb' title='row {r}' src='data:image/jpeg;base64,{thumbnails[by_row[r]['clip_id']]}'>"
-            for r in f["rows"][:8]
+
+    def images(rows: list[int], note: str) -> str:
+        return "".join(
+            f"<img class='thumb' title='{note} row {r}' "
+            f"src='data:image/jpeg;base64,{thumbnails[by_row[r]['clip_id']]}'>"
+            for r in rows[:8]
             if r in by_row and by_row[r]["clip_id"] in thumbnails
         )
-        suggestion = html.escape(json.dumps(f["suggestion"])) if f["suggestion"] else ""
+
+    body = ""
+    for f in report["findings"]:
+        accused = images(f["rows"], "accused")
+        evidence = images([e["row"] for e in f["evidence"]], "evidence")
+        clips = accused + (f"<span class='evidence'>evidence: {evidence}</span>" if evidence else "")
         body += (
-            "<tr><td "
-            f"class='{f['severity']}'>{f['severity']}</td><td>{f['kind']}</td><td>{html.escape(f['message'])}</td>"
-            f"<td>{suggestion}</td><td>{images}</td></tr>"
+            f"<tr><td class='{f['severity']}'>{f['severity']}</td><td>{f['kind']}</td><td>{f['confidence']:.2f}</td>"
+            f"<td><b>{html.escape(f['action'] or '')}</b><br>{html.escape(f['message'])}</td><td>{clips}</td></tr>"
         )
-    return (
-        f"<table><tr><th>severity</th><th>kind</th><th>message</th><th>suggestion</th><th>clips</th></tr>{body}</table>"
-    )
+    head = "<tr><th>severity</th><th>kind</th><th>confidence</th><th>action · why</th><th>clips</th></tr>"
+    return f"<table>{head}{body}</table>"
 
 
 def _fmt(value) -> str:

@@ -235,6 +235,7 @@ def _record_failure(failure: SegmentFailure, report: IndexReport) -> None:
             rows=(spec.row,),
             labels=(spec.label,),
             videos=(spec.video,),
+            action=f"replace or repair the video of row {spec.row}, or remove the row: it is not indexed",
         )
     )
 

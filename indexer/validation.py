@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Evidence, Finding
 from taxonomy_core.formats import Manifest
 from taxonomy_core.schema import KNOWN_SPLITS, ClipSpec
 
@@ -33,13 +33,14 @@ class Validation:
                 f"row {clip.row} ({clip.video}): {reason}",
                 rows=(clip.row,),
                 videos=(clip.video,),
+                action=f"fix row {clip.row} ({reason}) or remove it: it is not indexed",
             )
         )
         self.excluded[clip.row] = reason
 
-    def warn(self, kind: str, message: str, clips: list[ClipSpec], **extra) -> None:
+    def warn(self, kind: str, message: str, clips: list[ClipSpec], action: str, **extra) -> None:
         rows = tuple(c.row for c in clips)
-        self.findings.append(Finding(kind, "warning", message, rows=rows, **extra))
+        self.findings.append(Finding(kind, "warning", message, rows=rows, action=action, **extra))
 
     def valid(self, clips: list[ClipSpec]) -> list[ClipSpec]:
         return [c for c in clips if c.row not in self.excluded]
@@ -66,27 +67,23 @@ def _check_row(clip: ClipSpec, result: Validation) -> None:
         return result.reject(clip, f"start {clip.start}s is negative")
     if clip.start is not None and clip.end is not None and clip.start >= clip.end:
         return result.reject(clip, f"start {clip.start}s is not before end {clip.end}s")
+    if "," in clip.label:
+        return result.reject(clip, f"label {clip.label!r} contains a comma, which AutoML rejects")
     if clip.label != clip.label.strip():
         result.warn(
             "invalid_annotation",
             f"row {clip.row}: label {clip.label!r} has surrounding spaces",
             [clip],
+            f"relabel row {clip.row} as {clip.label.strip()!r}",
             labels=(clip.label,),
             suggestion={"label": clip.label.strip()},
-        )
-    if "," in clip.label:
-        result.warn(
-            "invalid_annotation",
-            f"row {clip.row}: label {clip.label!r} contains a comma, which breaks CSV manifests such as AutoML's",
-            [clip],
-            labels=(clip.label,),
-            suggestion={"label": clip.label.replace(",", " ").strip()},
         )
     if clip.split is not None and clip.split.lower() not in KNOWN_SPLITS:
         result.warn(
             "invalid_annotation",
             f"row {clip.row}: unknown split {clip.split!r}; expected one of {', '.join(sorted(KNOWN_SPLITS))}",
             [clip],
+            f"set row {clip.row}'s split to train, validation or test",
         )
 
 
@@ -114,8 +111,19 @@ def _check_duplicates(clips: list[ClipSpec], result: Validation) -> None:
             )
         else:
             message = f"rows {list(rows)} repeat the same segment {where}; only row {first.row} is indexed"
+        repeats = tuple(c.row for c in group[1:])
         result.findings.append(
-            Finding("invalid_annotation", "error", message, rows=rows, labels=tuple(labels), videos=(first.video,))
+            Finding(
+                "invalid_annotation",
+                "error",
+                message,
+                rows=repeats,
+                labels=tuple(labels),
+                videos=(first.video,),
+                evidence=(Evidence(first.row, "kept"),),
+                action=f"remove row(s) {', '.join(map(str, repeats))}"
+                + (f" after deciding which of {labels} the segment shows" if len(labels) > 1 else ""),
+            )
         )
 
 
@@ -133,12 +141,14 @@ def _check_label_variants(clips: list[ClipSpec], result: Validation) -> None:
             "invalid_annotation",
             f"labels {sorted(names)} differ only by case or spaces; use {keep!r}",
             others,
+            f"relabel {len(others)} row(s) as {keep!r}",
             labels=tuple(sorted(names)),
             suggestion={"label": keep},
         )
 
 
 def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: Validation) -> None:
+    """Errors per class under AutoML's minimum; the rule of thumb as one dataset-wide warning."""
     counts = Counter(c.label for c in clips)
     if len(counts) < 2:
         result.findings.append(
@@ -147,30 +157,40 @@ def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: 
                 "error",
                 f"the dataset has {len(counts)} class(es); classification needs at least 2",
                 labels=tuple(counts),
+                action="add at least one more class",
             )
         )
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for clip in clips:
-        by_label[clip.label].append(clip.row)
     for label, count in sorted(counts.items()):
         if count < config.min_per_class:
-            severity, rule = "error", f"the minimum of {config.min_per_class} (AutoML refuses fewer)"
-        elif count < config.recommended_per_class:
-            severity, rule = "warning", f"the {config.recommended_per_class}-per-class rule of thumb"
-        else:
-            continue
+            result.findings.append(
+                Finding(
+                    "too_few_examples",
+                    "error",
+                    f"class {label!r} has {count} examples, below the minimum of {config.min_per_class} "
+                    "(AutoML refuses fewer)",
+                    labels=(label,),
+                    action=f"add at least {config.min_per_class - count} {label!r} clips, or merge or drop the class",
+                    suggestion={"add": config.min_per_class - count},
+                )
+            )
+    small = sorted(name for name, n in counts.items() if config.min_per_class <= n < config.recommended_per_class)
+    if small:
+        share = "every class" if len(small) == len(counts) else f"{len(small)} of {len(counts)} classes"
+        listed = ", ".join(f"{name!r}: {counts[name]}" for name in small[:12]) + (" …" if len(small) > 12 else "")
         result.findings.append(
             Finding(
                 "too_few_examples",
-                severity,
-                f"class {label!r} has {count} examples, below {rule}",
-                rows=tuple(by_label[label]),
-                labels=(label,),
-                score=float(count),
+                "warning",
+                f"{share} ({listed}) "
+                f"have fewer than the {config.recommended_per_class}-per-class rule of thumb",
+                labels=tuple(small),
+                confidence=0.5,
+                action=f"collect more clips for these classes, the smallest first, towards "
+                f"{config.recommended_per_class} each",
             )
         )
     if len(counts) >= 2:
-        (big, most), (small, least) = counts.most_common()[0], counts.most_common()[-1]
+        (big, most), (tiny, least) = counts.most_common()[0], counts.most_common()[-1]
         ratio = most / least
         if ratio >= config.imbalance_warning:
             severity = "error" if ratio >= config.imbalance_error else "warning"
@@ -178,8 +198,9 @@ def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: 
                 Finding(
                     "class_imbalance",
                     severity,
-                    f"class {big!r} ({most}) is {ratio:.0f}x class {small!r} ({least})",
-                    labels=(big, small),
-                    score=ratio,
+                    f"class {big!r} ({most}) is {ratio:.0f}x class {tiny!r} ({least})",
+                    labels=(big, tiny),
+                    action=f"collect more {tiny!r} clips or subsample {big!r}; or weight classes in training",
+                    suggestion={"ratio": round(ratio, 1)},
                 )
             )

@@ -1,4 +1,7 @@
-"""The audit end to end on the demo taxonomy: real footage, the offline model, Milvus Lite, planted defects."""
+"""The audit end to end on the demo taxonomy: real footage, the offline model, Milvus Lite, planted defects.
+
+The demo's manifest rows are shuffled with the invalid rows in the middle, so rows differ from clip positions.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def findings(outcome, kind, row=None):
 def test_report_contract(demo):
     outcome, *_ = demo
     report = json.loads(outcome.json_path.read_text())
-    assert report["schema_version"] == 1 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
+    assert report["schema_version"] == 2 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
     assert report["thresholds"]["checks"]["duplicates"]["similarity"] == 0.95
     clip = report["clips"][0]
     assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(
@@ -42,7 +45,11 @@ def test_report_contract(demo):
         assert c["tier"] in ("head", "mid", "tail") and c["grade"] in "ABCD"
         assert c["search_consistency"] is not None  # the offline model has a text space
     for f in report["findings"]:
-        assert {"kind", "severity", "rows", "labels", "score", "message", "suggestion"} <= f.keys()
+        assert {"kind", "severity", "rows", "labels", "evidence", "confidence", "action", "message"} <= f.keys()
+        assert 0 <= f["confidence"] <= 1 and f["action"], f
+        assert not set(f["rows"]) & {e["row"] for e in f["evidence"]}  # accused and evidence apart
+    keys = [({"error": 0, "warning": 1, "info": 2}[f["severity"]], -f["confidence"]) for f in report["findings"]]
+    assert keys == sorted(keys) and report["grading_rule"]
     assert all(c["error"] is None for c in report["checks"]), report["checks"]
     page = outcome.html_path.read_text()
     assert "plotly" in page and "data:image/jpeg;base64" in page
@@ -52,12 +59,39 @@ def test_planted_mislabel(demo):
     outcome, planted, *_ = demo
     [finding] = findings(outcome, "likely_mislabel", planted.mislabel)
     assert finding["suggestion"] == {"label": "rabbit"} and finding["severity"] == "warning"
+    assert finding["rows"] == [planted.mislabel] and finding["evidence"]
+    assert {e["role"] for e in finding["evidence"]} <= {"neighbour", "near_identical_other_label"}
 
 
 def test_planted_reencoded_copy_across_splits(demo):
     outcome, planted, *_ = demo
-    leaks = [f for f in findings(outcome, "split_leak", planted.leak_test) if planted.leak_train in f["rows"]]
-    assert leaks and leaks[0]["severity"] == "error" and leaks[0]["suggestion"]["drop"] == planted.leak_test
+    [leak] = findings(outcome, "split_leak", planted.leak_test)
+    assert leak["severity"] == "error" and planted.leak_test in leak["suggestion"]["drop"]
+    assert planted.leak_train not in leak["rows"]  # the training original is evidence, never accused
+    assert planted.leak_train in {e["row"] for e in leak["evidence"] if e["role"] == "train_original"}
+    assert f"test row {planted.leak_test}" in leak["action"]
+
+
+def test_each_planted_problem_is_reported_exactly_once(demo):
+    from auditor.demo import planted_outcome
+
+    outcome, planted, *_ = demo
+    assert [times for *_, times in planted_outcome(outcome.report, planted)] == [1] * 6
+
+
+def test_no_innocent_row_is_accused_of_a_mislabel(demo):
+    outcome, planted, *_ = demo
+    accused = {r for f in outcome.report["findings"] if f["kind"] == "likely_mislabel" and f["severity"] != "info"
+               for r in f["rows"]}  # fmt: skip
+    assert accused == {planted.mislabel}
+
+
+def test_grades_follow_the_findings(demo):
+    outcome, *_ = demo
+    grades = {c["label"]: c for c in outcome.report["classes"]}
+    leaking = {label for f in outcome.report["findings"] if f["kind"] == "split_leak" for label in f["labels"]}
+    for label in leaking:
+        assert grades[label]["grade"] in "CD" and any("split leak" in r for r in grades[label]["reasons"])
 
 
 def test_planted_segment_running_into_another_scene(demo):

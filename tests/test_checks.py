@@ -15,8 +15,10 @@ import pytest
 from auditor.checks import REGISTRY, Check, CheckResult, build_checks, register, run_checks
 from auditor.config import AuditConfig, load_config
 from auditor.context import AuditContext
+from auditor.grades import grade_classes
 from auditor.knn import knn
 from taxonomy_core import schema as S
+from taxonomy_core.findings import Finding
 
 KINDS = {
     "invalid_annotation",
@@ -142,11 +144,21 @@ def test_registry_refuses_duplicates_and_unknown_names():
         build_checks(["nope"])
 
 
-def test_clean_clusters_grade_well():
+def test_clean_clusters_grade_well_and_findings_cap_the_grade_by_the_stated_rule():
     [result] = run_checks(make_context(), build_checks(["tightness"]))
-    for metrics in result.classes.values():
-        assert metrics["grade"] == "A" and metrics["probe_f1"] > 0.95 and metrics["knn_agreement"] > 0.9
-        assert metrics["tier"] == "tail" and metrics["count"] == 20
+    classes = [{"label": label, **m} for label, m in result.classes.items()]
+    grade_classes(classes, [])
+    for record in classes:
+        assert record["grade"] == "A" and record["probe_f1"] > 0.95 and record["knn_agreement"] > 0.9
+        assert record["tier"] == "tail" and record["count"] == 20
+    leak = Finding("split_leak", "error", "copies", rows=(3,), labels=("hurdles",), action="drop test row 3")
+    diverse = Finding("low_diversity", "warning", "one video", labels=("high_jump",))
+    by_label = {r["label"]: dict(r) for r in classes}
+    by_label["pole_vault"]["text_precision"] = 0.1
+    grade_classes(list(by_label.values()), [leak, diverse])
+    assert by_label["hurdles"]["grade"] == "C" and any("split leak" in r for r in by_label["hurdles"]["reasons"])
+    assert by_label["high_jump"]["grade"] == "B" and by_label["pole_vault"]["grade"] == "C"
+    assert any("text search" in r for r in by_label["pole_vault"]["reasons"])
 
 
 def test_planted_mislabel_is_found_with_the_right_label():
@@ -170,25 +182,41 @@ def test_outlier_far_from_everything():
 
 
 def test_duplicates_within_and_across_splits_and_videos_in_two_splits():
-    ctx = make_context()
+    ctx = make_context(noise=0.6)
     vectors, clips = ctx.vectors.copy(), ctx.clips.copy()
     vectors[1] = vectors[0] + 1e-3  # same split copy
     vectors[3] = vectors[2] + 1e-3
     clips.loc[3, S.SPLIT] = "test"  # ... and a copy in test
-    clips.loc[10, S.VIDEO] = clips.loc[11, S.VIDEO]
+    clips.loc[[10, 11, 12], S.VIDEO] = clips.loc[11, S.VIDEO]  # one source video, cut into train and val
     clips.loc[11, S.SPLIT] = "val"
-    [result] = run_checks(AuditContext(clips, vectors, config=ctx.config), build_checks(["duplicates"]))
-    by_kind = {(f.kind, tuple(sorted(f.rows))) for f in result.findings}
+    ctx = AuditContext(clips, vectors, config=ctx.config)
+    [result] = run_checks(ctx, build_checks(["duplicates"]))
+    (first, second), (train_row, test_row), val_row = sorted(rows_of(ctx, 0, 1)), rows_of(ctx, 2, 3), rows_of(ctx, 11)
 
-    def pair(a, b):
-        return tuple(sorted(rows_of(ctx, a, b)))
+    [repeat] = [f for f in result.findings if f.kind == "near_duplicate"]
+    assert repeat.rows == (second,) and [(e.row, e.role) for e in repeat.evidence] == [(first, "kept_copy")]
+    leaks = {f.rows: f for f in result.findings if f.kind == "split_leak"}
+    assert set(leaks) == {(test_row,), val_row}
+    copy = leaks[(test_row,)]
+    assert [(e.row, e.role) for e in copy.evidence] == [(train_row, "train_original")]
+    assert copy.severity == "error" and copy.action == f"drop test row {test_row}: copies of train row {train_row}"
+    moved = leaks[val_row]
+    assert moved.suggestion["split"] == "train" and {e.row for e in moved.evidence} == set(rows_of(ctx, 10, 12))
+    assert {(e.row, e.action) for e in result.edits} == {(test_row, "drop"), (val_row[0], "split")}
+    innocent = set(ctx.rows.tolist()) - {second, test_row, *val_row}
+    assert not innocent & {r for f in result.findings for r in f.rows}
 
-    assert ("near_duplicate", pair(0, 1)) in by_kind
-    assert ("split_leak", pair(2, 3)) in by_kind and ("split_leak", pair(10, 11)) in by_kind
-    [leak] = [f for f in result.findings if tuple(sorted(f.rows)) == pair(2, 3)]
-    test_row, train_row = rows_of(ctx, 3, 2)
-    assert leak.severity == "error" and leak.suggestion == {"drop": test_row, "keep": train_row}
-    assert any(e.row == test_row and e.action == "drop" for e in result.edits)
+
+def test_segments_of_one_video_across_splits_fold_into_the_video_finding():
+    ctx = make_context(noise=0.6)
+    vectors, clips = ctx.vectors.copy(), ctx.clips.copy()
+    vectors[[5, 6, 7]] = vectors[4] + 1e-3 * np.arange(1, 4)[:, None]  # four near-identical segments of one video
+    clips.loc[[4, 5, 6, 7], S.VIDEO] = "/data/static_shot.mp4"
+    clips.loc[7, S.SPLIT] = "test"
+    ctx = AuditContext(clips, vectors, config=ctx.config)
+    [result] = run_checks(ctx, build_checks(["duplicates"]))
+    [leak] = [f for f in result.findings if f.kind == "split_leak"]
+    assert leak.rows == rows_of(ctx, 7) and leak.videos == ("/data/static_shot.mp4",)
 
 
 def test_confusable_classes_and_split_candidates():
@@ -219,7 +247,9 @@ def test_low_diversity_one_source_video():
     videos = ["/data/a.mp4"] * 20 + [f"/data/v{i}.mp4" for i in range(40)]
     [result] = run_checks(make_context(**{S.VIDEO: videos}), build_checks(["diversity"]))
     assert [(f.kind, f.labels) for f in result.findings] == [("low_diversity", ("hurdles",))]
-    assert sorted(result.findings[0].rows) == sorted(rows_of(make_context(), *range(20)))
+    [finding] = result.findings
+    assert finding.rows == ()  # the fix adds footage: no row is accused; the one video's rows are evidence
+    assert sorted(e.row for e in finding.evidence) == sorted(rows_of(make_context(), *range(20)))
     assert result.classes["hurdles"]["source_videos"] == 1
 
 

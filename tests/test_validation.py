@@ -41,12 +41,14 @@ def test_label_hygiene_warnings_keep_rows(tmp_path):
         {"video": "f.mp4", "label": "a", "split": "training-set"},
     ]
     result = run(tmp_path, rows)
-    assert not result.excluded
+    assert set(result.excluded) == {25}  # a comma: AutoML rejects the row, so it is an error, not a warning
     spaces = find(result, "invalid_annotation", "surrounding spaces")[0]
     assert spaces.rows == (24,) and spaces.suggestion == {"label": "a"}
-    assert find(result, "invalid_annotation", "comma")[0].rows == (25,)
+    comma = find(result, "invalid_annotation", "comma")[0]
+    assert comma.rows == (25,) and comma.severity == "error" and "row 25" in comma.action
     case = find(result, "invalid_annotation", "differ only by case")[0]
     assert set(case.rows) == {24, 26} and case.suggestion == {"label": "a"}
+    assert all(f.action for f in result.findings)
     assert find(result, "invalid_annotation", "unknown split 'training-set'")[0].rows == (27,)
 
 
@@ -58,9 +60,10 @@ def test_duplicate_and_conflicting_rows(tmp_path):
         {"video": "t.mp4", "start": "0.0", "end": "2.0", "label": "b"},
     ]
     result = run(tmp_path, rows)
-    assert find(result, "invalid_annotation", "repeat the same segment")[0].rows == (24, 25)
+    repeat = find(result, "invalid_annotation", "repeat the same segment")[0]
+    assert repeat.rows == (25,) and [(e.row, e.role) for e in repeat.evidence] == [(24, "kept")]
     conflict = find(result, "invalid_annotation", "differently")[0]
-    assert conflict.rows == (26, 27) and conflict.labels == ("a", "b")
+    assert conflict.rows == (27,) and conflict.labels == ("a", "b") and conflict.evidence[0].row == 26
     assert set(result.excluded) == {25, 27}
 
 
@@ -71,13 +74,19 @@ def test_class_size_rules(tmp_path):
         + [{"video": f"c{i}.mp4", "label": "c"} for i in range(2)]
     )
     result = run(tmp_path, rows)
-    few = {f.labels[0]: f for f in result.findings if f.kind == "too_few_examples"}
-    assert few["c"].severity == "error" and few["c"].rows == (320, 321)
-    assert few["b"].severity == "warning" and "200-per-class" in few["b"].message
-    assert "a" not in few
+    few = {f.labels: f for f in result.findings if f.kind == "too_few_examples"}
+    assert few[("c",)].severity == "error" and few[("c",)].rows == ()  # the fix adds clips: no row is accused
+    assert few[("b",)].severity == "warning" and "200-per-class" in few[("b",)].message
+    assert set(few) == {("c",), ("b",)}
     [imbalance] = [f for f in result.findings if f.kind == "class_imbalance"]
-    assert imbalance.severity == "error" and imbalance.labels == ("a", "c") and imbalance.score == 150
+    assert imbalance.severity == "error" and imbalance.labels == ("a", "c") and imbalance.suggestion == {"ratio": 150}
     assert not result.excluded
+
+
+def test_the_rule_of_thumb_is_one_dataset_wide_finding(tmp_path):
+    rows = [{"video": f"{c}{i}.mp4", "label": c} for c in "abcde" for i in range(12)]
+    [finding] = [f for f in run(tmp_path, rows).findings if f.kind == "too_few_examples"]
+    assert finding.severity == "warning" and finding.labels == tuple("abcde") and "every class" in finding.message
 
 
 def test_moderate_imbalance_is_a_warning_and_one_class_is_an_error(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 
 from auditor.checks.base import Check, CheckResult
 from taxonomy_core import schema as S
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Evidence, Finding, clamp
 
 SETUP = [S.WIDTH, S.HEIGHT, S.FPS, S.CODEC]
 
@@ -38,6 +38,7 @@ class Diversity(Check):
                 "top_video_share": float(top_video_share),
             }
             reasons = []
+            top_rows = table[table[S.VIDEO] == table[S.VIDEO].value_counts().index[0]][S.ROW].tolist()
             if n >= 3 and top_video_share >= cfg.single_video_share:
                 reasons.append(
                     f"{top_video_share:.0%} of its clips come from one source video "
@@ -56,9 +57,10 @@ class Diversity(Check):
                         "low_diversity",
                         "warning",
                         f"class {label!r}: " + "; ".join(reasons) + ": the model may learn the setting, not the action",
-                        rows=tuple(int(r) for r in table[S.ROW]),
+                        evidence=tuple(Evidence(int(r), "same_source_video") for r in top_rows[:20]),
                         labels=(label,),
-                        score=round(1 - (diversity or 0.0), 3),
+                        confidence=clamp(len(reasons) / 2),
+                        action=f"add {label!r} clips from other source videos, scenes and cameras",
                     )
                 )
         return result

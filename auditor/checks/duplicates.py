@@ -1,4 +1,5 @@
-"""Near-duplicates (re-encoded, resized, retimed copies) and leakage across splits."""
+"""Copies of the same footage: leaks across splits (one finding per group), repeats within a split, and
+source videos cut into several splits (one finding per video, which absorbs its segments' pairs)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from scipy.sparse.csgraph import connected_components
 from auditor.checks.base import Check, CheckResult
 from taxonomy_core import schema as S
 from taxonomy_core.edits import Edit
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Evidence, Finding, clamp
+
+TRAIN_SPLITS = ("train", "training")
 
 
 class Duplicates(Check):
@@ -24,130 +27,138 @@ class Duplicates(Check):
 
     def run(self, ctx) -> CheckResult:
         result = self.result()
-        pairs = duplicate_pairs(ctx, self.params.similarity)
-        splits = ctx.clips[S.SPLIT].to_numpy(dtype=object)
-        same_split = []
-        for i, j, sim in pairs:
-            if splits[i] != splits[j]:
-                result.findings.append(leak(ctx, i, j, sim))
-            else:
-                same_split.append((i, j))
-            if ctx.labels[i] != ctx.labels[j]:
-                result.findings.append(conflict(ctx, i, j, sim))
-        result.findings += grouped_duplicates(ctx, same_split, pairs)
-        result.findings += videos_in_several_splits(ctx)
-        result.edits = edits_for(result.findings)
+        pairs = ctx.copy_pairs(self.params.similarity)
+        split = ctx.clips[S.SPLIT].fillna("").to_numpy(dtype=object)
+        video = ctx.clips[S.VIDEO].to_numpy(dtype=object)
+        split_videos = {v for v, group in ctx.clips.groupby(S.VIDEO) if group[S.SPLIT].fillna("").nunique() > 1}
+        cross = [
+            (i, j, s) for i, j, s in pairs if split[i] != split[j] and not _same_split_video(i, j, video, split_videos)
+        ]
+        within = [(i, j, s) for i, j, s in pairs if split[i] == split[j]]
+        for group in components(len(ctx.codes), cross):
+            self._leak(ctx, group, cross, result)
+        for group in components(len(ctx.codes), within):
+            result.findings.append(repeats(ctx, group, within, self.params.similarity))
+        for name in sorted(split_videos):
+            self._video_in_splits(ctx, name, result)
         return result
 
-
-def edits_for(findings: list[Finding]) -> list[Edit]:
-    """Drop the evaluation copy of each leak; relabel the suspect of each near-identical pair."""
-    edits = []
-    for f in findings:
-        s = f.suggestion or {}
-        if f.kind == "split_leak" and "drop" in s:
-            edits.append(Edit(s["drop"], "drop", f.message, f.kind))
-        elif f.kind == "likely_mislabel" and "label" in s:
-            edits.append(Edit(s["row"], "relabel", s["label"], f.kind))
-    return edits
-
-
-def duplicate_pairs(ctx, threshold: float) -> list[tuple[int, int, float]]:
-    idx, sim = ctx.neighbours
-    found = {}
-    for i, j in zip(*np.nonzero(sim >= threshold)):
-        a, b = sorted((int(i), int(idx[i, j])))
-        found[(a, b)] = float(sim[i, j])
-    return [(a, b, s) for (a, b), s in sorted(found.items())]
-
-
-def _row(ctx, i):
-    return ctx.clips.iloc[i]
-
-
-def leak(ctx, i: int, j: int, sim: float) -> Finding:
-    a, b = _row(ctx, i), _row(ctx, j)
-    evaluation = b if str(b[S.SPLIT]).lower() in S.EVAL_SPLITS else a
-    kept = a if evaluation is b else b
-    return Finding(
-        "split_leak",
-        "error",
-        f"rows {a[S.ROW]} ({a[S.SPLIT]}) and {b[S.ROW]} ({b[S.SPLIT]}) show the same footage (cosine {sim:.3f}): "
-        f"the {evaluation[S.SPLIT]} copy inflates evaluation",
-        rows=(int(a[S.ROW]), int(b[S.ROW])),
-        labels=tuple(sorted({a[S.LABEL], b[S.LABEL]})),
-        videos=(a[S.VIDEO], b[S.VIDEO]),
-        score=round(sim, 4),
-        suggestion={"drop": int(evaluation[S.ROW]), "keep": int(kept[S.ROW])},
-    )
-
-
-def conflict(ctx, i: int, j: int, sim: float) -> Finding:
-    """Near-identical footage, two labels: the clip less typical of its own class is the suspect."""
-    suspect, other = (i, j) if ctx.own_similarity[i] < ctx.own_similarity[j] else (j, i)
-    s, o = _row(ctx, suspect), _row(ctx, other)
-    return Finding(
-        "likely_mislabel",
-        "warning",
-        f"rows {s[S.ROW]} ({s[S.LABEL]!r}) and {o[S.ROW]} ({o[S.LABEL]!r}) are near-identical (cosine "
-        f"{sim:.3f}) but labelled differently",
-        rows=(int(s[S.ROW]), int(o[S.ROW])),
-        labels=(s[S.LABEL], o[S.LABEL]),
-        videos=(s[S.VIDEO], o[S.VIDEO]),
-        score=round(sim, 4),
-        suggestion={"label": o[S.LABEL], "row": int(s[S.ROW])},
-    )
-
-
-def grouped_duplicates(ctx, pairs: list[tuple[int, int]], all_pairs) -> list[Finding]:
-    """Same-split duplicates, one finding per group of mutually near-identical clips."""
-    if not pairs:
-        return []
-    n = len(ctx.codes)
-    a, b = np.array(pairs).T
-    _, component = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
-    groups = defaultdict(list)
-    for i in sorted(set(a) | set(b)):
-        groups[component[i]].append(int(i))
-    best = {(i, j): s for i, j, s in all_pairs}
-    findings = []
-    for members in groups.values():
-        rows = [int(_row(ctx, i)[S.ROW]) for i in members]
-        score = max(best.get((i, j), 0.0) for i in members for j in members if i < j)
-        findings.append(
+    def _leak(self, ctx, members: list[int], pairs, result: CheckResult) -> None:
+        """One group of copies across splits: the evaluation-side copies are accused, the training side is evidence."""
+        split = ctx.clips[S.SPLIT].fillna("").to_numpy(dtype=object)
+        keep = _training_side(split[members])
+        accused = [i for i in members if split[i] != keep]
+        kept = [i for i in members if split[i] == keep]
+        best = _best_match(accused, kept, pairs)
+        rows, labels = ctx.rows, ctx.labels
+        evidence = tuple(Evidence(int(rows[j]), "train_original", round(s, 4)) for j, s in _unique_kept(best))
+        top = max(s for _, s in best.values())
+        drops = ", ".join(f"{split[i]} row {rows[i]}" for i in accused)
+        originals = ", ".join(sorted({f"{keep} row {rows[j]}" for j, _ in best.values()}))
+        result.findings.append(
             Finding(
-                "near_duplicate",
-                "warning",
-                f"rows {rows} ({', '.join(sorted(set(ctx.labels[members])))}) are near-identical "
-                f"(cosine up to {score:.3f}) within one split: "
-                f"keep one unless the repeats are intended",
-                rows=tuple(rows),
-                labels=tuple(sorted(set(ctx.labels[members]))),
-                videos=tuple(sorted(set(ctx.clips[S.VIDEO].iloc[members]))),
-                score=round(score, 4),
+                "split_leak",
+                "error",
+                f"{len(accused)} clip(s) outside {keep!r} show footage of {len(kept)} {keep!r} clip(s) "
+                f"(cosine up to {top:.3f}): the copies inflate evaluation",
+                rows=tuple(int(rows[i]) for i in accused),
+                labels=tuple(sorted({labels[i] for i in members})),
+                videos=tuple(sorted({ctx.clips[S.VIDEO].iloc[i] for i in members})),
+                evidence=evidence,
+                confidence=clamp(0.6 + 4 * (top - 0.9)),
+                action=f"drop {drops}: copies of {originals}",
+                suggestion={"drop": [int(rows[i]) for i in accused], "keep": [int(rows[j]) for j in kept]},
             )
         )
-    return findings
+        result.edits += [
+            Edit(int(rows[i]), "drop", f"copy of {keep} row {rows[best[i][0]]}", "split_leak") for i in accused
+        ]
 
-
-def videos_in_several_splits(ctx) -> list[Finding]:
-    """AutoML splits by video: segments of one source in train and test leak scene and subject."""
-    findings = []
-    table = ctx.clips[[S.VIDEO, S.SPLIT, S.ROW, S.LABEL]].dropna(subset=[S.SPLIT])
-    for video, group in table.groupby(S.VIDEO):
-        splits = sorted(set(group[S.SPLIT]))
-        if len(splits) > 1:
-            majority = group[S.SPLIT].value_counts().index[0]
-            findings.append(
-                Finding(
-                    "split_leak",
-                    "error",
-                    f"{video} has segments in several splits ({', '.join(splits)}): split by source video",
-                    rows=tuple(int(r) for r in group[S.ROW]),
-                    labels=tuple(sorted(set(group[S.LABEL]))),
-                    videos=(video,),
-                    score=float(len(group)),
-                    suggestion={"split": majority},
-                )
+    def _video_in_splits(self, ctx, video: str, result: CheckResult) -> None:
+        """AutoML splits by video: a source cut into several splits leaks scene and subject; move the minority."""
+        group = ctx.clips[ctx.clips[S.VIDEO] == video]
+        counts = group[S.SPLIT].fillna("").value_counts()
+        majority = counts.index[0]
+        moving = group[group[S.SPLIT].fillna("") != majority]
+        staying = group[group[S.SPLIT].fillna("") == majority]
+        rows = [int(r) for r in moving[S.ROW]]
+        spread = ", ".join(f"{s or 'none'}: {n}" for s, n in counts.items())
+        result.findings.append(
+            Finding(
+                "split_leak",
+                "error",
+                f"{video} has segments in several splits ({spread}): splits must be made by source video",
+                rows=tuple(rows),
+                labels=tuple(sorted(set(group[S.LABEL]))),
+                videos=(video,),
+                evidence=tuple(Evidence(int(r), "same_source_video") for r in staying[S.ROW]),
+                confidence=1.0,
+                action=f"move row(s) {', '.join(map(str, rows))} to {majority!r}, where the rest of this video is",
+                suggestion={"split": majority, "rows": rows},
             )
-    return findings
+        )
+        result.edits += [Edit(r, "split", majority, "split_leak") for r in rows]
+
+
+def components(n: int, pairs: list[tuple[int, int, float]]) -> list[list[int]]:
+    """Connected groups of clips joined by pairs, each sorted, in order of their first member."""
+    if not pairs:
+        return []
+    a, b = np.array([(i, j) for i, j, _ in pairs]).T
+    _, label = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    groups = defaultdict(list)
+    for i in sorted(set(a) | set(b)):
+        groups[label[i]].append(int(i))
+    return sorted(groups.values())
+
+
+def repeats(ctx, members: list[int], pairs, threshold: float) -> Finding:
+    """Near-identical clips within one split: the first row is kept, the repeats are named."""
+    rows = sorted(int(ctx.rows[i]) for i in members)
+    top = max(s for i, j, s in pairs if i in members)
+    keep, extra = rows[0], rows[1:]
+    labels = sorted(set(ctx.labels[members]))
+    return Finding(
+        "near_duplicate",
+        "warning",
+        f"rows {rows} ({', '.join(labels)}) are near-identical (cosine up to {top:.3f}) within one split",
+        rows=tuple(extra),
+        labels=tuple(labels),
+        videos=tuple(sorted(set(ctx.clips[S.VIDEO].iloc[members]))),
+        evidence=(Evidence(keep, "kept_copy", round(top, 4)),),
+        confidence=clamp(0.5 + (top - threshold) / max(1e-6, 1 - threshold) / 2),
+        action=f"keep row {keep} and drop row(s) {', '.join(map(str, extra))}, unless the repeats are intended",
+        suggestion={"keep": keep, "drop": extra},
+    )
+
+
+def _same_split_video(i: int, j: int, video, split_videos: set[str]) -> bool:
+    """A pair inside one source video that spans splits: its video's finding already covers it."""
+    return video[i] == video[j] and video[i] in split_videos
+
+
+def _training_side(splits) -> str:
+    present = list(dict.fromkeys(splits))
+    trains = [s for s in present if str(s).lower() in TRAIN_SPLITS]
+    if trains:
+        return trains[0]
+    return max(present, key=lambda s: (str(s).lower() not in S.EVAL_SPLITS, list(splits).count(s)))
+
+
+def _best_match(accused: list[int], kept: list[int], pairs) -> dict[int, tuple[int, float]]:
+    """Each accused clip's most similar clip on the kept side (the group is connected, so one exists nearby)."""
+    kept_set, best = set(kept), {}
+    for i, j, s in pairs:
+        for a, b in ((i, j), (j, i)):
+            if a in accused and b in kept_set and s > best.get(a, (None, -1.0))[1]:
+                best[a] = (b, s)
+    for a in accused:  # linked to the kept side only through another accused copy
+        best.setdefault(a, max((best[x] for x in best), key=lambda m: m[1]))
+    return best
+
+
+def _unique_kept(best: dict[int, tuple[int, float]]) -> list[tuple[int, float]]:
+    top: dict[int, float] = {}
+    for j, s in best.values():
+        top[j] = max(top.get(j, -1.0), s)
+    return sorted(top.items())

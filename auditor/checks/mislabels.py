@@ -9,7 +9,7 @@ import numpy as np
 from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
 from taxonomy_core.edits import Edit
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Evidence, Finding, clamp
 
 
 class Mislabels(Check):
@@ -21,25 +21,54 @@ class Mislabels(Check):
         knn_fraction: float = 0.6  # share of similarity-weighted neighbour votes for another class
         margin: float = 0.02  # and closer to that class's centroid than to its own by this much
         outlier_z: float = 3.0  # robust z below which a clip is far from its class
+        identical_similarity: float = 0.95  # a near-identical clip with another label is evidence too
+        min_target_count: int = 10  # never suggest a class under AutoML's minimum
+        max_target_suspect_share: float = 0.5  # nor one whose clips are mostly suspects themselves
 
     def run(self, ctx) -> CheckResult:
         p = self.params
         result = self.result()
         votes = neighbour_votes(ctx)
-        sims = ctx.centroid_similarity
-        own = ctx.own_similarity
+        sims, own = ctx.centroid_similarity, ctx.own_similarity
         z = robust_z(ctx)
         typical_nearest = np.median(ctx.neighbours[1][:, 0])
+        suspects: dict[int, int | None] = {}  # position -> suggested class code (None: no healthy target)
         for i in range(len(own)):
             top = int(np.argmax(votes[i]))
-            fraction = float(votes[i, top])
-            if top != ctx.codes[i] and fraction >= p.knn_fraction and sims[i, top] > own[i] + p.margin:
-                finding = mislabel(ctx, i, top, fraction, float(sims[i, top] - own[i]))
-                result.findings.append(finding)
-                result.edits.append(Edit(int(ctx.rows[i]), "relabel", ctx.classes[top], finding.kind))
-            elif z[i] < -p.outlier_z and ctx.neighbours[1][i, 0] < typical_nearest:
-                result.findings.append(outlier(ctx, i, float(z[i])))
+            if top != ctx.codes[i] and votes[i, top] >= p.knn_fraction and sims[i, top] > own[i] + p.margin:
+                suspects[i] = top
+        twins = identical_other_label(ctx, p.identical_similarity)
+        for i, partners in twins.items():
+            suspects.setdefault(i, int(ctx.codes[partners[0][0]]))
+        healthy = healthy_classes(ctx, set(suspects), p)
+        for i, code in sorted(suspects.items()):
+            target = code if code in healthy else None
+            finding = mislabel(ctx, i, code, target, float(votes[i, code]), twins.get(i, []))
+            result.findings.append(finding)
+            if target is not None:
+                result.edits.append(Edit(int(ctx.rows[i]), "relabel", ctx.classes[target], finding.kind))
+        for i in np.flatnonzero((z < -p.outlier_z) & (ctx.neighbours[1][:, 0] < typical_nearest)):
+            if int(i) not in suspects:
+                result.findings.append(outlier(ctx, int(i), float(z[i]), p.outlier_z))
         return result
+
+
+def identical_other_label(ctx, similarity: float) -> dict[int, list[tuple[int, float]]]:
+    """Near-identical clips labelled differently: the one less typical of its own class is the suspect."""
+    twins: dict[int, list[tuple[int, float]]] = {}
+    for i, j, s in ctx.copy_pairs(similarity):
+        if ctx.labels[i] != ctx.labels[j]:
+            suspect, other = (i, j) if ctx.own_similarity[i] < ctx.own_similarity[j] else (j, i)
+            twins.setdefault(suspect, []).append((other, s))
+    return {i: sorted(found, key=lambda x: -x[1]) for i, found in twins.items()}
+
+
+def healthy_classes(ctx, suspects: set[int], p) -> set[int]:
+    """Classes a clip may be moved into: big enough, and not made mostly of suspects."""
+    suspect_counts = np.bincount(ctx.codes[sorted(suspects)], minlength=len(ctx.classes)) if suspects else 0
+    share = suspect_counts / np.maximum(ctx.counts, 1)
+    ok = (ctx.counts >= p.min_target_count) & (share <= p.max_target_suspect_share)
+    return set(np.flatnonzero(ok).tolist())
 
 
 def neighbour_votes(ctx) -> np.ndarray:
@@ -64,31 +93,52 @@ def robust_z(ctx) -> np.ndarray:
     return z
 
 
-def mislabel(ctx, i: int, code: int, fraction: float, gain: float) -> Finding:
+def mislabel(ctx, i: int, code: int, target: int | None, fraction: float, twins: list[tuple[int, float]]) -> Finding:
+    """One finding per accused clip, with every piece of evidence: neighbour votes and near-identical twins."""
     clip = ctx.clips.iloc[i]
-    label, suggested = clip[S.LABEL], ctx.classes[code]
+    row, label, suggested = int(clip[S.ROW]), clip[S.LABEL], ctx.classes[code]
+    idx, sim = ctx.neighbours
+    voters = [(int(j), float(s)) for j, s in zip(idx[i], sim[i]) if ctx.codes[j] == code][:5]
+    evidence = tuple(Evidence(int(ctx.rows[j]), "near_identical_other_label", round(s, 4)) for j, s in twins)
+    evidence += tuple(Evidence(int(ctx.rows[j]), "neighbour", round(s, 4)) for j, s in voters)
+    reasons = []
+    if fraction >= 0.5:
+        reasons.append(f"{fraction:.0%} of its nearest neighbours are {suggested!r}")
+    if twins:
+        reasons.append(
+            f"it is near-identical to row {ctx.rows[twins[0][0]]} labelled {suggested!r} (cosine {twins[0][1]:.3f})"
+        )
+    confidence = clamp(max(fraction, 0.5 + 5 * (twins[0][1] - 0.95) if twins else 0.0))
+    if target is None:
+        action = (
+            f"check row {row}: it looks like {suggested!r}, but that class is too small or unreliable to move it into"
+        )
+    else:
+        action = f"relabel row {row} from {label!r} to {suggested!r}"
     return Finding(
         "likely_mislabel",
         "warning",
-        f"row {clip[S.ROW]} is labelled {label!r} but {fraction:.0%} of its neighbours are {suggested!r} "
-        f"and it is closer to that class's centroid (+{gain:.3f})",
-        rows=(int(clip[S.ROW]),),
+        f"row {row} is labelled {label!r} but " + " and ".join(reasons or [f"it sits among {suggested!r} clips"]),
+        rows=(row,),
         labels=(label, suggested),
         videos=(clip[S.VIDEO],),
-        score=round(fraction * (1 + gain), 4),
-        suggestion={"label": suggested},
+        evidence=evidence,
+        confidence=confidence,
+        action=action,
+        suggestion={"label": suggested} if target is not None else None,
     )
 
 
-def outlier(ctx, i: int, z: float) -> Finding:
+def outlier(ctx, i: int, z: float, threshold: float) -> Finding:
     clip = ctx.clips.iloc[i]
+    row = int(clip[S.ROW])
     return Finding(
         "outlier",
         "warning",
-        f"row {clip[S.ROW]} ({clip[S.LABEL]!r}) is far from its class (robust z {z:.1f}) and from every other: "
-        "check the footage and the segment bounds",
-        rows=(int(clip[S.ROW]),),
+        f"row {row} ({clip[S.LABEL]!r}) is far from its class (robust z {z:.1f}) and from every other",
+        rows=(row,),
         labels=(clip[S.LABEL],),
         videos=(clip[S.VIDEO],),
-        score=round(-z, 3),
+        confidence=clamp(0.5 + (-z - threshold) / (2 * threshold)),
+        action=f"look at row {row}: wrong footage, a broken file or bounds that miss the action",
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from auditor.checks.base import Check, CheckResult
 from auditor.search import class_consistency
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Evidence, Finding, clamp
 
 
 class SearchConsistency(Check):
@@ -48,9 +48,11 @@ class SearchConsistency(Check):
                         "search_inconsistency",
                         "warning",
                         f"class {label!r}: " + "; ".join(problems),
-                        rows=tuple(p["row"] for p in c.pulled),
+                        evidence=tuple(Evidence(p["row"], f"retrieves_{p['pulls_in']}") for p in c.pulled[:20]),
                         labels=(label,),
-                        score=round(1 - c.example_precision, 3),
+                        confidence=clamp(1 - min(c.example_precision, c.text_precision or 1.0)),
+                        action=f"sharpen what {label!r} means: review its clips that retrieve other classes, "
+                        "and give it text prompts in the audit config if the label words are ambiguous",
                     )
                 )
         return result

@@ -13,7 +13,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Finding, clamp
 
 
 class ShortcutRisk(Check):
@@ -51,7 +51,8 @@ class ShortcutRisk(Check):
                     f"{chance:.0%} by chance ({detail}); "
                     "a model can learn these hints instead of the action: balance sources and formats across classes",
                     labels=tuple(ctx.classes),
-                    score=round(combined - chance, 3),
+                    confidence=clamp((combined - chance) / max(1e-6, 1 - chance)),
+                    action="balance sources, formats and lighting across classes, or drop the telltale footage",
                     suggestion={"features": informative},
                 )
             )

@@ -8,7 +8,7 @@ import numpy as np
 
 from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Finding, clamp
 
 
 class SpatialTightness(Check):
@@ -46,7 +46,9 @@ class SpatialTightness(Check):
                     rows=(int(clip[S.ROW]),),
                     labels=(clip[S.LABEL],),
                     videos=(clip[S.VIDEO],),
-                    score=round(gain, 4),
+                    confidence=clamp(gain / (3 * self.params.gain)),
+                    action=f"crop row {clip[S.ROW]} to the box {box} (x0, y0, x1, y1 as shares of the frame), "
+                    "or replace it with a closer shot",
                     suggestion={"box": box},
                 )
             )

@@ -11,7 +11,7 @@ from sklearn.metrics import silhouette_score
 from auditor.checks.base import Check, CheckResult
 from auditor.projection import cluster, project
 from taxonomy_core import schema as S
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Finding, clamp
 
 
 class Structure(Check):
@@ -66,9 +66,9 @@ def split_candidate(ctx, label: str, members: np.ndarray, cfg) -> Finding | None
         f"class {label!r} falls into two distinct groups ({len(groups[0])} and {len(groups[1])} "
         f"clips, silhouette {score:.2f}): "
         "consider two classes, or check that both are what the label means",
-        rows=tuple(sorted(int(r) for r in rows)),
         labels=(label,),
-        score=round(score, 3),
+        confidence=clamp(score),
+        action=f"look at both groups of {label!r}: split the class if they are different actions",
         suggestion={"groups": groups},
     )
 
@@ -93,7 +93,8 @@ def confusable_pairs(ctx, cfg) -> list[Finding]:
                         f"{ba:.0%} the other way: "
                         "merge them, or sharpen the definitions and relabel",
                         labels=(la, lb),
-                        score=round((ab + ba) / 2, 3),
+                        confidence=clamp(ab + ba),
+                        action=f"merge {la!r} and {lb!r}, or write down what tells them apart and relabel",
                         suggestion={"merge": [la, lb]},
                     )
                 )

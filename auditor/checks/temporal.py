@@ -9,7 +9,7 @@ import numpy as np
 from auditor.checks.base import Check, CheckResult, Requirement
 from taxonomy_core import schema as S
 from taxonomy_core.edits import Edit
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Finding, clamp
 
 
 class TemporalTightness(Check):
@@ -62,7 +62,8 @@ class TemporalTightness(Check):
                     rows=(int(clip[S.ROW]),),
                     labels=(clip[S.LABEL],),
                     videos=(clip[S.VIDEO],),
-                    score=round(1 - (core[1] - core[0]) / length, 3),
+                    confidence=clamp(0.5 + (loose / length - (1 - p.core_ratio)) / (2 * p.core_ratio)),
+                    action=f"trim row {clip[S.ROW]} to {core[0]:.2f}-{core[1]:.2f}s",
                     suggestion={"start": round(core[0], 2), "end": round(core[1], 2)},
                 )
             )

@@ -56,7 +56,6 @@ class ClassTightness(Check):
                 "probe_f1": f1.get(label),
                 "probe_confused_with": confused.get(label),
             }
-            metrics["grade"], metrics["reasons"] = grade(metrics)
             result.classes[label] = metrics
         for i in range(len(own)):
             result.clips[ctx.clip_ids[i]] = {"own_similarity": float(own[i]), "knn_agreement": float(agreement[i])}
@@ -95,24 +94,3 @@ def probe_scores(ctx, folds: int, seed: int) -> tuple[dict[str, float], dict[str
         if wrong:
             confused[label] = wrong.most_common(1)[0][0]
     return {label: float(s) for label, s in zip(labels, scores)}, confused
-
-
-def grade(m: dict) -> tuple[str, list[str]]:
-    """A-D from the probe F1 (or k-NN agreement without one), with the reasons in plain words."""
-    score = m["probe_f1"] if m["probe_f1"] is not None else m["knn_agreement"]
-    letter = "A" if score >= 0.9 else "B" if score >= 0.75 else "C" if score >= 0.5 else "D"
-    reasons = []
-    if m["probe_f1"] is not None and m["probe_f1"] < 0.9:
-        confused = f", mostly confused with {m['probe_confused_with']!r}" if m["probe_confused_with"] else ""
-        reasons.append(f"a linear probe reaches F1 {m['probe_f1']:.2f}{confused}")
-    if m["knn_agreement"] < 0.7:
-        reasons.append(f"only {m['knn_agreement']:.0%} of nearest neighbours share the label")
-    if m["margin"] is not None and m["margin"] < 0.02:
-        reasons.append(
-            f"clips sit about as close to {m['nearest_class']!r} as to their own centroid (margin {m['margin']:.3f})"
-        )
-    if m["tier"] == "tail":
-        reasons.append(f"a tail class: {m['count']} examples")
-    if letter in "CD" and m["count"] < 10:
-        letter = "D"
-    return letter, reasons or ["coherent and well separated"]

@@ -36,6 +36,20 @@ DEFAULT_URI = "./auditor.db"
 URI_ENV = "AUDITOR_MILVUS_URI"
 TOKEN_ENV = "AUDITOR_MILVUS_TOKEN"
 REGISTRY = "ta_registry"
+class _UnimplementedAllocTimestamp(logging.Filter):
+    """Milvus Lite does not implement AllocTimestamp; pymilvus's query iterator probes it, then falls back.
+
+    The in-process gRPC server logs each probe as an error with a traceback: noise, not a problem.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = f"{record.getMessage()} {record.exc_info[1] if record.exc_info else ''}"
+        return "Method not implemented" not in text and "failed to get mvccTs" not in text
+
+
+for _name in ("grpc._server", "pymilvus.client.iterator.query_iterator"):
+    logging.getLogger(_name).addFilter(_UnimplementedAllocTimestamp())
+
 LITE_LIMITS = StoreLimits()
 SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True)
 
