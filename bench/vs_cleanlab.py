@@ -26,7 +26,14 @@ def ours(planted) -> tuple[float, set[int], set[frozenset[int]]]:
     seconds = time.perf_counter() - t0
     findings = [f for r in results for f in r.findings]
     mislabels = {f.rows[0] for f in findings if f.kind == "likely_mislabel"}
-    pairs = {frozenset(f.rows) for f in findings if f.kind == "split_leak"}
+    pairs = {  # each accused evaluation copy with the training original named as its evidence
+        frozenset((copy, e.row))
+        for f in findings
+        if f.kind == "split_leak"
+        for copy in f.rows
+        for e in f.evidence
+        if e.role == "train_original"
+    }
     return seconds, mislabels, pairs
 
 

@@ -25,6 +25,7 @@ CODEC = "codec"
 BRIGHTNESS = "brightness"
 EXTRA = "extra"
 THUMBNAIL = "thumbnail"
+FINGERPRINT = "fingerprint"  # perceptual hashes of the clip's frames (copy detection), hex
 VECTOR = "vector"
 TEXT_VECTOR = "text_vector"
 
