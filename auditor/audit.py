@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ def run_audit(
 ) -> AuditOutcome:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     own_store = store is None
     store = store or open_store(index_config.uri, index_config.token)
     try:
@@ -64,6 +67,7 @@ def run_audit(
         built = build_checks(checks, audit_config)
         results = run_checks(ctx, built, check_progress)
         meta = {
+            "run_id": run_id,
             "model": layout.model_id,
             "dataset": layout.dataset,
             "manifest": str(Path(manifest).resolve()),
@@ -77,10 +81,12 @@ def run_audit(
         edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
         findings = note_consequences(ctx, findings, edits, index_config.validation.min_per_class)
         report = build_report(ctx, results, index.findings + findings, meta, params_of(built))
-        json_path = write_json(report, out_dir / "report.json")
+        # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
+        # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix.
         html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
         manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
-        write_edits(edits, out_dir / EDITS_FILE)
+        write_edits(edits, out_dir / EDITS_FILE, run_id)
+        json_path = write_json(report, out_dir / "report.json")
     finally:
         if own_store:
             store.close()

@@ -15,6 +15,7 @@ import numpy as np
 from auditor.checks.base import CheckResult
 from auditor.grades import RULE, grade_classes
 from taxonomy_core import schema as S
+from taxonomy_core.atomic import write_atomic
 from taxonomy_core.findings import SEVERITY_ORDER, Finding
 
 SCHEMA_VERSION = 2
@@ -115,8 +116,7 @@ def _clean(value):
 
 
 def write_json(report: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    return path
+    return write_atomic(path, json.dumps(report, indent=1, ensure_ascii=False))
 
 
 # --- html ---------------------------------------------------------------------------------------
@@ -141,11 +141,10 @@ def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -
         "<h2>Findings</h2>",
         _findings_table(report, thumbnails),
     ]
-    path.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>Taxonomy "
-        f"audit</title>{STYLE}</head><body>{''.join(parts)}</body></html>"
-    )
-    return path
+    head = f"<meta charset='utf-8'><meta name='audit-run' content='{html.escape(str(report.get('run_id')))}'>"
+    body = "".join(parts)
+    page = f"<!doctype html><html><head>{head}<title>Taxonomy audit</title>{STYLE}</head><body>{body}</body></html>"
+    return write_atomic(path, page)
 
 
 STYLE = """<style>

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from taxonomy_core.atomic import write_atomic
+
 EDITS_FILE = "edits.json"
 
 
@@ -24,19 +26,27 @@ class Edit:
         return f"{self.action}:{self.row}"
 
 
-def write_edits(edits: list[Edit], path: Path) -> Path:
-    path.write_text(json.dumps([asdict(e) | {"key": e.key} for e in edits], indent=1, default=str))
-    return path
+def write_edits(edits: list[Edit], path: Path, run_id: str = "") -> Path:
+    """`{"run_id": ..., "edits": [...]}`: the run id ties the edits to the report.json they came with."""
+    records = [asdict(e) | {"key": e.key} for e in edits]
+    return write_atomic(path, json.dumps({"run_id": run_id, "edits": records}, indent=1, default=str))
 
 
 def read_edits(path: Path) -> list[Edit]:
-    if not path.exists():
-        return []
-    records = json.loads(path.read_text())
-    return [
+    return read_edits_of_run(path)[1]
+
+
+def read_edits_of_run(path: Path) -> tuple[str, list[Edit]]:
+    """(run id, edits); ("", []) when there is no file. A list (schema 1) has no run id."""
+    if not Path(path).exists():
+        return "", []
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    run_id, records = (data.get("run_id", ""), data.get("edits", [])) if isinstance(data, dict) else ("", data)
+    edits = [
         Edit(r["row"], r["action"], tuple(r["value"]) if r["action"] == "trim" else r["value"], r["kind"])
         for r in records
     ]
+    return run_id, edits
 
 
 def resolve(edits: list[Edit]) -> list[Edit]:
