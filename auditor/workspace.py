@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from auditor.fixed_manifest import EDITS_FILE, Edit, read_edits, write_fixed_manifest
+from auditor.fixed_manifest import write_fixed_manifest
+from taxonomy_core.edits import EDITS_FILE, Edit, read_edits
 from taxonomy_core.formats import ReadOptions, read_manifest
 
 REPORT_FILE = "report.json"
