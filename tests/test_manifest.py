@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from taxonomy_core.formats import ManifestError, ReadOptions, detect_format, read_manifest
+from taxonomy_core.formats import FORMATS, ManifestError, ManifestFormat, ReadOptions, detect_format, read_manifest
 from taxonomy_core.schema import clip_id_for
 from tests.conftest import write_csv
 
@@ -126,6 +126,17 @@ def test_format_detection(tmp_path):
     assert detect_format(tmp_path / "a.csv") == "automl"
     with pytest.raises(ManifestError, match="unknown manifest format"):
         read_manifest(tmp_path / "a.csv", "yaml")
+
+
+def test_registry_is_explicit_and_sniffed_in_order(tmp_path):
+    assert list(FORMATS) == ["folder", "jsonl", "parquet", "csv", "kinetics", "automl"]
+    assert all(isinstance(f, ManifestFormat) and f.name == name for name, f in FORMATS.items())
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ManifestError, match="cannot tell the format of .*blob.bin"):
+        read_manifest(tmp_path / "blob.bin")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ManifestError, match="is empty"):
+        read_manifest(tmp_path / "empty.csv")
 
 
 def test_clip_id_depends_on_the_segment_not_the_label(tmp_path):

@@ -1,0 +1,132 @@
+"""What every manifest format shares: the parsed Manifest, ReadOptions, the row collector and the format contract.
+
+A format is one module with one object satisfying `ManifestFormat`: it can tell its files apart (`sniff`)
+and parse them into ClipSpec rows (`read`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote, urlparse
+
+from taxonomy_core.findings import Finding
+from taxonomy_core.schema import ClipSpec
+
+KINETICS_PATTERN = "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole cannot be read (missing file, unknown format, no usable columns)."""
+
+
+@dataclass
+class Manifest:
+    """Parsed rows plus the rows that could not be parsed, each with its reason."""
+
+    path: Path
+    format: str
+    clips: list[ClipSpec]
+    findings: list[Finding] = field(default_factory=list)
+    row_count: int = 0
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How paths in a manifest are resolved."""
+
+    video_root: Path | None = None
+    pattern: str = KINETICS_PATTERN
+
+
+@runtime_checkable
+class ManifestFormat(Protocol):
+    """One manifest format: `name` is what `--format` and `Manifest.format` say."""
+
+    name: str
+
+    def sniff(self, path: Path) -> bool:
+        """Whether `path` looks like this format (read_manifest asks the formats in registry order)."""
+        ...
+
+    def read(self, path: Path, options: ReadOptions) -> Manifest: ...
+
+
+class Rows:
+    """Collects parsed rows and per-row errors while a reader walks a file."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+        self.clips: list[ClipSpec] = []
+        self.findings: list[Finding] = []
+        self.count = 0
+
+    def add(self, row: int, build: Callable[[], ClipSpec]) -> None:
+        self.count = max(self.count, row + 1)
+        try:
+            self.clips.append(build())
+        except (ValueError, KeyError, TypeError) as e:
+            self.reject(row, str(e))
+
+    def reject(self, row: int, reason: str) -> None:
+        self.count = max(self.count, row + 1)
+        self.findings.append(
+            Finding("invalid_annotation", "error", f"row {row} of {self.path.name}: {reason}", rows=(row,))
+        )
+
+    def manifest(self) -> Manifest:
+        return Manifest(self.path, self.fmt, self.clips, self.findings, self.count)
+
+
+def resolve_video(value: str, base: Path, video_root: Path | None = None) -> str:
+    """Absolute path (or URL ffmpeg can open) for a manifest's video cell."""
+    value = value.strip()
+    parsed = urlparse(value)
+    if parsed.scheme == "file":
+        return str(Path(unquote(parsed.path)).resolve())
+    if parsed.scheme in ("gs", "s3") and video_root is not None:
+        return str((video_root / unquote(parsed.path).lstrip("/")).resolve())
+    if parsed.scheme and len(parsed.scheme) > 1:
+        return value
+    candidate = Path(value).expanduser()
+    root = video_root or base
+    return str(candidate if candidate.is_absolute() else (root / candidate).resolve())
+
+
+def parse_time(value: Any, name: str, *, inf_is_open: bool = False) -> float | None:
+    """Seconds, or None for an empty cell (whole video) or, where allowed, `inf`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return None
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not a number of seconds") from None
+    if math.isinf(seconds) and inf_is_open:
+        return None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} {value!r} is not a finite number of seconds")
+    return seconds
+
+
+def text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+# --- sniffing ---------------------------------------------------------------------------------------
+
+
+def first_csv_row(path: Path) -> list[str] | None:
+    """The first CSV record of a text file; None for a folder or a file that is not UTF-8 text."""
+    if path.is_dir():
+        return None
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None
