@@ -10,12 +10,13 @@ from typing import Any
 from auditor.checks import CheckResult, build_checks, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.fixed_manifest import proposed_edits, write_fixed_manifest
+from auditor.fixed_manifest import proposed_edits
 from auditor.report import build_report, reconcile, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
 from taxonomy_core import schema as S
 from taxonomy_core.edits import EDITS_FILE, Edit, write_edits
+from taxonomy_core.formats import write_fixed_manifest
 from taxonomy_core.store import StoreError, VectorStore
 
 log = logging.getLogger(__name__)

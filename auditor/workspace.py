@@ -7,9 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from auditor.fixed_manifest import write_fixed_manifest
 from taxonomy_core.edits import EDITS_FILE, Edit, read_edits
-from taxonomy_core.formats import ReadOptions, read_manifest
+from taxonomy_core.formats import ReadOptions, read_manifest, write_fixed_manifest
 
 REPORT_FILE = "report.json"
 DECISIONS_FILE = "decisions.json"

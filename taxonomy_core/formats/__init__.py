@@ -1,4 +1,5 @@
-"""Manifest formats: each turns one annotation format into ClipSpec rows, keeping every row's index.
+"""Manifest formats: each turns one annotation format into ClipSpec rows, keeping every row's index,
+and writes the proposed fixed manifest back in that format.
 
 A row that cannot be parsed becomes an `invalid_annotation` finding; nothing is dropped silently.
 One module per format (table: csv/jsonl/parquet, automl, kinetics, folder), registered in FORMATS.
@@ -6,9 +7,10 @@ One module per format (table: csv/jsonl/parquet, automl, kinetics, folder), regi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from taxonomy_core.edits import Edit
 from taxonomy_core.formats.automl import AUTOML, AUTOML_SPLITS
 from taxonomy_core.formats.base import (
     KINETICS_PATTERN,
@@ -60,6 +62,19 @@ def detect_format(path: Path) -> str:
     raise ManifestError(f"cannot tell the format of {path}; name it: one of {', '.join(FORMATS)}")
 
 
+def write_fixed_manifest(manifest: Manifest, edits: Sequence[Edit], out_dir: str | Path) -> Path:
+    """Write `fixed_manifest.*` (the edits applied to a copy, in the input's format) into out_dir.
+
+    The input is never touched; the output replaces any earlier one atomically.
+    """
+    fmt = FORMATS.get(manifest.format)
+    if fmt is None:
+        raise ManifestError(
+            f"no fixed-manifest writer for manifest format {manifest.format!r}; known formats: {', '.join(FORMATS)}"
+        )
+    return fmt.write_fixed(manifest, edits, Path(out_dir))
+
+
 __all__ = [
     "AUTOML_SPLITS",
     "FORMATS",
@@ -75,4 +90,5 @@ __all__ = [
     "parse_time",
     "read_manifest",
     "resolve_video",
+    "write_fixed_manifest",
 ]

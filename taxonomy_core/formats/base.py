@@ -1,23 +1,28 @@
 """What every manifest format shares: the parsed Manifest, ReadOptions, the row collector and the format contract.
 
-A format is one module with one object satisfying `ManifestFormat`: it can tell its files apart (`sniff`)
-and parse them into ClipSpec rows (`read`).
+A format is one module with one object satisfying `ManifestFormat`: it can tell its files apart (`sniff`),
+parse them into ClipSpec rows (`read`) and write the proposed fixed manifest in its own output (`write_fixed`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
+from taxonomy_core.edits import Edit
 from taxonomy_core.findings import Finding
 from taxonomy_core.schema import ClipSpec
 
 KINETICS_PATTERN = "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+FIXED_STEM = "fixed_manifest"
 
 
 class ManifestError(ValueError):
@@ -48,12 +53,17 @@ class ManifestFormat(Protocol):
     """One manifest format: `name` is what `--format` and `Manifest.format` say."""
 
     name: str
+    supports_trim: bool
 
     def sniff(self, path: Path) -> bool:
         """Whether `path` looks like this format (read_manifest asks the formats in registry order)."""
         ...
 
     def read(self, path: Path, options: ReadOptions) -> Manifest: ...
+
+    def write_fixed(self, manifest: Manifest, edits: Sequence[Edit], out_dir: Path) -> Path:
+        """Write `fixed_manifest.*` into out_dir with the edits applied; the input is never touched."""
+        ...
 
 
 class Rows:
@@ -80,6 +90,23 @@ class Rows:
 
     def manifest(self) -> Manifest:
         return Manifest(self.path, self.fmt, self.clips, self.findings, self.count)
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """Edits grouped the way writers apply them: new label, new (start, end), or gone, per row."""
+
+    relabel: dict[int, str]
+    trim: dict[int, tuple[float, float]]
+    drop: frozenset[int]
+
+    @classmethod
+    def of(cls, edits: Sequence[Edit]) -> EditPlan:
+        return cls(
+            relabel={e.row: e.value for e in edits if e.action == "relabel"},
+            trim={e.row: (e.value[0], e.value[1]) for e in edits if e.action == "trim"},
+            drop=frozenset(e.row for e in edits if e.action == "drop"),
+        )
 
 
 def resolve_video(value: str, base: Path, video_root: Path | None = None) -> str:
@@ -112,13 +139,18 @@ def parse_time(value: Any, name: str, *, inf_is_open: bool = False) -> float | N
     return seconds
 
 
+def format_seconds(seconds: float) -> str:
+    """Seconds as a short text cell: 2.5 -> "2.5", 3.0 -> "3"."""
+    return f"{seconds:.2f}".rstrip("0").rstrip(".")
+
+
 def text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
 
 
-# --- sniffing ---------------------------------------------------------------------------------------
+# --- reading and writing text files the way the input has them ------------------------------------
 
 
 def first_csv_row(path: Path) -> list[str] | None:
@@ -130,3 +162,42 @@ def first_csv_row(path: Path) -> list[str] | None:
             return next(csv.reader(handle), [])
     except (UnicodeDecodeError, csv.Error):
         return None
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """How a text manifest ends its lines and whether it starts with a UTF-8 byte order mark."""
+
+    newline: str = "\n"
+    bom: bool = False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8-sig" if self.bom else "utf-8"
+
+    @classmethod
+    def of(cls, path: Path, sample: int = 1 << 16) -> TextStyle:
+        with open(path, "rb") as handle:
+            head = handle.read(sample)
+        bom = head.startswith(b"\xef\xbb\xbf")
+        cut = next((i for i, byte in enumerate(head) if byte in b"\r\n"), None)
+        if cut is None:
+            return cls("\n", bom)
+        if head[cut : cut + 2] == b"\r\n":
+            return cls("\r\n", bom)
+        return cls("\r" if head[cut : cut + 1] == b"\r" else "\n", bom)
+
+
+@contextmanager
+def atomic_target(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` to write to; it replaces `target` only once the block succeeds.
+
+    The caller creates the file, so it gets the usual permissions; a failed write leaves `target` as it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -6,18 +6,34 @@ at full source videos, cut at time_start..time_end.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from taxonomy_core.formats.base import Manifest, ReadOptions, Rows, first_csv_row, parse_time
+from taxonomy_core.edits import Edit
+from taxonomy_core.formats.base import (
+    FIXED_STEM,
+    EditPlan,
+    Manifest,
+    ReadOptions,
+    Rows,
+    TextStyle,
+    atomic_target,
+    first_csv_row,
+    parse_time,
+)
 from taxonomy_core.schema import ClipSpec
+
+log = logging.getLogger(__name__)
 
 KINETICS_COLUMNS = frozenset({"youtube_id", "label"})
 
 
 class KineticsFormat:
     name = "kinetics"
+    supports_trim = False  # a row names a file (pattern + times); moving its times would break the name
 
     def sniff(self, path: Path) -> bool:
         header = first_csv_row(path)
@@ -32,6 +48,24 @@ class KineticsFormat:
         for row, record in enumerate(frame.to_dict("records")):
             rows.add(row, lambda row=row, record=record: _kinetics_clip(row, record, root, options.pattern, trimmed))
         return rows.manifest()
+
+    def write_fixed(self, manifest: Manifest, edits: Sequence[Edit], out_dir: Path) -> Path:
+        """Labels and drops only: trims are left out (see supports_trim) and logged."""
+        plan = EditPlan.of(edits)
+        if plan.trim:
+            log.info("%s: %d trims not applied to a Kinetics manifest (rows name files)", manifest.path, len(plan.trim))
+        frame = pd.read_csv(manifest.path, dtype=str, keep_default_na=False)
+        label = next(c for c in frame.columns if c.strip().lower() == "label")
+        for row, value in plan.relabel.items():
+            if row in frame.index:
+                frame.loc[row, label] = value
+        style = TextStyle.of(manifest.path)
+        target = Path(out_dir) / f"{FIXED_STEM}.csv"
+        with atomic_target(target) as tmp:
+            frame.drop(index=sorted(plan.drop & set(frame.index))).to_csv(
+                tmp, index=False, lineterminator=style.newline, encoding=style.encoding
+            )
+        return target
 
     def __repr__(self) -> str:
         return f"<manifest format {self.name}>"
