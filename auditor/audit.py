@@ -72,6 +72,7 @@ def run_audit(
             "text_search": layout.text_space,
             "rows": index.manifest.row_count,
             "not_indexed": len(index.failed),
+            "read_options": index_config.read.to_dict(),
         }
         findings = reconcile([f for r in results for f in r.findings])
         report = build_report(ctx, results, index.findings + findings, meta)

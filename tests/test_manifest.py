@@ -12,6 +12,7 @@ import pytest
 from taxonomy_core.edits import Edit
 from taxonomy_core.formats import (
     FORMATS,
+    KINETICS_PATTERN,
     Manifest,
     ManifestError,
     ManifestFormat,
@@ -376,3 +377,47 @@ def test_a_trim_adds_the_time_columns_a_table_lacks(tmp_path):
         read_manifest(path), [Edit(1, "trim", (1.0, 2.5), "temporal_looseness")], tmp_path / "o"
     )
     assert fixed.read_text().splitlines() == ["video,label,start,end", "a.mp4,x,,", "b.mp4,y,1,2.5"]
+
+
+def test_read_options_round_trip_as_plain_data(tmp_path):
+    for options in (ReadOptions(), ReadOptions(tmp_path / "videos", "{split}/{youtube_id}.mkv")):
+        data = options.to_dict()
+        assert json.loads(json.dumps(data)) == data
+        assert ReadOptions.from_dict(data) == options
+    assert ReadOptions().to_dict() == {"video_root": None, "pattern": KINETICS_PATTERN}
+    assert ReadOptions(tmp_path).to_dict()["video_root"] == str(tmp_path)
+    assert ReadOptions.from_dict({}) == ReadOptions()  # a report written before the options were saved
+    with pytest.raises(ManifestError, match="unknown read options colour"):
+        ReadOptions.from_dict({"colour": "red"})
+
+
+def test_relative_video_root_is_saved_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    saved = ReadOptions(Path("videos")).to_dict()
+    monkeypatch.chdir(tmp_path.parent)
+    assert ReadOptions.from_dict(saved).video_root == tmp_path / "videos"
+
+
+def test_kinetics_read_options_survive_a_trip_through_the_report(tmp_path):
+    path = _kinetics(tmp_path, "\n")
+    options = ReadOptions(video_root=tmp_path / "clips", pattern="{split}/{label}/{youtube_id}.mkv")
+    first = read_manifest(path, "kinetics", options)
+    again = read_manifest(path, "kinetics", ReadOptions.from_dict(json.loads(json.dumps(options.to_dict()))))
+    assert [c.video for c in again.clips] == [c.video for c in first.clips]
+    assert first.clips[0].video == str(tmp_path / "clips/train/cat/aaa.mkv")
+    assert [c.video for c in read_manifest(path, "kinetics").clips] != [c.video for c in first.clips]
+
+
+def test_the_app_reads_the_manifest_with_the_options_saved_in_the_report(tmp_path, monkeypatch):
+    import auditor.workspace as workspace
+
+    path = _kinetics(tmp_path, "\n")
+    options = ReadOptions(tmp_path / "clips", "{youtube_id}.mkv")
+    report = {"manifest": str(path), "manifest_format": "kinetics", "read_options": options.to_dict()}
+    seen, real = [], workspace.read_manifest
+    monkeypatch.setattr(workspace, "read_manifest", lambda *args: seen.append(args[2]) or real(*args))
+    name, content = workspace.fixed_manifest_bytes(
+        json.loads(json.dumps(report)), [Edit(0, "relabel", "lynx", "likely_mislabel")], {"relabel:0": "accepted"}
+    )
+    assert seen == [options] and name == "fixed_manifest.csv"
+    assert content.splitlines()[1] == b"lynx,aaa,0,10,train"

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
@@ -42,10 +42,37 @@ class Manifest:
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """How paths in a manifest are resolved."""
+    """How paths in a manifest are resolved.
+
+    `video_root` is made absolute when the options are built, so the options saved in a report resolve
+    the same files for every later reader, whatever its working directory.
+    """
 
     video_root: Path | None = None
     pattern: str = KINETICS_PATTERN
+
+    def __post_init__(self) -> None:
+        if self.video_root is not None:
+            object.__setattr__(self, "video_root", Path(self.video_root).absolute())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data: paths as strings, None kept."""
+        return {
+            "video_root": None if self.video_root is None else str(self.video_root),
+            "pattern": self.pattern,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ReadOptions:
+        """The inverse of to_dict; a missing key takes its default (reports written before options were saved)."""
+        known = [f.name for f in fields(cls)]
+        unknown = set(data or {}) - set(known)
+        if unknown:
+            raise ManifestError(f"unknown read options {', '.join(sorted(unknown))}; expected {', '.join(known)}")
+        values = dict(data or {})
+        if values.get("video_root") is not None:
+            values["video_root"] = Path(values["video_root"])
+        return cls(**values)
 
 
 @runtime_checkable
