@@ -12,12 +12,12 @@ from typing import Any
 from auditor.checks import CheckResult, build_checks, params_of, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.fixed_manifest import write_fixed_manifest
 from auditor.reconcile import note_consequences, reconcile
 from auditor.report import build_report, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
 from taxonomy_core.edits import EDITS_FILE, Edit, resolve, write_edits
+from taxonomy_core.formats import write_fixed_manifest
 from taxonomy_core.store import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def run_audit(
             "text_search": layout.text_space,
             "rows": index.manifest.row_count,
             "not_indexed": len(index.failed),
+            "read_options": index_config.read.to_dict(),
         }
         findings, check_edits = reconcile(results)
         edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from auditor.fixed_manifest import EDITS_FILE, Edit, read_edits, write_fixed_manifest
-from taxonomy_core.formats import ReadOptions, read_manifest
+from taxonomy_core.edits import EDITS_FILE, Edit, read_edits
+from taxonomy_core.formats import ReadOptions, read_manifest, write_fixed_manifest
 
 REPORT_FILE = "report.json"
 DECISIONS_FILE = "decisions.json"
@@ -47,7 +47,9 @@ def save_decisions(folder: Path, decisions: dict[str, str]) -> None:
 
 def fixed_manifest_bytes(report: dict[str, Any], edits: list[Edit], decisions: dict[str, str]) -> tuple[str, bytes]:
     """The input manifest with the accepted edits applied, in its own format: (file name, content)."""
-    manifest = read_manifest(report["manifest"], report["manifest_format"], ReadOptions())
+    manifest = read_manifest(
+        report["manifest"], report["manifest_format"], ReadOptions.from_dict(report.get("read_options", {}))
+    )
     accepted = [e for e in edits if decisions.get(e.key) == "accepted"]
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fixed_manifest(manifest, accepted, Path(tmp))

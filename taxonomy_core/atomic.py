@@ -1,24 +1,36 @@
-"""Outputs written whole or not at all: a temporary file in the same folder, flushed, then renamed into place."""
+"""Outputs written whole or not at all: a temporary file beside the target, then one rename into place."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def atomic_target(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` to write to; it replaces `target` only once the block succeeds.
+
+    The caller creates the file, so it gets the usual permissions; a failed write leaves `target` as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, data: str | bytes, encoding: str = "utf-8") -> Path:
     """Replace `path` with `data` in one rename; a killed writer leaves the previous file, never half a file."""
-    path = Path(path)
     raw = data.encode(encoding) if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with atomic_target(Path(path)) as tmp:
+        with open(tmp, "wb") as handle:
             handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from taxonomy_core.formats import ManifestError, ReadOptions, detect_format, read_manifest
+from taxonomy_core.edits import Edit
+from taxonomy_core.formats import (
+    FORMATS,
+    KINETICS_PATTERN,
+    Manifest,
+    ManifestError,
+    ManifestFormat,
+    ReadOptions,
+    detect_format,
+    read_manifest,
+    write_fixed_manifest,
+)
 from taxonomy_core.schema import clip_id_for
 from tests.conftest import write_csv
 
@@ -128,6 +140,17 @@ def test_format_detection(tmp_path):
         read_manifest(tmp_path / "a.csv", "yaml")
 
 
+def test_registry_is_explicit_and_sniffed_in_order(tmp_path):
+    assert list(FORMATS) == ["folder", "jsonl", "parquet", "csv", "kinetics", "automl"]
+    assert all(isinstance(f, ManifestFormat) and f.name == name for name, f in FORMATS.items())
+    (tmp_path / "blob.bin").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ManifestError, match="cannot tell the format of .*blob.bin"):
+        read_manifest(tmp_path / "blob.bin")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ManifestError, match="is empty"):
+        read_manifest(tmp_path / "empty.csv")
+
+
 def test_clip_id_depends_on_the_segment_not_the_label(tmp_path):
     rows = [{"video": "a.mp4", "start": "1", "end": "2", "label": "x"}]
     first = read_manifest(write_csv(tmp_path / "1.csv", rows)).clips[0]
@@ -135,3 +158,268 @@ def test_clip_id_depends_on_the_segment_not_the_label(tmp_path):
     moved = read_manifest(write_csv(tmp_path / "3.csv", [dict(rows[0], end="3")])).clips[0]
     assert first.clip_id == relabelled.clip_id != moved.clip_id
     assert first.clip_id == clip_id_for(first.video, 1.0, 2.0)
+
+
+# --- every registered format: read, edit, write_fixed, read back ----------------------------------------------
+
+# Five rows each; the edits relabel row 1, trim row 2 (where the format can), drop row 3; rows 0 and 4 untouched.
+EDITS = [
+    Edit(1, "relabel", "wolf", "likely_mislabel"),
+    Edit(2, "trim", (0.5, 1.25), "temporal_looseness"),
+    Edit(3, "drop", "leaks into test", "split_leak"),
+    Edit(1, "split", "test", "split_leak"),  # moved to where the rest of its source video is
+]
+UNTOUCHED = {0: 0, 4: 3}  # input row -> row in the fixed manifest
+
+
+def _text_rows(lines: list[str], newline: str) -> str:
+    return "".join(line + newline for line in lines)
+
+
+def _csv(folder: Path, newline: str) -> Path:
+    path = folder / "m.csv"
+    lines = [
+        "video,start,end,label,split,note",
+        "a.mp4,0,2,cat,train,",
+        "b.mp4,1,3,dog,train,plain",
+        "c.mp4,0.25,4,cat,test,x",
+        "d.mp4,2,5,dog,test,y",
+        'e.mp4,1.50,,dog,train,"big, ""fluffy"""',
+    ]
+    path.write_bytes(_text_rows(lines, newline).encode())
+    return path
+
+
+def _jsonl(folder: Path, newline: str) -> Path:
+    path = folder / "m.jsonl"
+    records = [
+        {"video": "a.mp4", "start": 0, "end": 2, "label": "cat", "split": "train"},
+        {"Video": "b.mp4", "Start": 1, "End": 3, "Label": "dog", "split": "train"},
+        {"video": "c.mp4", "start": 0.25, "end": 4, "label": "cat", "split": "test"},
+        {"video": "d.mp4", "start": 2, "end": 5, "label": "dog", "split": "test"},
+        {"video": "e.mp4", "start": 1.5, "end": None, "label": "dög", "split": "train", "note": [1, 2]},
+    ]
+    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records]
+    path.write_bytes(_text_rows(lines[:2] + [""] + lines[2:], newline).encode())  # a blank line is not a row
+    return path
+
+
+def _parquet(folder: Path, newline: str) -> Path:
+    path = folder / "m.parquet"
+    pd.DataFrame(
+        {
+            "video": ["a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"],
+            "start": [0.0, 1.0, 0.25, 2.0, 1.5],
+            "end": [2.0, 3.0, 4.0, 5.0, None],
+            "label": ["cat", "dog", "cat", "dog", "dog"],
+            "split": ["train", "train", "test", "test", "train"],
+            "fold": [1, 2, 3, 4, 5],
+        }
+    ).to_parquet(path)
+    return path
+
+
+def _automl(folder: Path, newline: str) -> Path:
+    path = folder / "automl.csv"
+    lines = [
+        "TRAINING,gs://bucket/a.mp4,cat,0,2",
+        "gs://bucket/b.mp4,dog,1,3",  # no ML_USE: the label is the second cell, not the third
+        "TEST,gs://bucket/c.mp4,cat,0.25,4",
+        "TEST,gs://bucket/d.mp4,dog,2,5",
+        'UNASSIGNED,"gs://bucket/e, f.mp4",dog,1.50,inf',
+    ]
+    path.write_bytes(_text_rows(lines, newline).encode())
+    return path
+
+
+def _kinetics(folder: Path, newline: str) -> Path:
+    path = folder / "k.csv"
+    lines = [
+        "label,youtube_id,time_start,time_end,split",
+        "cat,aaa,0,10,train",
+        "dog,bbb,10,20,train",
+        "cat,ccc,5,15,test",
+        "dog,ddd,0,10,test",
+        "dog,eee,30,40,train",
+    ]
+    path.write_bytes(_text_rows(lines, newline).encode())
+    return path
+
+
+def _folder(folder: Path, newline: str) -> Path:
+    root = folder / "classes"
+    for label, names in (("cat", ("a.mp4", "b.mp4")), ("dog", ("c.mp4", "d.mp4", "e.mp4"))):
+        (root / label).mkdir(parents=True)
+        for name in names:
+            (root / label / name).write_bytes(b"")
+    return root
+
+
+SAMPLES = {"csv": _csv, "jsonl": _jsonl, "parquet": _parquet, "automl": _automl, "kinetics": _kinetics}
+SAMPLES["folder"] = _folder
+TEXT_FORMATS = ("csv", "jsonl", "automl", "kinetics")
+CASES = [(name, newline) for name in SAMPLES for newline in (("\n", "\r\n") if name in TEXT_FORMATS else ("\n",))]
+
+
+def test_every_registered_format_has_a_round_trip_sample():
+    assert set(SAMPLES) == set(FORMATS)
+
+
+def _records(path: Path, fmt: str) -> list:
+    """The cells of each row as stored, before any interpretation (a header row is not a row)."""
+    if fmt == "parquet":
+        return pd.read_parquet(path).to_dict("records")
+    if fmt == "jsonl":
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    return rows if fmt == "automl" else rows[1:]
+
+
+def _lines(path: Path) -> list[bytes]:
+    return [line for line in path.read_bytes().splitlines(keepends=True) if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "newline"), CASES, ids=[f"{f}-{'crlf' if n == chr(13) + chr(10) else 'lf'}" for f, n in CASES]
+)
+def test_round_trip_applies_the_edits_and_keeps_untouched_rows(tmp_path, fmt, newline):
+    options = ReadOptions(video_root=tmp_path / "videos") if fmt == "kinetics" else ReadOptions()
+    path = SAMPLES[fmt](tmp_path, newline)
+    original_bytes = path.read_bytes() if path.is_file() else None
+    manifest = read_manifest(path, options=options)
+    assert manifest.format == fmt and manifest.row_count == 5 and not manifest.findings
+    out = tmp_path / "out"
+    out.mkdir()
+
+    fixed_path = write_fixed_manifest(manifest, EDITS, out)
+
+    assert list(out.iterdir()) == [fixed_path]  # nothing left beside it (written through a temporary file)
+    if original_bytes is not None:
+        assert path.read_bytes() == original_bytes  # the input is never touched
+    written_as = "csv" if fmt == "folder" else fmt  # a folder's declared output is a generic CSV
+    fixed = read_manifest(fixed_path, written_as, options)
+    assert fixed.format == written_as and fixed.row_count == 4 and not fixed.findings
+    before = {c.row: c for c in manifest.clips}
+    after = {c.row: c for c in fixed.clips}
+    same_file = (lambda a, b: a == b) if fmt in ("kinetics", "folder") or "gs://" in before[0].video else _same_name
+    for old, new in [(0, 0), (1, 1), (2, 2), (4, 3)]:
+        assert same_file(after[new].video, before[old].video)
+        assert after[new].split == ("test" if old == 1 else before[old].split)
+    assert after[1].label == "wolf" and (after[1].start, after[1].end) == (before[1].start, before[1].end)
+    if FORMATS[fmt].supports_trim:
+        assert (after[2].start, after[2].end) == (0.5, 1.25)
+    else:
+        assert (after[2].start, after[2].end) == (before[2].start, before[2].end)
+    assert after[2].label == before[2].label
+    assert all(not c.video.endswith(("d.mp4", "ddd_000000_000010.mp4")) for c in fixed.clips)  # row 3 dropped
+
+    # untouched rows: the very same cells
+    cells_after = _records(fixed_path, written_as)
+    if fmt == "folder":
+        cells_before = [[c.video, "", "", c.label, c.split or ""] for c in manifest.clips]
+    else:
+        cells_before = _records(path, fmt)
+    for old, new in UNTOUCHED.items():
+        assert json.dumps(cells_after[new], default=str) == json.dumps(cells_before[old], default=str)  # NaN == NaN
+    if fmt in TEXT_FORMATS:  # ... byte for byte, with the input's line endings
+        header = 1 if fmt in ("csv", "kinetics") else 0
+        lines_before, lines_after = _lines(path), _lines(fixed_path)
+        for old, new in UNTOUCHED.items():
+            assert lines_after[header + new] == lines_before[header + old]
+        content = fixed_path.read_bytes()
+        if newline == "\r\n":
+            assert content.count(b"\r\n") == content.count(b"\n") > 0
+        else:
+            assert b"\r" not in content
+
+
+def _same_name(a: str, b: str) -> bool:
+    return Path(a).name == Path(b).name
+
+
+def test_untouched_jsonl_lines_keep_their_bytes_and_a_broken_line_can_be_dropped(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b'{"video": "a.mp4", "label": "x"}\r\n{not json\r\n{"video": "b.mp4", "label": "y"}\r\n')
+    manifest = read_manifest(path)
+    [bad] = manifest.findings
+    fixed = write_fixed_manifest(manifest, [Edit(1, "drop", bad.message, bad.kind)], tmp_path / "out")
+    assert fixed.read_bytes() == b'{"video": "a.mp4", "label": "x"}\r\n{"video": "b.mp4", "label": "y"}\r\n'
+
+
+def test_a_failed_write_leaves_the_previous_fixed_manifest(tmp_path, monkeypatch):
+    manifest = read_manifest(_csv(tmp_path, "\n"))
+    out = tmp_path / "out"
+    first = write_fixed_manifest(manifest, [], out)
+    previous = first.read_bytes()
+
+    def broken(self, path, **kwargs):
+        Path(path).write_text("half a fi")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_fixed_manifest(manifest, EDITS, out)
+    assert list(out.iterdir()) == [first] and first.read_bytes() == previous
+
+
+def test_unknown_format_names_the_choices(tmp_path):
+    path = _csv(tmp_path, "\n")
+    with pytest.raises(ManifestError, match="unknown manifest format 'yaml'; choose one of .*csv.*kinetics"):
+        read_manifest(path, "yaml")
+    with pytest.raises(ManifestError, match="no fixed-manifest writer for manifest format 'yaml'") as error:
+        write_fixed_manifest(Manifest(path, "yaml", []), EDITS, tmp_path / "out")
+    assert all(name in str(error.value) for name in FORMATS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_trim_adds_the_time_columns_a_table_lacks(tmp_path):
+    path = write_csv(tmp_path / "m.csv", [{"video": "a.mp4", "label": "x"}, {"video": "b.mp4", "label": "y"}])
+    fixed = write_fixed_manifest(
+        read_manifest(path), [Edit(1, "trim", (1.0, 2.5), "temporal_looseness")], tmp_path / "o"
+    )
+    assert fixed.read_text().splitlines() == ["video,label,start,end", "a.mp4,x,,", "b.mp4,y,1,2.5"]
+
+
+def test_read_options_round_trip_as_plain_data(tmp_path):
+    for options in (ReadOptions(), ReadOptions(tmp_path / "videos", "{split}/{youtube_id}.mkv")):
+        data = options.to_dict()
+        assert json.loads(json.dumps(data)) == data
+        assert ReadOptions.from_dict(data) == options
+    assert ReadOptions().to_dict() == {"video_root": None, "pattern": KINETICS_PATTERN}
+    assert ReadOptions(tmp_path).to_dict()["video_root"] == str(tmp_path)
+    assert ReadOptions.from_dict({}) == ReadOptions()  # a report written before the options were saved
+    with pytest.raises(ManifestError, match="unknown read options colour"):
+        ReadOptions.from_dict({"colour": "red"})
+
+
+def test_relative_video_root_is_saved_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    saved = ReadOptions(Path("videos")).to_dict()
+    monkeypatch.chdir(tmp_path.parent)
+    assert ReadOptions.from_dict(saved).video_root == tmp_path / "videos"
+
+
+def test_kinetics_read_options_survive_a_trip_through_the_report(tmp_path):
+    path = _kinetics(tmp_path, "\n")
+    options = ReadOptions(video_root=tmp_path / "clips", pattern="{split}/{label}/{youtube_id}.mkv")
+    first = read_manifest(path, "kinetics", options)
+    again = read_manifest(path, "kinetics", ReadOptions.from_dict(json.loads(json.dumps(options.to_dict()))))
+    assert [c.video for c in again.clips] == [c.video for c in first.clips]
+    assert first.clips[0].video == str(tmp_path / "clips/train/cat/aaa.mkv")
+    assert [c.video for c in read_manifest(path, "kinetics").clips] != [c.video for c in first.clips]
+
+
+def test_the_app_reads_the_manifest_with_the_options_saved_in_the_report(tmp_path, monkeypatch):
+    import auditor.workspace as workspace
+
+    path = _kinetics(tmp_path, "\n")
+    options = ReadOptions(tmp_path / "clips", "{youtube_id}.mkv")
+    report = {"manifest": str(path), "manifest_format": "kinetics", "read_options": options.to_dict()}
+    seen, real = [], workspace.read_manifest
+    monkeypatch.setattr(workspace, "read_manifest", lambda *args: seen.append(args[2]) or real(*args))
+    name, content = workspace.fixed_manifest_bytes(
+        json.loads(json.dumps(report)), [Edit(0, "relabel", "lynx", "likely_mislabel")], {"relabel:0": "accepted"}
+    )
+    assert seen == [options] and name == "fixed_manifest.csv"
+    assert content.splitlines()[1] == b"lynx,aaa,0,10,train"

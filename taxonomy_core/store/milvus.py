@@ -36,6 +36,8 @@ DEFAULT_URI = "./auditor.db"
 URI_ENV = "AUDITOR_MILVUS_URI"
 TOKEN_ENV = "AUDITOR_MILVUS_TOKEN"
 REGISTRY = "ta_registry"
+
+
 class _UnimplementedAllocTimestamp(logging.Filter):
     """Milvus Lite does not implement AllocTimestamp; pymilvus's query iterator probes it, then falls back.
 
