@@ -13,7 +13,7 @@ Two clips match when most frames of one have a near-identical frame in the other
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import imagehash
 import numpy as np
@@ -119,7 +119,7 @@ class FingerprintTable:
     """
 
     hashes: np.ndarray  # [N, L] uint64
-    lengths: np.ndarray = field(default=None)  # [N] stored hashes per row (the rest is padding)
+    lengths: np.ndarray | None = None  # [N] stored hashes per row (the rest is padding); derived if None
 
     def __post_init__(self) -> None:
         if self.lengths is None:
@@ -208,6 +208,25 @@ def _score(xor: np.ndarray, valid: np.ndarray, distance: int) -> np.ndarray:
     share_a = close.any(2).sum(1) / np.maximum(valid.any(2).sum(1), MIN_FRAMES)
     share_b = close.any(1).sum(1) / np.maximum(valid.any(1).sum(1), MIN_FRAMES)
     return np.maximum(share_a, share_b)
+
+
+def clip_keys(table: FingerprintTable) -> np.ndarray:
+    """[N] uint64: per clip, the majority of each bit over its hashable frames (NO_HASH if none).
+
+    A 64-bit summary for finding candidates by Hamming distance (e.g. a Milvus BINARY_VECTOR
+    field, dim 64, metric HAMMING) where the embedding moved too far for its k-NN to hold the
+    copy. A flipped copy's key is the key ^ MIRROR: query both.
+    """
+    bits = np.unpackbits(table.hashes.astype(">u8").view(np.uint8).reshape(len(table), -1, 8), axis=2)
+    valid = (table.hashes != NO_HASH)[:, :, None]
+    ones = (bits * valid).sum(1)
+    majority = (2 * ones > valid.sum(1)).astype(np.uint8)
+    return np.packbits(majority, axis=1).view(">u8").ravel().astype(np.uint64)
+
+
+def clip_key(fingerprint: str) -> bytes:
+    """clip_keys for one fingerprint, as the 8 bytes a Milvus BINARY_VECTOR(dim=64) takes."""
+    return int(clip_keys(FingerprintTable.from_fingerprints([fingerprint]))[0]).to_bytes(8, "big")
 
 
 def is_copy(score: float | np.ndarray, cosine: float | np.ndarray | None = None, cosine_min: float = COSINE_MATCH):

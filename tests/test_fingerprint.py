@@ -65,6 +65,9 @@ def test_heavily_compressed_copy_matches(bunny, tmp_path):
     path, original = bunny
     copy = sample(copy_of(path, tmp_path / "crushed.mp4", *BUNNY, crf="51"))
     assert F.fingerprint_match(original.fingerprint, copy.fingerprint) >= F.CLIP_MATCH
+    # the 64-bit clip keys (candidate search by Hamming distance) stay close too
+    keys = [int.from_bytes(F.clip_key(c.fingerprint), "big") for c in (original, copy)]
+    assert bin(keys[0] ^ keys[1]).count("1") <= F.FRAME_DISTANCE
 
 
 def test_sub_clip_matches_both_ways(bunny):
@@ -128,4 +131,6 @@ def test_mirrored_copy_and_vectorised_scores(bunny):
     assert scores.shape == (2, 4)
     np.testing.assert_allclose(scores[0], [1.0, 0.0, 2 / F.MIN_FRAMES, 0.0], atol=1e-6)
     assert F.fingerprint_match(original.fingerprint, "") == 0.0
+    keys = F.clip_keys(table)
+    assert keys[1] == keys[0] ^ F.MIRROR and keys[2] == F.NO_HASH
     assert F.is_copy(0.3, cosine=0.97) and not F.is_copy(0.3, cosine=0.9) and F.is_copy(0.6)
