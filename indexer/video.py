@@ -13,6 +13,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from indexer.fingerprint import encode as encode_fingerprint
+from indexer.fingerprint import frame_hash
 from taxonomy_core.schema import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class SampledClip:
     crop_boxes: np.ndarray  # [C, 4] relative x0, y0, x1, y1
     thumbnail: str  # base64 JPEG
     brightness: float  # mean luma of the middle frame, 0-255 (a shortcut-risk feature)
+    fingerprint: str = ""  # perceptual hashes of the whole decoded frames, in time order (indexer.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class _Plan:
     middle_time: float
     frames: dict[float, tuple[int, np.ndarray]] = field(default_factory=dict)
     middle: np.ndarray | None = None
+    hashes: dict[int, int] = field(default_factory=dict)  # frame number -> perceptual hash
 
     def __post_init__(self) -> None:
         self._times = sorted({*self.clip_times.tolist(), *self.timeline_times.tolist(), self.middle_time})
@@ -86,10 +90,11 @@ class _Plan:
     def times(self) -> list[float]:
         return self._times
 
-    def assign(self, t: float, frame_no: int, converted: tuple[np.ndarray, np.ndarray]) -> bool:
+    def assign(self, t: float, frame_no: int, converted: tuple[np.ndarray, np.ndarray, int]) -> bool:
         """Record the frame for target `t`; True once every target has its frame."""
-        small, large = converted
+        small, large, phash = converted
         self.frames[t] = (frame_no, small)
+        self.hashes[frame_no] = phash
         if t == self.middle_time:
             self.middle = large
         return len(self.frames) == len(self._times)
@@ -208,9 +213,9 @@ class _Decoded:
     frame: av.VideoFrame
     time: float
     number: int
-    _arrays: tuple[np.ndarray, np.ndarray] | None = None
+    _arrays: tuple[np.ndarray, np.ndarray, int] | None = None
 
-    def converted(self, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
+    def converted(self, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray, int]:
         if self._arrays is None:
             self._arrays = _convert(self.frame, cfg)
         return self._arrays
@@ -235,11 +240,11 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
         )
 
 
-def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The model-sized centre square, and a larger copy of the whole frame for crops and thumbnails."""
+def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """The model-sized centre square, a larger copy of the whole frame, and that copy's perceptual hash."""
     small = _centre_square(_resize_short(frame, cfg.image_size))
     large = _resize_short(frame, min(cfg.image_size * cfg.crop_grid, frame.width, frame.height))
-    return small, large
+    return small, large, frame_hash(large)
 
 
 def _resize_short(frame: av.VideoFrame, short: int) -> np.ndarray:
@@ -286,6 +291,7 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
         crop_boxes=boxes,
         thumbnail=thumbnail_b64(plan.middle, cfg.thumbnail_size),
         brightness=float(plan.middle.mean()),
+        fingerprint=encode_fingerprint([plan.hashes[key] for key in keys]),
     )
 
 
