@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.config import AuditConfig
+from auditor.copies import find_copies
 from auditor.knn import knn
 from taxonomy_core import schema as S
 from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
@@ -37,6 +38,7 @@ class AuditContext:
 
     def __post_init__(self):
         self._pairs: dict[float, list[tuple[int, int, float]]] = {}
+        self.frame_matches: dict[tuple[int, int], float] = {}  # pair -> share of frames matched (fingerprints)
         self.clips = self.clips.reset_index(drop=True)
         self.vectors = unit_rows(self.vectors)
         if self.text_vectors is not None:
@@ -138,14 +140,10 @@ class AuditContext:
         return knn(self.vectors, self.config.knn_k)
 
     def copy_pairs(self, similarity: float) -> list[tuple[int, int, float]]:
-        """(i, j, cosine), i < j, for neighbours at least `similarity` alike: the same footage, shared by checks."""
+        """(i, j, cosine), i < j, for clips showing the same footage (auditor.copies), shared by checks."""
         if similarity not in self._pairs:
-            idx, sim = self.neighbours
-            found: dict[tuple[int, int], float] = {}
-            for i, k in zip(*np.nonzero(sim >= similarity)):
-                a, b = sorted((int(i), int(idx[i, k])))
-                found[(a, b)] = max(found.get((a, b), -1.0), float(sim[i, k]))
-            self._pairs[similarity] = [(a, b, s) for (a, b), s in sorted(found.items())]
+            self._pairs[similarity], matches = find_copies(self, similarity)
+            self.frame_matches.update(matches)
         return self._pairs[similarity]
 
     @cached_property

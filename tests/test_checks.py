@@ -276,3 +276,23 @@ def test_config_file_overrides_and_rejects_unknown_keys(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
             load_config(path)
+
+
+def test_heavily_re_encoded_copies_are_caught_by_their_frames_not_their_embeddings():
+    from indexer.fingerprint import encode
+
+    rng = np.random.default_rng(5)
+    ctx = make_context()
+    n = len(ctx.clips)
+    fingerprints = [encode(rng.integers(1, 2**63, 13, dtype=np.uint64)) for _ in range(n)]
+    fingerprints[45] = fingerprints[5]  # row 45 is a re-encoded copy of row 5: same frames ...
+    vectors = ctx.vectors.copy()  # ... but its embedding moved to another class entirely
+    vectors[0] = vectors[1] + 1e-3  # and rows 0/1 have near-identical embeddings but different frames
+    clips = ctx.clips.assign(**{S.FINGERPRINT: fingerprints})
+    clips.loc[[1, 45], S.SPLIT] = "test"
+    ctx = AuditContext(clips, vectors, config=ctx.config)
+    assert float(ctx.vectors[5] @ ctx.vectors[45]) < 0.5
+    [result] = run_checks(ctx, build_checks(["duplicates"]))
+    [leak] = [f for f in result.findings if f.kind == "split_leak"]
+    assert leak.rows == rows_of(ctx, 45) and [e.row for e in leak.evidence] == list(rows_of(ctx, 5))
+    assert "frames match 100%" in leak.message

@@ -53,6 +53,8 @@ class Duplicates(Check):
         rows, labels = ctx.rows, ctx.labels
         evidence = tuple(Evidence(int(rows[j]), "train_original", round(s, 4)) for j, s in _unique_kept(best))
         top = max(s for _, s in best.values())
+        frames = max((ctx.frame_matches.get(tuple(sorted((i, j))), 0.0) for i, (j, _) in best.items()), default=0.0)
+        seen = f"frames match {frames:.0%}, cosine up to {top:.3f}" if frames else f"cosine up to {top:.3f}"
         drops = ", ".join(f"{split[i]} row {rows[i]}" for i in accused)
         originals = ", ".join(sorted({f"{keep} row {rows[j]}" for j, _ in best.values()}))
         result.findings.append(
@@ -60,12 +62,12 @@ class Duplicates(Check):
                 "split_leak",
                 "error",
                 f"{len(accused)} clip(s) outside {keep!r} show footage of {len(kept)} {keep!r} clip(s) "
-                f"(cosine up to {top:.3f}): the copies inflate evaluation",
+                f"({seen}): the copies inflate evaluation",
                 rows=tuple(int(rows[i]) for i in accused),
                 labels=tuple(sorted({labels[i] for i in members})),
                 videos=tuple(sorted({ctx.clips[S.VIDEO].iloc[i] for i in members})),
                 evidence=evidence,
-                confidence=clamp(0.6 + 4 * (top - 0.9)),
+                confidence=clamp(max(frames, 0.6 + 4 * (top - 0.9))),
                 action=f"drop {drops}: copies of {originals}",
                 suggestion={"drop": [int(rows[i]) for i in accused], "keep": [int(rows[j]) for j in kept]},
             )
