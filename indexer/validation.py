@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from taxonomy_core.findings import Evidence, Finding
 from taxonomy_core.formats import Manifest
@@ -109,7 +111,40 @@ def _field_problem(clip: ClipSpec, limits: StoreLimits) -> str | None:
             return f"the {name} is {len(value)} characters long; the store holds at most {limit}"
     if _control(clip.split or ""):
         return f"the split {_short(clip.split)} contains a control character ({_control(clip.split)})"
+    return _unstorable(clip)
+
+
+def _unstorable(clip: ClipSpec) -> str | None:
+    """Values the store cannot encode: text with an unpaired surrogate (a JSON escape such as \\ud800) and,
+    in the metadata columns, integers beyond 64 bits."""
+    fields = [("the label", clip.label), ("the split", clip.split), ("the video path", clip.video)]
+    for what, value in fields + list(_leaves(clip.extra)):
+        if isinstance(value, str) and not _encodes(value):
+            return f"{what} holds an unpaired surrogate, which is not text; fix the escape in the manifest"
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return f"{what} holds {_short(str(value))}, beyond a 64-bit integer; write it as text"
     return None
+
+
+def _leaves(value: Any, what: str = "") -> Iterator[tuple[str, Any]]:
+    """(where, value) for every key and scalar of a row's metadata, nested lists and objects included."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield "a column name", key
+            yield from _leaves(inner, what or f"column {_short(str(key))}")
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            yield from _leaves(inner, what)
+    else:
+        yield what, value
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _label_problem(label: str) -> str | None:

@@ -303,6 +303,32 @@ def test_parquet_null_and_nan_follow_the_one_rule(tmp_path, model_once):
     assert sorted(stored(tmp_path / "m.db")) == [0, 1, 3]
 
 
+# --- JSON Lines: what JSON can say that the store cannot hold ------------------------------------------------------
+
+
+def test_jsonl_values_the_store_cannot_hold_fail_alone(tmp_path, model_once):
+    write_video(tmp_path / "moving.mp4", 30, pattern="moving")
+    lines = [
+        '{"video": "moving.mp4", "start": 0, "end": 1, "label": "square"}',
+        '{"video": "moving.mp4", "start": 1, "end": 2, "label": "street"}',
+        '{"video": "moving.mp4", "start": 0.5, "end": 1.5, "label": "square\\ud800"}',
+        '{"video": "moving.mp4", "start": 1.5, "end": 2.5, "label": "street", "frames": 1e400}',
+        '{"video": "moving.mp4", "start": 2, "end": 3, "label": "street", "id": 100000000000000000000000}',
+        '{"video": "moving.mp4", "start": NaN, "end": 2, "label": "square"}',
+        "",
+        "{not json",
+        '["moving.mp4", 0, 1, "square"]',
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    result = index(tmp_path / "m.jsonl", tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    reasons = {f["row"]: f["reason"] for f in json.loads((tmp_path / "r.json").read_text())["failed"]}
+    assert sorted(reasons) == [2, 4, 5, 6, 7]  # row 3 keeps 1e400 as text metadata: not a time, not an error
+    assert "unpaired surrogate" in reasons[2] and "beyond a 64-bit integer" in reasons[4]
+    assert "start is NaN" in reasons[5] and "invalid JSON" in reasons[6] and "not a JSON object" in reasons[7]
+    assert sorted(stored(tmp_path / "m.db")) == [0, 1, 3]
+
+
 # --- whole files that cannot be a manifest ------------------------------------------------------------------------
 
 FILES = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from indexer.validation import ValidationConfig, validate
 from taxonomy_core.formats import read_manifest
 from taxonomy_core.store import StoreLimits
@@ -150,3 +152,21 @@ def test_an_empty_start_and_zero_are_the_same_segment(tmp_path):
     ]
     conflict = find(run(tmp_path, rows), "invalid_annotation", "differently")[0]
     assert conflict.rows == (25,) and conflict.evidence[0].row == 24
+
+
+def test_values_the_store_cannot_encode_are_row_errors(tmp_path):
+    path = tmp_path / "m.jsonl"
+    records = [{"video": f"{label}{i}.mp4", "label": label} for label in "ab" for i in range(12)]
+    lines = [json.dumps(r) for r in records] + [
+        '{"video": "s.mp4", "label": "a\\ud800"}',
+        '{"video": "i.mp4", "label": "a", "frame_count": 100000000000000000000000}',
+        '{"video": "n.mp4", "label": "a", "meta": {"ids": [1, -100000000000000000000000]}}',
+        '{"video": "k.mp4", "label": "a", "\\udc80": 1}',
+        '{"video": "ok.mp4", "label": "a", "frame_count": 9223372036854775807}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    result = validate(read_manifest(path))
+    assert set(result.excluded) == {24, 25, 26, 27}
+    assert "the label holds an unpaired surrogate" in result.excluded[24]
+    assert "column 'frame_count' holds '100000000000000000000000', beyond a 64-bit integer" in result.excluded[25]
+    assert "column 'meta' holds" in result.excluded[26] and "a column name holds" in result.excluded[27]
