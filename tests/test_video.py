@@ -130,17 +130,33 @@ def half_white(i: int, width: int = 160, height: int = 120) -> np.ndarray:
     return image
 
 
-@pytest.mark.parametrize(("degrees", "white_side"), [(90, "bottom"), (-90, "top"), (180, "right")])
-def test_rotation_metadata_turns_frames_thumbnail_and_size_upright(tmp_path, degrees, white_side):
-    path = tmp_path / "phone.mp4"
+def write_rotated(path: Path, degrees: int, draw) -> Path:
+    """A phone-style file: frames stored landscape, a display matrix saying how to turn them."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.set_display_rotation(degrees)  # the display matrix a phone writes
+        stream.set_display_rotation(degrees)
         for i in range(20):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(half_white(i), format="rgb24")))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(draw(i), format="rgb24")))
         container.mux(stream.encode())
-    clip = sample(path, [(0.0, 1.5)])[0]
+    return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """A second of silence and no video stream."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(16):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(("degrees", "white_side"), [(90, "bottom"), (-90, "top"), (180, "right")])
+def test_rotation_metadata_turns_frames_thumbnail_and_size_upright(tmp_path, degrees, white_side):
+    clip = sample(write_rotated(tmp_path / "phone.mp4", degrees, half_white), [(0.0, 1.5)])[0]
     quarter = degrees % 180 != 0
     assert (clip.info.width, clip.info.height) == ((120, 160) if quarter else (160, 120))
     thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(clip.thumbnail))).convert("L"), dtype=float)
@@ -160,14 +176,7 @@ def test_still_images_empty_and_audio_only_files_say_what_they_are(tmp_path):
     Image.fromarray(half_white(0)).save(image, format="JPEG")
     Image.fromarray(half_white(0)).save(tmp_path / "frame.png")
     (tmp_path / "empty.mp4").write_bytes(b"")
-    audio = tmp_path / "speech.m4a"
-    with av.open(str(audio), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for i in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    audio = write_audio_only(tmp_path / "speech.m4a")
     expected = {
         image: "is a still image (mjpeg), not a video",
         tmp_path / "frame.png": "is a still image (png)",
