@@ -111,9 +111,10 @@ def run_indexing(
     timer = _Timer()
     with timer("read"):
         manifest = read_manifest(manifest_path, config.manifest_format, config.read)
-        validation = validate(manifest, config.validation)
     own_store = store is None
     store = store or open_store(config.uri, config.token)
+    with timer("read"):
+        validation = validate(manifest, config.validation, store.limits)  # what this store refuses is a row error
     report = IndexReport(
         config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals
     )

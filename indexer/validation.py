@@ -1,13 +1,22 @@
-"""Manifest validation: one finding per problem, naming the rows; row-level errors exclude the row."""
+"""Manifest validation: one finding per problem, naming the rows; row-level errors exclude the row.
+
+Whatever the store would refuse (a field past its declared limit) is a row error here, so a bad row never
+reaches a write batch and takes its neighbours down with it.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from taxonomy_core.findings import Evidence, Finding
 from taxonomy_core.formats import Manifest
+from taxonomy_core.formats.csvtext import is_formula
 from taxonomy_core.schema import KNOWN_SPLITS, ClipSpec
+from taxonomy_core.store import StoreLimits
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,18 @@ class Validation:
         return [c for c in clips if c.row not in self.excluded]
 
 
-def validate(manifest: Manifest, config: ValidationConfig = ValidationConfig()) -> Validation:
-    """All rules over a parsed manifest; parse failures from the reader are carried over."""
+def validate(
+    manifest: Manifest, config: ValidationConfig = ValidationConfig(), limits: StoreLimits = StoreLimits()
+) -> Validation:
+    """All rules over a parsed manifest; parse failures from the reader are carried over.
+
+    `limits` are the store's declared field limits (the indexer passes its store's).
+    """
     result = Validation(findings=list(manifest.findings))
     for finding in manifest.findings:
         result.excluded.update({row: finding.message for row in finding.rows if finding.severity == "error"})
     for clip in manifest.clips:
-        _check_row(clip, result)
+        _check_row(clip, result, limits)
     _check_duplicates(result.valid(manifest.clips), result)
     valid = result.valid(manifest.clips)
     _check_label_variants(valid, result)
@@ -60,15 +74,14 @@ def validate(manifest: Manifest, config: ValidationConfig = ValidationConfig()) 
     return result
 
 
-def _check_row(clip: ClipSpec, result: Validation) -> None:
-    if not clip.label.strip():
-        return result.reject(clip, "the label is empty")
+def _check_row(clip: ClipSpec, result: Validation, limits: StoreLimits) -> None:
+    problem = _field_problem(clip, limits) or _label_problem(clip.label)
+    if problem:
+        return result.reject(clip, problem)
     if clip.start is not None and clip.start < 0:
         return result.reject(clip, f"start {clip.start}s is negative")
     if clip.start is not None and clip.end is not None and clip.start >= clip.end:
         return result.reject(clip, f"start {clip.start}s is not before end {clip.end}s")
-    if "," in clip.label:
-        return result.reject(clip, f"label {clip.label!r} contains a comma, which AutoML rejects")
     if clip.label != clip.label.strip():
         result.warn(
             "invalid_annotation",
@@ -81,10 +94,82 @@ def _check_row(clip: ClipSpec, result: Validation) -> None:
     if clip.split is not None and clip.split.lower() not in KNOWN_SPLITS:
         result.warn(
             "invalid_annotation",
-            f"row {clip.row}: unknown split {clip.split!r}; expected one of {', '.join(sorted(KNOWN_SPLITS))}",
+            f"row {clip.row}: unknown split {_short(clip.split)}; expected one of {', '.join(sorted(KNOWN_SPLITS))}",
             [clip],
             f"set row {clip.row}'s split to train, validation or test",
         )
+
+
+def _field_problem(clip: ClipSpec, limits: StoreLimits) -> str | None:
+    """A field longer than the store holds, or a split with control characters: the store write would fail."""
+    for name, value, limit in (
+        ("label", clip.label, limits.max_label_chars),
+        ("split", clip.split or "", limits.max_split_chars),
+        ("video path", clip.video, limits.max_video_chars),
+    ):
+        if len(value) > limit:
+            return f"the {name} is {len(value)} characters long; the store holds at most {limit}"
+    if _control(clip.split or ""):
+        return f"the split {_short(clip.split)} contains a control character ({_control(clip.split)})"
+    return _unstorable(clip)
+
+
+def _unstorable(clip: ClipSpec) -> str | None:
+    """Values the store cannot encode: text with an unpaired surrogate (a JSON escape such as \\ud800) and,
+    in the metadata columns, integers beyond 64 bits."""
+    fields = [("the label", clip.label), ("the split", clip.split), ("the video path", clip.video)]
+    for what, value in fields + list(_leaves(clip.extra)):
+        if isinstance(value, str) and not _encodes(value):
+            return f"{what} holds an unpaired surrogate, which is not text; fix the escape in the manifest"
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return f"{what} holds {_short(str(value))}, beyond a 64-bit integer; write it as text"
+    return None
+
+
+def _leaves(value: Any, what: str = "") -> Iterator[tuple[str, Any]]:
+    """(where, value) for every key and scalar of a row's metadata, nested lists and objects included."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield "a column name", key
+            yield from _leaves(inner, what or f"column {_short(str(key))}")
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            yield from _leaves(inner, what)
+    else:
+        yield what, value
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _label_problem(label: str) -> str | None:
+    """Why a label cannot be a class name: empty, a line break or other control character, a spreadsheet
+    formula (CSV injection: it would run when the fixed manifest is opened), or a comma (AutoML refuses it)."""
+    if not label.strip():
+        return "the label is empty"
+    if _control(label):
+        return f"the label {_short(label)} contains a control character ({_control(label)}), such as a line break"
+    if is_formula(label.strip()):
+        return f"the label {_short(label)} starts with {label.strip()[0]!r}, so a spreadsheet would run it as a formula"
+    if "," in label:
+        return f"label {_short(label)} contains a comma, which AutoML rejects"
+    return None
+
+
+def _control(text: str) -> str:
+    """The control characters in `text` (line and paragraph separators included), as escapes; "" if none."""
+    found = dict.fromkeys(c for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp"))
+    return ", ".join(repr(c)[1:-1] for c in found)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A value for a message: quoted, cut at `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _check_duplicates(clips: list[ClipSpec], result: Validation) -> None:
@@ -181,8 +266,7 @@ def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: 
             Finding(
                 "too_few_examples",
                 "warning",
-                f"{share} ({listed}) "
-                f"have fewer than the {config.recommended_per_class}-per-class rule of thumb",
+                f"{share} ({listed}) have fewer than the {config.recommended_per_class}-per-class rule of thumb",
                 labels=tuple(small),
                 confidence=0.5,
                 action=f"collect more clips for these classes, the smallest first, towards "

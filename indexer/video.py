@@ -6,8 +6,9 @@ import base64
 import io
 import logging
 import math
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import av
 import numpy as np
@@ -128,14 +129,19 @@ def crop_boxes(grid: int) -> np.ndarray:
 
 def sample_video(path: str, specs: list[ClipSpec], cfg: SamplingConfig) -> Iterator[SampledClip | SegmentFailure]:
     """Yield one result per spec, each as soon as its last frame is decoded; never raises for bad input."""
+    problem = _file_problem(path)
+    if problem:
+        yield from (SegmentFailure(s, "unreadable_video", problem) for s in specs)
+        return
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, ValueError) as e:
         yield from (SegmentFailure(s, "unreadable_video", f"cannot open {path}: {e}") for s in specs)
         return
     with container:
-        if not container.streams.video:
-            yield from (SegmentFailure(s, "unreadable_video", f"{path} has no video stream") for s in specs)
+        problem = _stream_problem(container, path)
+        if problem:
+            yield from (SegmentFailure(s, "unreadable_video", problem) for s in specs)
             return
         info = probe(container)
         plans: list[_Plan] = []
@@ -147,6 +153,28 @@ def sample_video(path: str, specs: list[ClipSpec], cfg: SamplingConfig) -> Itera
                 plans.append(outcome)
         if plans:
             yield from _decode(container, path, plans, cfg)
+
+
+def _file_problem(path: str) -> str | None:
+    """A local file that is missing or empty, said plainly rather than as ffmpeg's "invalid data"."""
+    if "://" in path:
+        return None
+    if not os.path.exists(path):
+        return f"{path} does not exist"
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        return f"{path} is empty (0 bytes): copy the video again"
+    return None
+
+
+def _stream_problem(container: av.container.InputContainer, path: str) -> str | None:
+    """No picture to sample: an audio-only file, or a still image (ffmpeg opens those as one-frame videos)."""
+    if not container.streams.video:
+        return f"{path} has no video stream (audio only?)"
+    demuxer = container.format.name
+    if demuxer == "image2" or demuxer.endswith("_pipe"):
+        codec = container.streams.video[0].codec_context.name
+        return f"{path} is a still image ({codec}), not a video: give a video file, or leave the image out"
+    return None
 
 
 def _plan(spec: ClipSpec, info: VideoInfo, cfg: SamplingConfig, path: str) -> _Plan | SegmentFailure:
@@ -241,10 +269,18 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
 
 
 def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """The model-sized centre square, a larger copy of the whole frame, and that copy's perceptual hash."""
-    small = _centre_square(_resize_short(frame, cfg.image_size))
-    large = _resize_short(frame, min(cfg.image_size * cfg.crop_grid, frame.width, frame.height))
-    return small, large, frame_hash(large)
+    """The model-sized centre square, a larger copy of the whole frame (crops, thumbnails) and that copy's
+    perceptual hash, turned upright as the file's rotation metadata says (phones store portrait video sideways)."""
+    turns = _quarter_turns(frame)
+    small = _centre_square(np.rot90(_resize_short(frame, cfg.image_size), turns))
+    large = np.rot90(_resize_short(frame, min(cfg.image_size * cfg.crop_grid, frame.width, frame.height)), turns)
+    large = np.ascontiguousarray(large)
+    return np.ascontiguousarray(small), large, frame_hash(large)
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that show the frame upright (its display matrix; PyAV >= 14)."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
 def _resize_short(frame: av.VideoFrame, short: int) -> np.ndarray:
@@ -282,7 +318,7 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
         spec=plan.spec,
         start=plan.start,
         end=plan.end,
-        info=plan.info,
+        info=_displayed(plan.info, plan.middle),
         images=np.stack(images),
         frame_idx=rows(plan.clip_times),
         timeline_idx=rows(plan.timeline_times),
@@ -295,10 +331,20 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
     )
 
 
+def _displayed(info: VideoInfo, upright: np.ndarray) -> VideoInfo:
+    """The video's size as shown: width and height swap when rotation metadata turned the frames a quarter."""
+    h, w = upright.shape[:2]
+    if (w > h and info.height > info.width) or (h > w and info.width > info.height):
+        return replace(info, width=info.height, height=info.width)
+    return info
+
+
 def _crop(image: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """The box's pixels as a model-sized square; at least one pixel, however small the frame (a 1x1 video)."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (box * np.array([w, h, w, h])).round().astype(int)
-    return _centre_square(image[y0:y1, x0:x1], size)
+    x0, y0 = min(x0, w - 1), min(y0, h - 1)
+    return _centre_square(image[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)], size)
 
 
 def thumbnail_b64(image: np.ndarray, size: int) -> str:

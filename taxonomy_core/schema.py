@@ -48,13 +48,18 @@ _SLUG = re.compile(r"[^0-9a-zA-Z]+")
 
 
 def clip_id_for(video: str, start: float | None, end: float | None) -> str:
-    """Stable id from what the segment *is* (source and bounds), never from its label or row."""
-    bounds = f"{_fmt(start, '0')}|{_fmt(end, 'end')}"
+    """Stable id from what the segment *is* (source and bounds), never from its label or row.
+
+    Bounds are normalised first, so one segment has one id however a manifest writes it: an empty start is 0,
+    -0 is 0, and times agree to the millisecond. An empty end stays "to the end of the video" (its length is
+    not known here). Paths are normalised by the manifest readers (`formats.base.resolve_video`).
+    """
+    bounds = f"{_seconds(0.0 if start is None else start)}|{'end' if end is None else _seconds(end)}"
     return hashlib.blake2b(f"{video}|{bounds}".encode(), digest_size=10).hexdigest()
 
 
-def _fmt(value: float | None, missing: str) -> str:
-    return missing if value is None else f"{value:.3f}"
+def _seconds(value: float) -> str:
+    return f"{round(value, 3) + 0.0:.3f}"  # + 0.0 turns -0.0 into 0.0
 
 
 def collection_name(dataset: str, model_id: str, part: str = "clips") -> str:

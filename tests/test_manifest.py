@@ -21,6 +21,7 @@ from taxonomy_core.formats import (
     read_manifest,
     write_fixed_manifest,
 )
+from taxonomy_core.formats import table as table_format
 from taxonomy_core.schema import clip_id_for
 from tests.conftest import write_csv
 
@@ -144,7 +145,7 @@ def test_registry_is_explicit_and_sniffed_in_order(tmp_path):
     assert list(FORMATS) == ["folder", "jsonl", "parquet", "csv", "kinetics", "automl"]
     assert all(isinstance(f, ManifestFormat) and f.name == name for name, f in FORMATS.items())
     (tmp_path / "blob.bin").write_bytes(b"\xff\xfe\x00binary")
-    with pytest.raises(ManifestError, match="cannot tell the format of .*blob.bin"):
+    with pytest.raises(ManifestError, match="blob.bin is a binary file, not a manifest"):
         read_manifest(tmp_path / "blob.bin")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(ManifestError, match="is empty"):
@@ -353,11 +354,11 @@ def test_a_failed_write_leaves_the_previous_fixed_manifest(tmp_path, monkeypatch
     first = write_fixed_manifest(manifest, [], out)
     previous = first.read_bytes()
 
-    def broken(self, path, **kwargs):
+    def broken(path, *args, **kwargs):
         Path(path).write_text("half a fi")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    monkeypatch.setattr(table_format, "open", broken, raising=False)  # the writer's own open()
     with pytest.raises(OSError, match="disk full"):
         write_fixed_manifest(manifest, EDITS, out)
     assert list(out.iterdir()) == [first] and first.read_bytes() == previous
@@ -423,3 +424,190 @@ def test_the_app_reads_the_manifest_with_the_options_saved_in_the_report(tmp_pat
     )
     assert seen == [options] and name == "fixed_manifest.csv"
     assert content.splitlines()[1] == b"lynx,aaa,0,10,train"
+
+
+# --- bad input: one rule for every format, one clear message per unreadable file -----------------------------
+
+TIMES = [  # (start, end) as written -> (start, end) read, or the error's words
+    (("", ""), (None, None)),
+    (("0", "inf"), (0.0, None)),
+    (("1", "Infinity"), (1.0, None)),
+    (("1", "nan"), "NaN"),
+    (("nan", "2"), "NaN"),
+    (("1", "-inf"), "not a finite number"),
+    (("1", "1e400"), "not a finite number"),
+    (("inf", "2"), "not a finite number"),
+    (("1", "1e9"), "more than a week"),
+]
+
+
+def _time_manifests(folder: Path, start: str, end: str) -> dict[str, Path]:
+    """The same row in CSV, JSONL (JSON numbers and constants) and Parquet (float64, null for an empty cell;
+    a Parquet float cannot hold 1e400, so that row has no Parquet twin)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = {"csv": write_csv(folder / "t.csv", [{"video": "a.mp4", "start": start, "end": end, "label": "x"}])}
+    as_json = {"": "null", "nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+    paths["jsonl"] = folder / "t.jsonl"
+    paths["jsonl"].write_text(
+        f'{{"video": "a.mp4", "start": {as_json.get(start, start)}, "end": {as_json.get(end, end)}, "label": "x"}}\n'
+    )
+    if "1e400" not in (start, end):
+        seconds = [pa.array([float(t) if t else None], pa.float64(), from_pandas=False) for t in (start, end)]
+        paths["parquet"] = folder / "t.parquet"
+        pq.write_table(
+            pa.table({"video": ["a.mp4"], "start": seconds[0], "end": seconds[1], "label": ["x"]}), paths["parquet"]
+        )
+    return paths
+
+
+@pytest.mark.parametrize(("written", "expected"), TIMES, ids=[f"{s or 'empty'}-{e or 'empty'}" for (s, e), _ in TIMES])
+def test_one_time_rule_for_every_format(tmp_path, written, expected):
+    for fmt, path in _time_manifests(tmp_path, *written).items():
+        manifest = read_manifest(path)
+        if isinstance(expected, tuple):
+            assert [(c.start, c.end) for c in manifest.clips] == [expected], fmt
+        else:
+            [finding] = manifest.findings
+            assert not manifest.clips and finding.rows == (0,) and expected in finding.message, (fmt, finding.message)
+
+
+def test_paths_and_bounds_are_normalised_before_the_clip_id(tmp_path):
+    (tmp_path / "videos").mkdir()
+    plain = tmp_path / "videos" / "a.mp4"
+    rows = [
+        {"video": str(plain), "start": "", "end": "2", "label": "x"},
+        {"video": f"{tmp_path}/videos/../videos/./a.mp4", "start": "0", "end": "2.0", "label": "x"},
+        {"video": "videos//a.mp4", "start": "-0", "end": "2.0001", "label": "x"},
+        {"video": f"file://{tmp_path}/other/../videos/a.mp4", "start": "0.000", "end": "2", "label": "x"},
+    ]
+    (tmp_path / "link.mp4").symlink_to(plain)
+    rows.append({"video": "link.mp4", "start": "0", "end": "2", "label": "x"})
+    clips = read_manifest(write_csv(tmp_path / "m.csv", rows)).clips
+    assert {c.video for c in clips} == {str(plain)}
+    assert len({c.clip_id for c in clips}) == 1
+    assert clips[0].clip_id == clip_id_for(str(plain), 0.0, 2.0) != clip_id_for(str(plain), 0.0, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("semi.csv", "video;start;end;label\na.mp4;0;1;x\n", "separates its cells with semicolons"),
+        ("tab.csv", "video\tlabel\na.mp4\tx\n", "separates its cells with tabs"),
+        ("cols.csv", "path,start,end,label\na.mp4,0,1,x\n", "has no video column"),
+        ("nolabel.csv", "video,class\na.mp4,x\n", "has no label column"),
+        (
+            "latin1.csv",
+            "video,label\na.mp4,x\nb.mp4,caf\xe9\n".encode("latin-1"),
+            "not UTF-8 text (byte 0xe9 on line 3",
+        ),
+        ("utf16.csv", "video,label\na.mp4,x\n".encode("utf-16"), "is UTF-16 text"),
+        ("blob.csv", bytes(range(256)) * 4, "is a binary file"),
+        ("broken.parquet", b"PAR1 this is not really parquet", "cannot be read as parquet"),
+        ("m.jsonl", '{"video": "a.mp4", "label": "caf\xe9"}\n'.encode("latin-1"), "not UTF-8 text"),
+        ("header.csv", "video,start,end,label\n", "has no rows"),
+    ],
+)
+def test_an_unreadable_manifest_is_one_message_naming_the_file_and_the_fix(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path)
+    assert words in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_truncated_parquet_file_is_one_message(tmp_path):
+    path = _parquet(tmp_path, "\n")
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ManifestError, match="m.parquet cannot be read as parquet .*write it again"):
+        read_manifest(path)
+
+
+def test_a_csv_row_with_extra_cells_is_a_row_error_not_the_end(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("video,label\na.mp4,x\nb.mp4,big, fluffy\nc.mp4,y,,\n")
+    manifest = read_manifest(path)
+    assert [c.row for c in manifest.clips] == [0, 2]  # trailing empty cells are harmless
+    [bad] = manifest.findings
+    assert bad.rows == (1,) and "3 cells but the header names 2 columns" in bad.message
+
+
+def test_formula_cells_are_neutralised_in_every_csv_written(tmp_path):
+    """CSV injection: nothing the project writes can run as a spreadsheet formula; the readers undo the prefix."""
+    evil = ['=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "@SUM(1)", "-2+3"]
+    csv_path = write_csv(
+        tmp_path / "m.csv",
+        [{"video": "a.mp4", "start": "-1.5", "end": "2", "label": e, "note": e} for e in evil],
+    )
+    automl = tmp_path / "automl.csv"
+    automl.write_text("".join(f'TRAINING,gs://b/a.mp4,"{e.replace(chr(34), chr(34) * 2)}",0,1\n' for e in evil))
+    kinetics = write_csv(tmp_path / "k.csv", [{"label": e, "youtube_id": "abc", "split": "train"} for e in evil])
+    folder = tmp_path / "classes"
+    (folder / "=cmd").mkdir(parents=True)
+    (folder / "=cmd" / "a.mp4").write_bytes(b"")
+    relabel = [Edit(1, "relabel", "=EVIL()", "likely_mislabel")]
+    for path, fmt in ((csv_path, "csv"), (automl, "automl"), (kinetics, "kinetics"), (folder, "folder")):
+        manifest = read_manifest(path, fmt)
+        fixed = write_fixed_manifest(manifest, relabel if fmt != "folder" else [], tmp_path / fmt)
+        with fixed.open(newline="", encoding="utf-8") as handle:
+            cells = [cell for row in csv.reader(handle) for cell in row]
+        assert not [c for c in cells if c[:1] in ("=", "+", "@") or (c[:1] == "-" and c != "-1.5")], (fmt, cells)
+        assert "-1.5" in cells or fmt != "csv"  # numbers are not formulas
+        again = read_manifest(fixed, "csv" if fmt == "folder" else fmt)
+        labels = [c.label for c in again.clips]
+        assert labels == ([evil[0], "=EVIL()", *evil[2:]] if fmt != "folder" else ["=cmd"]), (fmt, labels)
+
+
+def test_automl_is_sniffed_only_from_a_row_that_names_a_video(tmp_path):
+    (tmp_path / "local.csv").write_text("clips/a.MP4,x\nclips/b.mp4,y,0,1\n")
+    assert detect_format(tmp_path / "local.csv") == "automl"
+    (tmp_path / "words.csv").write_text("name,label\na.mp4,x\n")
+    with pytest.raises(ManifestError, match="words.csv has no video column"):
+        detect_format(tmp_path / "words.csv")
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_a_folder_reports_every_file_it_skips(tmp_path):
+    root = tmp_path / "root"
+    for name in ("train/jump/a.mp4", "train/run/b.mp4", "test/jump/c.mp4"):
+        _touch(root / name)
+    _touch(root / "train/jump/extra/deeper.mp4")  # nested
+    _touch(root / "train/loose.mp4")  # no class folder
+    _touch(root / "notes/jump/d.mp4")  # not a split folder
+    _touch(root / "train/run/readme.txt")
+    _touch(root / "__MACOSX/train/jump/._a.mp4")
+    _touch(root / "train/jump/.DS_Store")
+    (root / "test/empty").mkdir()
+    outside = _touch(tmp_path / "elsewhere/secret.mp4")
+    (root / "train/run/link.mp4").symlink_to(outside)
+
+    manifest = read_manifest(root)
+
+    assert [(c.split, c.label, Path(c.video).name) for c in manifest.clips] == [
+        ("test", "jump", "c.mp4"),
+        ("train", "jump", "a.mp4"),
+        ("train", "run", "b.mp4"),
+    ]
+    errors = {f.rows[0]: f.message for f in manifest.findings if f.rows}
+    assert manifest.row_count == 3 + len(errors) == 7
+    reasons = " | ".join(errors.values())
+    for words in ("deeper.mp4 is nested in extra/", "loose.mp4 has no class folder", "d.mp4 is in notes/",
+                  f"link.mp4 is a symlink to {outside.resolve()}, outside"):  # fmt: skip
+        assert words in reasons
+    notes = {f.severity: f for f in manifest.findings if not f.rows and not f.labels}
+    assert "readme.txt" in notes["warning"].message and "not videos" in notes["warning"].message
+    assert "__MACOSX" in notes["info"].message and ".DS_Store" in notes["info"].message
+    [empty] = [f for f in manifest.findings if f.labels]
+    assert empty.labels == ("empty",) and "test/empty/ has no usable video" in empty.message
+
+
+def test_a_folder_without_videos_is_one_message(tmp_path):
+    _touch(tmp_path / "root/jump/readme.txt")
+    with pytest.raises(ManifestError, match="holds no video files"):
+        read_manifest(tmp_path / "root")

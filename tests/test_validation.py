@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from indexer.validation import ValidationConfig, validate
 from taxonomy_core.formats import read_manifest
+from taxonomy_core.store import StoreLimits
 from tests.conftest import write_csv
 
 
@@ -101,3 +104,69 @@ def test_moderate_imbalance_is_a_warning_and_one_class_is_an_error(tmp_path):
 def test_thresholds_are_configurable(tmp_path):
     result = run(tmp_path, balanced(n=5), ValidationConfig(min_per_class=3, recommended_per_class=4))
     assert not [f for f in result.findings if f.kind == "too_few_examples"]
+
+
+def test_every_store_field_limit_is_a_row_error(tmp_path):
+    limits = StoreLimits()
+    long_path = "v/" + "p" * limits.max_video_chars + ".mp4"
+    rows = balanced() + [
+        {"video": "l.mp4", "label": "a" * (limits.max_label_chars + 1)},
+        {"video": "s.mp4", "label": "a", "split": "t" * (limits.max_split_chars + 1)},
+        {"video": long_path, "label": "a"},
+        {"video": "ok.mp4", "label": "é" * limits.max_label_chars},  # at the limit, in characters, is fine
+    ]
+    result = run(tmp_path, rows)
+    assert set(result.excluded) == {24, 25, 26}
+    assert f"label is {limits.max_label_chars + 1} characters long" in result.excluded[24]
+    assert f"split is {limits.max_split_chars + 1} characters long" in result.excluded[25]
+    assert f"at most {limits.max_video_chars}" in result.excluded[26]
+    tight = validate(read_manifest(tmp_path / "m.csv"), limits=StoreLimits(max_label_chars=1))
+    assert set(tight.excluded) == {24, 25, 26, 27}  # the limits passed in are the ones applied
+
+
+def test_control_characters_and_formulas_in_labels_are_row_errors(tmp_path):
+    rows = balanced() + [
+        {"video": "n.mp4", "label": "high\njump"},
+        {"video": "t.mp4", "label": "a\tb"},
+        {"video": "u.mp4", "label": "a\u2028b"},
+        {"video": "h.mp4", "label": '=HYPERLINK("http://x","a")'},
+        {"video": "c.mp4", "label": "+cmd|' /C calc'!A0"},
+        {"video": "m.mp4", "label": "@SUM(A1)"},
+        {"video": "k.mp4", "label": "-1"},  # a number: a spreadsheet does not run it
+        {"video": "s.mp4", "label": "a", "split": "tr\x07ain"},
+    ]
+    result = run(tmp_path, rows)
+    assert set(result.excluded) == {24, 25, 26, 27, 28, 29, 31}
+    assert "control character (\\n)" in result.excluded[24] and "(\\t)" in result.excluded[25]
+    assert "(\\u2028)" in result.excluded[26]
+    for row, lead in ((27, "="), (28, "+"), (29, "@")):
+        assert f"starts with '{lead}', so a spreadsheet would run it as a formula" in result.excluded[row]
+    [finding] = [f for f in result.findings if f.rows == (27,)]
+    assert finding.severity == "error" and "row 27" in finding.action
+
+
+def test_an_empty_start_and_zero_are_the_same_segment(tmp_path):
+    rows = balanced() + [
+        {"video": "s.mp4", "start": "", "end": "2", "label": "a"},
+        {"video": "s.mp4", "start": "0", "end": "2", "label": "b"},
+    ]
+    conflict = find(run(tmp_path, rows), "invalid_annotation", "differently")[0]
+    assert conflict.rows == (25,) and conflict.evidence[0].row == 24
+
+
+def test_values_the_store_cannot_encode_are_row_errors(tmp_path):
+    path = tmp_path / "m.jsonl"
+    records = [{"video": f"{label}{i}.mp4", "label": label} for label in "ab" for i in range(12)]
+    lines = [json.dumps(r) for r in records] + [
+        '{"video": "s.mp4", "label": "a\\ud800"}',
+        '{"video": "i.mp4", "label": "a", "frame_count": 100000000000000000000000}',
+        '{"video": "n.mp4", "label": "a", "meta": {"ids": [1, -100000000000000000000000]}}',
+        '{"video": "k.mp4", "label": "a", "\\udc80": 1}',
+        '{"video": "ok.mp4", "label": "a", "frame_count": 9223372036854775807}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    result = validate(read_manifest(path))
+    assert set(result.excluded) == {24, 25, 26, 27}
+    assert "the label holds an unpaired surrogate" in result.excluded[24]
+    assert "column 'frame_count' holds '100000000000000000000000', beyond a 64-bit integer" in result.excluded[25]
+    assert "column 'meta' holds" in result.excluded[26] and "a column name holds" in result.excluded[27]

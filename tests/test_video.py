@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from indexer import video as video_module
 from indexer.synthetic import read_number, write_video
@@ -118,3 +121,78 @@ def test_truncated_file_keeps_what_was_decoded(tmp_path):
     assert isinstance(results[0], SampledClip)
     assert isinstance(results[1], SegmentFailure) and results[1].kind == "unreadable_video"
     assert "could not be decoded past" in results[1].reason
+
+
+def half_white(i: int, width: int = 160, height: int = 120) -> np.ndarray:
+    """The left quarter white, the rest black: shows which way a frame is turned."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, : width // 4] = 255
+    return image
+
+
+def write_rotated(path: Path, degrees: int, draw) -> Path:
+    """A phone-style file: frames stored landscape, a display matrix saying how to turn them."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for i in range(20):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(draw(i), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """A second of silence and no video stream."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(16):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(("degrees", "white_side"), [(90, "bottom"), (-90, "top"), (180, "right")])
+def test_rotation_metadata_turns_frames_thumbnail_and_size_upright(tmp_path, degrees, white_side):
+    clip = sample(write_rotated(tmp_path / "phone.mp4", degrees, half_white), [(0.0, 1.5)])[0]
+    quarter = degrees % 180 != 0
+    assert (clip.info.width, clip.info.height) == ((120, 160) if quarter else (160, 120))
+    thumb = np.asarray(Image.open(io.BytesIO(base64.b64decode(clip.thumbnail))).convert("L"), dtype=float)
+    h, w = thumb.shape
+    assert (h > w) == quarter
+    sides = {
+        "top": thumb[: h // 8],
+        "bottom": thumb[-h // 8 :],
+        "left": thumb[:, : w // 8],
+        "right": thumb[:, -w // 8 :],
+    }
+    assert max(sides, key=lambda k: sides[k].mean()) == white_side
+
+
+def test_still_images_empty_and_audio_only_files_say_what_they_are(tmp_path):
+    image = tmp_path / "frame.mp4"  # a JPEG under a video name
+    Image.fromarray(half_white(0)).save(image, format="JPEG")
+    Image.fromarray(half_white(0)).save(tmp_path / "frame.png")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    audio = write_audio_only(tmp_path / "speech.m4a")
+    expected = {
+        image: "is a still image (mjpeg), not a video",
+        tmp_path / "frame.png": "is a still image (png)",
+        tmp_path / "empty.mp4": "is empty (0 bytes)",
+        audio: "has no video stream",
+        tmp_path / "gone.mp4": "does not exist",
+    }
+    for path, words in expected.items():
+        [failure] = sample(path, [(0.0, 1.0)]).values()
+        assert isinstance(failure, SegmentFailure) and failure.kind == "unreadable_video", path
+        assert words in failure.reason and str(path) in failure.reason
+
+
+def test_a_one_pixel_video_gives_real_crops(tmp_path):
+    path = write_video(tmp_path / "dot.mkv", 20, fps=10, pattern=lambda i: np.full((1, 1, 3), 200, np.uint8),
+                       codec="ffv1")  # fmt: skip
+    clip = sample(path, [(0.0, 1.0)])[0]
+    assert isinstance(clip, SampledClip) and clip.info.width == clip.info.height == 1
+    assert all(clip.images[i].mean() > 150 for i in clip.crop_idx)  # every crop shows the pixel, none is black

@@ -7,8 +7,12 @@ One module per format (table: csv/jsonl/parquet, automl, kinetics, folder), regi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import csv
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import pyarrow as pa
 
 from taxonomy_core.edits import Edit
 from taxonomy_core.formats.automl import AUTOML, AUTOML_SPLITS
@@ -18,13 +22,13 @@ from taxonomy_core.formats.base import (
     ManifestError,
     ManifestFormat,
     ReadOptions,
-    first_csv_row,
     parse_time,
     resolve_video,
 )
+from taxonomy_core.formats.csvtext import first_csv_row, not_text_reason
 from taxonomy_core.formats.folder import FOLDER
 from taxonomy_core.formats.kinetics import KINETICS
-from taxonomy_core.formats.table import CSV, GENERIC_COLUMNS, JSONL, PARQUET
+from taxonomy_core.formats.table import CSV, GENERIC_COLUMNS, JSONL, PARQUET, explain_header
 
 # The registry, in sniff order: a folder; then files known by their suffix; then text tables known by their
 # header; AutoML (headerless, any non-empty table) last, as the catch-all.
@@ -43,23 +47,57 @@ def get_format(name: str) -> ManifestFormat:
 
 
 def read_manifest(path: str | Path, fmt: str = "auto", options: ReadOptions = ReadOptions()) -> Manifest:
-    """Read any supported manifest; `fmt` is one of FORMATS or "auto" (sniffed from the file)."""
+    """Read any supported manifest; `fmt` is one of FORMATS or "auto" (sniffed from the file).
+
+    A file that cannot be read as a whole (not UTF-8, binary, a corrupt Parquet file, the wrong separator or
+    columns, no rows) is one ManifestError naming the file and what to do; a bad row is a finding.
+    """
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    return get_format(fmt).read(path, options)
+    with _whole_file_errors(path, "a manifest"):
+        fmt = detect_format(path) if fmt == "auto" else fmt
+    with _whole_file_errors(path, fmt):
+        manifest = get_format(fmt).read(path, options)
+    if manifest.row_count == 0:
+        raise ManifestError(f"{path} has no rows: nothing to index")
+    return manifest
 
 
 def detect_format(path: Path) -> str:
-    """The first registered format whose sniff accepts `path`."""
+    """The first registered format whose sniff accepts `path`; else a ManifestError saying why none does."""
     path = Path(path)
     for fmt in FORMATS.values():
         if fmt.sniff(path):
             return fmt.name
-    if first_csv_row(path) == []:
+    reason = not_text_reason(path)
+    if reason:
+        raise ManifestError(reason)
+    header = first_csv_row(path)
+    if header == []:
         raise ManifestError(f"{path} is empty")
-    raise ManifestError(f"cannot tell the format of {path}; name it: one of {', '.join(FORMATS)}")
+    if header:
+        raise ManifestError(explain_header(path, header))
+    raise ManifestError(f"cannot tell the format of {path}; name it with --format: one of {', '.join(FORMATS)}")
+
+
+@contextmanager
+def _whole_file_errors(path: Path, fmt: str) -> Iterator[None]:
+    """Decoding and parsing errors that end a whole read become one ManifestError naming the file and the fix."""
+    try:
+        yield
+    except ManifestError:
+        raise
+    except PermissionError as e:
+        raise ManifestError(f"{path} cannot be read ({e.strerror}): check its permissions") from e
+    except (UnicodeError, csv.Error) as e:
+        reason = (path.is_file() and not_text_reason(path)) or f"{path} cannot be read as CSV text ({e})"
+        raise ManifestError(reason) from e
+    except (pa.ArrowException, OSError) as e:
+        raise ManifestError(
+            f"{path} cannot be read as {fmt} ({e}); it may be truncated or "
+            "corrupt: write it again, or name its real format with --format"
+        ) from e
 
 
 def write_fixed_manifest(manifest: Manifest, edits: Sequence[Edit], out_dir: str | Path) -> Path:

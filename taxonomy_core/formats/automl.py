@@ -6,11 +6,9 @@ on it: `split_ml_use` decides that once, for the reader and the writer alike.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from urllib.parse import urlparse
 
 from taxonomy_core.atomic import atomic_target
 from taxonomy_core.edits import Edit
@@ -20,13 +18,12 @@ from taxonomy_core.formats.base import (
     Manifest,
     ReadOptions,
     Rows,
-    TextStyle,
-    first_csv_row,
     format_seconds,
     parse_time,
     resolve_video,
 )
-from taxonomy_core.schema import ClipSpec
+from taxonomy_core.formats.csvtext import TextStyle, csv_records, encode_row, first_csv_row, safe_line, unescape
+from taxonomy_core.schema import VIDEO_EXTENSIONS, ClipSpec
 
 AUTOML_SPLITS = {"TRAINING": "train", "TEST": "test", "VALIDATION": "validation", "UNASSIGNED": None}
 ML_USE = {"train": "TRAINING", "training": "TRAINING", "test": "TEST", "testing": "TEST", "validation": "VALIDATION",
@@ -45,37 +42,43 @@ class AutoMLFormat:
     supports_trim = True
 
     def sniff(self, path: Path) -> bool:
-        """Any non-empty text table: the catch-all, so the registry asks it last."""
-        return bool(first_csv_row(path))
+        """A headerless table whose first row is an AutoML row naming a video (a URI, or a video file name).
+
+        Asked last; a table with the wrong columns or separator is not taken for AutoML, whose every row
+        would then fail: read_manifest explains what is wrong with it instead.
+        """
+        cells = first_csv_row(path)
+        if not cells:
+            return False
+        _, rest = split_ml_use([c.strip() for c in cells])
+        return len(rest) in (2, 4) and _names_a_video(rest[0])
 
     def read(self, path: Path, options: ReadOptions) -> Manifest:
         rows = Rows(path, self.name)
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            for row, cells in enumerate(csv.reader(handle)):
-                rows.add(row, lambda row=row, cells=cells: _automl_clip(row, cells, path.parent, options))
+        for row, (cells, _) in enumerate(csv_records(path)):
+            rows.add(row, lambda row=row, cells=cells: _automl_clip(row, cells, path.parent, options))
         return rows.manifest()
 
     def write_fixed(self, manifest: Manifest, edits: Sequence[Edit], out_dir: Path) -> Path:
         """Untouched rows are copied byte for byte; an edited row is re-encoded with its own line ending."""
         plan = EditPlan.of(edits)
         out: list[str] = []
-        with open(manifest.path, newline="", encoding="utf-8-sig") as handle:
-            for row, (cells, raw) in enumerate(_records_with_text(handle)):
-                if row in plan.drop:
-                    continue
-                if not plan.touches(row):
-                    out.append(raw)
-                    continue
-                _, rest = split_ml_use(cells)
-                lead = cells[: len(cells) - len(rest)]
-                if row in plan.resplit:
-                    lead = [ML_USE.get(plan.resplit[row].lower(), "UNASSIGNED")]
-                if row in plan.relabel:
-                    rest[1] = plan.relabel[row]
-                if row in plan.trim:
-                    start, end = plan.trim[row]
-                    rest = rest[:2] + [format_seconds(start), format_seconds(end)]
-                out.append(_encode(lead + rest, raw[len(raw.rstrip("\r\n")) :]))
+        for row, (cells, raw) in enumerate(csv_records(manifest.path)):
+            if row in plan.drop:
+                continue
+            if not plan.touches(row):
+                out.append(safe_line(cells, raw))
+                continue
+            _, rest = split_ml_use(cells)
+            lead = cells[: len(cells) - len(rest)]
+            if row in plan.resplit:
+                lead = [ML_USE.get(plan.resplit[row].lower(), "UNASSIGNED")]
+            if row in plan.relabel:
+                rest[1] = plan.relabel[row]
+            if row in plan.trim:
+                start, end = plan.trim[row]
+                rest = rest[:2] + [format_seconds(start), format_seconds(end)]
+            out.append(encode_row(lead + rest, raw[len(raw.rstrip("\r\n")) :] or "\n"))
         target = Path(out_dir) / f"{FIXED_STEM}.csv"
         with atomic_target(target) as tmp:
             with open(tmp, "w", newline="", encoding=TextStyle.of(manifest.path).encoding) as handle:
@@ -89,8 +92,13 @@ class AutoMLFormat:
 AUTOML = AutoMLFormat()
 
 
+def _names_a_video(uri: str) -> bool:
+    """A URI with a scheme (gs://, s3://, file://, http://) or a path ending in a video extension."""
+    return len(urlparse(uri).scheme) > 1 or uri.lower().endswith(VIDEO_EXTENSIONS)
+
+
 def _automl_clip(row: int, cells: list[str], base: Path, options: ReadOptions) -> ClipSpec:
-    ml_use, cells = split_ml_use([c.strip() for c in cells])
+    ml_use, cells = split_ml_use([unescape(c).strip() for c in cells])
     if len(cells) not in (2, 4):
         raise ValueError(f"expected [ML_USE,]VIDEO_URI,LABEL,START,END but found {len(cells)} fields")
     uri, label = cells[0], cells[1]
@@ -104,23 +112,3 @@ def _automl_clip(row: int, cells: list[str], base: Path, options: ReadOptions) -
         split=AUTOML_SPLITS[ml_use.upper()] if ml_use else None,
         extra={"ml_use": ml_use, "video_uri": uri} if ml_use else {"video_uri": uri},
     )
-
-
-def _records_with_text(handle: TextIO) -> Iterator[tuple[list[str], str]]:
-    """Each CSV record with the exact text it was parsed from (a quoted cell may span lines)."""
-    consumed: list[str] = []
-
-    def lines() -> Iterable[str]:
-        for line in handle:
-            consumed.append(line)
-            yield line
-
-    for cells in csv.reader(lines()):
-        yield cells, "".join(consumed)
-        consumed.clear()
-
-
-def _encode(cells: list[str], ending: str) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=ending).writerow(cells)
-    return buffer.getvalue()

@@ -6,8 +6,8 @@ parse them into ClipSpec rows (`read`) and write the proposed fixed manifest in 
 
 from __future__ import annotations
 
-import csv
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -109,7 +109,13 @@ class Rows:
     def reject(self, row: int, reason: str) -> None:
         self.count = max(self.count, row + 1)
         self.findings.append(
-            Finding("invalid_annotation", "error", f"row {row} of {self.path.name}: {reason}", rows=(row,))
+            Finding(
+                "invalid_annotation",
+                "error",
+                f"row {row} of {self.path.name}: {reason}",
+                rows=(row,),
+                action=f"fix row {row} of {self.path.name} or remove it: it is not indexed",
+            )
         )
 
     def manifest(self) -> Manifest:
@@ -139,7 +145,11 @@ class EditPlan:
 
 
 def resolve_video(value: str, base: Path, video_root: Path | None = None) -> str:
-    """Absolute path (or URL ffmpeg can open) for a manifest's video cell."""
+    """Absolute path (or URL ffmpeg can open) for a manifest's video cell.
+
+    Paths are normalised (`..`, `.`, doubled slashes, symlinks resolved), so one file has one name, and one
+    segment one clip id, however a manifest spells it.
+    """
     value = value.strip()
     parsed = urlparse(value)
     if parsed.scheme == "file":
@@ -150,21 +160,43 @@ def resolve_video(value: str, base: Path, video_root: Path | None = None) -> str
         return value
     candidate = Path(value).expanduser()
     root = video_root or base
-    return str(candidate if candidate.is_absolute() else (root / candidate).resolve())
+    return str((candidate if candidate.is_absolute() else root / candidate).resolve())
+
+
+# A longer time is a unit slip (milliseconds, frame numbers) or junk: no single video file runs a week.
+MAX_SECONDS = 7 * 24 * 3600.0
+OPEN_END = frozenset({"inf", "+inf", "infinity", "+infinity"})
 
 
 def parse_time(value: Any, name: str, *, inf_is_open: bool = False) -> float | None:
-    """Seconds, or None for an empty cell (whole video) or, where allowed, `inf`."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+    """Seconds, or None for a missing value (an empty cell, JSON null, a Parquet null): the whole video.
+
+    One rule for every format: `inf` (as text or as a float) is allowed only where `inf_is_open` (an end: the
+    end of the video); NaN (the text `nan` or a NaN float), -inf, numbers too big for a float (1e400) and
+    times beyond MAX_SECONDS are errors, never read as "whole video".
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+        raise ValueError(f"{name} {value!r} is not a number of seconds")
+    literal = str(value).strip()
+    if inf_is_open and isinstance(value, str) and literal.lower() in OPEN_END:
         return None
     try:
-        seconds = float(str(value).strip())
+        seconds = float(literal) if isinstance(value, str) else float(value)
+    except OverflowError:  # an integer too big for a float
+        seconds = math.inf
     except ValueError:
         raise ValueError(f"{name} {value!r} is not a number of seconds") from None
-    if math.isinf(seconds) and inf_is_open:
+    if math.isnan(seconds):
+        raise ValueError(f"{name} is NaN, not a number of seconds; leave the cell empty to mean the whole video")
+    if inf_is_open and seconds == math.inf and not isinstance(value, str):
         return None
     if not math.isfinite(seconds):
-        raise ValueError(f"{name} {value!r} is not a finite number of seconds")
+        allowed = "; write `inf` or leave it empty for the end of the video" if inf_is_open else ""
+        raise ValueError(f"{name} {value!r} is not a finite number of seconds{allowed}")
+    if abs(seconds) > MAX_SECONDS:
+        raise ValueError(f"{name} {value!r} is more than a week in seconds; times are seconds, not ms or frames")
     return seconds
 
 
@@ -177,41 +209,3 @@ def text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
-
-
-# --- reading and writing text files the way the input has them ------------------------------------
-
-
-def first_csv_row(path: Path) -> list[str] | None:
-    """The first CSV record of a text file; None for a folder or a file that is not UTF-8 text."""
-    if path.is_dir():
-        return None
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next(csv.reader(handle), [])
-    except (UnicodeDecodeError, csv.Error):
-        return None
-
-
-@dataclass(frozen=True)
-class TextStyle:
-    """How a text manifest ends its lines and whether it starts with a UTF-8 byte order mark."""
-
-    newline: str = "\n"
-    bom: bool = False
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8-sig" if self.bom else "utf-8"
-
-    @classmethod
-    def of(cls, path: Path, sample: int = 1 << 16) -> TextStyle:
-        with open(path, "rb") as handle:
-            head = handle.read(sample)
-        bom = head.startswith(b"\xef\xbb\xbf")
-        cut = next((i for i, byte in enumerate(head) if byte in b"\r\n"), None)
-        if cut is None:
-            return cls("\n", bom)
-        if head[cut : cut + 2] == b"\r\n":
-            return cls("\r\n", bom)
-        return cls("\r" if head[cut : cut + 1] == b"\r" else "\n", bom)

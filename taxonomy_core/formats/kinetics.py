@@ -10,20 +10,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
-from taxonomy_core.atomic import atomic_target
 from taxonomy_core.edits import Edit
-from taxonomy_core.formats.base import (
-    FIXED_STEM,
-    EditPlan,
-    Manifest,
-    ReadOptions,
-    Rows,
-    TextStyle,
-    first_csv_row,
-    parse_time,
-)
+from taxonomy_core.formats.base import FIXED_STEM, EditPlan, Manifest, ReadOptions, Rows, parse_time
+from taxonomy_core.formats.csvtext import first_csv_row
+from taxonomy_core.formats.table import table_records, write_edited_csv
 from taxonomy_core.schema import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -40,35 +30,23 @@ class KineticsFormat:
         return bool(header) and KINETICS_COLUMNS <= {cell.strip().lower() for cell in header}
 
     def read(self, path: Path, options: ReadOptions) -> Manifest:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame.columns = [c.strip().lower() for c in frame.columns]
         root = options.video_root or path.parent
         trimmed = "{time_start" in options.pattern
         rows = Rows(path, self.name)
-        for row, record in enumerate(frame.to_dict("records")):
+        for row, record in table_records(path, KINETICS_COLUMNS):
+            if isinstance(record, str):
+                rows.reject(row, record)
+                continue
             rows.add(row, lambda row=row, record=record: _kinetics_clip(row, record, root, options.pattern, trimmed))
         return rows.manifest()
 
     def write_fixed(self, manifest: Manifest, edits: Sequence[Edit], out_dir: Path) -> Path:
-        """Labels and drops only: trims are left out (see supports_trim) and logged."""
+        """Labels, splits and drops only: trims are left out (see supports_trim) and logged."""
         plan = EditPlan.of(edits)
         if plan.trim:
             log.info("%s: %d trims not applied to a Kinetics manifest (rows name files)", manifest.path, len(plan.trim))
-        frame = pd.read_csv(manifest.path, dtype=str, keep_default_na=False)
-        label = next(c for c in frame.columns if c.strip().lower() == "label")
-        for row, value in plan.relabel.items():
-            if row in frame.index:
-                frame.loc[row, label] = value
-        split = next((c for c in frame.columns if c.strip().lower() == "split"), "split")
-        for row, value in plan.resplit.items():
-            if row in frame.index:
-                frame.loc[row, split] = value
-        style = TextStyle.of(manifest.path)
         target = Path(out_dir) / f"{FIXED_STEM}.csv"
-        with atomic_target(target) as tmp:
-            frame.drop(index=sorted(plan.drop & set(frame.index))).to_csv(
-                tmp, index=False, lineterminator=style.newline, encoding=style.encoding
-            )
+        write_edited_csv(manifest.path, plan, target, trims=False)
         return target
 
     def __repr__(self) -> str:

@@ -9,11 +9,13 @@ records; splitting them would copy the column contract three times.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from taxonomy_core.atomic import atomic_target
 from taxonomy_core.edits import Edit
@@ -24,12 +26,18 @@ from taxonomy_core.formats.base import (
     ManifestError,
     ReadOptions,
     Rows,
-    TextStyle,
-    first_csv_row,
     format_seconds,
     parse_time,
     resolve_video,
     text,
+)
+from taxonomy_core.formats.csvtext import (
+    TextStyle,
+    csv_records,
+    encode_row,
+    first_csv_row,
+    safe_line,
+    unescape,
 )
 from taxonomy_core.schema import ClipSpec
 
@@ -71,21 +79,13 @@ class CsvTable(_Table):
         header = first_csv_row(path)
         return bool(header) and REQUIRED_COLUMNS <= {cell.strip().lower() for cell in header}
 
-    def records(self, path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return enumerate(_lowercase_columns(frame, path).to_dict("records"))
+    def records(self, path: Path) -> Iterable[tuple[int, dict[str, Any] | str]]:
+        return table_records(path, REQUIRED_COLUMNS)
 
     def write_fixed(self, manifest: Manifest, edits: Sequence[Edit], out_dir: Path) -> Path:
-        """Cells of untouched rows are written as read (all text); trims are written as short decimals."""
-        plan = EditPlan.of(edits)
-        frame = pd.read_csv(manifest.path, dtype=str, keep_default_na=False)
-        out = _edited_records(frame.to_dict("records"), plan, as_text=True)
-        style = TextStyle.of(manifest.path)
+        """Untouched rows keep their bytes (unless a cell must be made formula-safe); edited rows are re-encoded."""
         target = self.target(out_dir)
-        with atomic_target(target) as tmp:
-            pd.DataFrame(out, columns=_columns(frame, out)).to_csv(
-                tmp, index=False, lineterminator=style.newline, encoding=style.encoding
-            )
+        write_edited_csv(manifest.path, EditPlan.of(edits), target, trims=True)
         return target
 
 
@@ -103,8 +103,8 @@ class JsonlTable(_Table):
             if row is None:
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
+                record = json.loads(line, parse_float=_json_number, parse_constant=str)
+            except (json.JSONDecodeError, RecursionError) as e:
                 yield row, f"invalid JSON ({e})"
                 continue
             if not isinstance(record, dict):
@@ -137,13 +137,16 @@ class ParquetTable(_Table):
         return path.is_file() and path.suffix.lower() in self.suffixes
 
     def records(self, path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-        return enumerate(_lowercase_columns(pd.read_parquet(path), path).to_dict("records"))
+        """Through pyarrow, so a null (an empty cell) and a NaN (an error) stay apart."""
+        table = pq.read_table(path)
+        column_names(table.column_names, path, REQUIRED_COLUMNS)
+        return enumerate({str(k).strip().lower(): v for k, v in r.items()} for r in table.to_pylist())
 
     def write_fixed(self, manifest: Manifest, edits: Sequence[Edit], out_dir: Path) -> Path:
         """Trims are written as numbers (the column's own type where it is a float column)."""
         plan = EditPlan.of(edits)
         frame = pd.read_parquet(manifest.path)
-        out = _edited_records(frame.to_dict("records"), plan, as_text=False)
+        out = _edited_records(frame.to_dict("records"), plan)
         target = self.target(out_dir)
         with atomic_target(target) as tmp:
             pd.DataFrame(out, columns=_columns(frame, out)).to_parquet(tmp)
@@ -170,14 +173,61 @@ def generic_clip(row: int, record: dict[str, Any], base: Path, options: ReadOpti
     )
 
 
-def _lowercase_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = REQUIRED_COLUMNS - set(frame.columns)
-    if missing:
-        raise ManifestError(
-            f"{path} has no {' or '.join(sorted(missing))} column; expected {','.join(GENERIC_COLUMNS)}"
-        )
-    return frame
+def table_records(path: Path, required: frozenset[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """A CSV with a header as (row, {column: cell}) text records, or (row, reason) for a record with more
+    cells than the header has columns: one bad record is a row error, not the end of the read."""
+    records = csv_records(path)
+    first = next(records, None)
+    if first is None:
+        return
+    columns = column_names(first[0], path, required)
+    for row, (cells, _) in enumerate(records):
+        if any(c.strip() for c in cells[len(columns) :]):
+            yield (
+                row,
+                (
+                    f"{len(cells)} cells but the header names {len(columns)} columns "
+                    "(a comma inside an unquoted cell?); quote the cell or remove the extra cells"
+                ),
+            )
+            continue
+        cells = [unescape(c) for c in cells[: len(columns)]]
+        yield row, dict(zip(columns, cells + [""] * (len(columns) - len(cells))))
+
+
+def column_names(header: Sequence[Any], path: Path, required: frozenset[str]) -> list[str]:
+    """Header cells as readers match them (stripped, lower case); a ManifestError saying what to do when a
+    required column is missing or named twice."""
+    names = [unescape(str(c)).strip().lower() or f"column_{i + 1}" for i, c in enumerate(header)]
+    twice = sorted({n for n in names if names.count(n) > 1} & set(GENERIC_COLUMNS))
+    if twice:
+        raise ManifestError(f"{path} names the column {', '.join(twice)} more than once; keep one")
+    if not required <= set(names):
+        raise ManifestError(explain_header(path, [str(c) for c in header], required))
+    return names
+
+
+def explain_header(path: Path, header: list[str], required: frozenset[str] = REQUIRED_COLUMNS) -> str:
+    """Why a header does not make a table manifest, and what to do: the wrong separator, or missing columns."""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if len(header) == 1 and separator in header[0]:
+            return (
+                f"{path} separates its cells with {name}, not commas: save it as comma-separated CSV "
+                "(Excel: 'CSV UTF-8 (Comma delimited)'), or as JSONL or Parquet"
+            )
+    missing = sorted(required - {c.strip().lower() for c in header})
+    return (
+        f"{path} has no {' or '.join(missing)} column (its header is {','.join(header)[:200]!r}); it needs "
+        f"{' and '.join(sorted(required))} columns: rename yours, or name the format with --format "
+        "(csv: video,label[,start,end,split]; kinetics: label,youtube_id,time_start,time_end[,split]; "
+        "automl: no header, [ML_USE,]VIDEO_URI,LABEL[,START,END])"
+    )
+
+
+def _json_number(literal: str) -> float | str:
+    """A JSON number as a float; one too big for a float (1e400) stays text, so it is an error, not infinity."""
+    value = float(literal)
+    return value if math.isfinite(value) else literal
 
 
 def _jsonl_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int | None, str]]:
@@ -192,7 +242,7 @@ def _jsonl_lines(path: Path, newline: str | None = None) -> Iterator[tuple[int |
                 yield None, line
 
 
-def _apply(record: dict[str, Any], row: int, plan: EditPlan, *, as_text: bool) -> dict[str, Any]:
+def _apply(record: dict[str, Any], row: int, plan: EditPlan) -> dict[str, Any]:
     """The record with this row's relabel and trim applied to its own (any-case) label/start/end keys."""
     record = dict(record)
     columns = {str(c).strip().lower(): c for c in record}
@@ -200,14 +250,14 @@ def _apply(record: dict[str, Any], row: int, plan: EditPlan, *, as_text: bool) -
         record[columns.get("label", "label")] = plan.relabel[row]
     if row in plan.trim:
         for name, seconds in zip(("start", "end"), plan.trim[row]):
-            record[columns.get(name, name)] = format_seconds(seconds) if as_text else seconds
+            record[columns.get(name, name)] = seconds
     if row in plan.resplit:
         record[columns.get("split", "split")] = plan.resplit[row]
     return record
 
 
-def _edited_records(records: list[dict[str, Any]], plan: EditPlan, *, as_text: bool) -> list[dict[str, Any]]:
-    return [_apply(r, row, plan, as_text=as_text) for row, r in enumerate(records) if row not in plan.drop]
+def _edited_records(records: list[dict[str, Any]], plan: EditPlan) -> list[dict[str, Any]]:
+    return [_apply(r, row, plan) for row, r in enumerate(records) if row not in plan.drop]
 
 
 def _columns(frame: pd.DataFrame, records: list[dict[str, Any]]) -> list[Any]:
@@ -224,4 +274,35 @@ def _edited_jsonl_line(path: Path, row: int, line: str, plan: EditPlan) -> str:
         raise ManifestError(f"row {row} of {path.name} is not valid JSON, so it cannot be edited ({e})") from e
     if not isinstance(record, dict):
         raise ManifestError(f"row {row} of {path.name} is not a JSON object, so it cannot be edited")
-    return json.dumps(_apply(record, row, plan, as_text=False), default=str) + line[len(body) :]
+    return json.dumps(_apply(record, row, plan), default=str) + line[len(body) :]
+
+
+def write_edited_csv(path: Path, plan: EditPlan, target: Path, *, trims: bool) -> None:
+    """`path` with the plan applied: untouched rows keep their bytes unless a cell must be made formula-safe;
+    edited rows are re-encoded; a column an edit needs (start/end for a trim, split) is added at the end."""
+    style = TextStyle.of(path)
+    records = csv_records(path)
+    header, header_raw = next(records, ([], ""))
+    columns = [unescape(c).strip().lower() for c in header]
+    needed = {"start": trims and plan.trim, "end": trims and plan.trim, "split": plan.resplit}
+    added = [name for name, used in needed.items() if used and name not in columns]
+    width = len(header) + len(added)
+    where = {name: i for i, name in reversed(list(enumerate(columns + added)))}  # the first of a repeated name
+    out = [encode_row(header + added, style.newline) if added else safe_line(header, header_raw)]
+    for row, (cells, raw) in enumerate(records):
+        if row in plan.drop:
+            continue
+        if not added and not plan.touches(row):
+            out.append(safe_line(cells, raw))
+            continue
+        cells = cells + [""] * (width - len(cells))
+        if row in plan.relabel:
+            cells[where["label"]] = plan.relabel[row]
+        if trims and row in plan.trim:
+            cells[where["start"]], cells[where["end"]] = (format_seconds(t) for t in plan.trim[row])
+        if row in plan.resplit:
+            cells[where["split"]] = plan.resplit[row]
+        out.append(encode_row(cells, raw[len(raw.rstrip("\r\n")) :] or style.newline))
+    with atomic_target(target) as tmp:
+        with open(tmp, "w", encoding=style.encoding, newline="") as handle:
+            handle.writelines(out)

