@@ -16,7 +16,7 @@ from auditor.reconcile import note_consequences, reconcile
 from auditor.report import build_report, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
-from taxonomy_core.edits import EDITS_FILE, Edit, resolve, write_edits
+from taxonomy_core.edits import EDITS_FILE, Edit, edits_records, resolve, write_edits
 from taxonomy_core.formats import write_fixed_manifest
 from taxonomy_core.store import Store, StoreError, open_store
 
@@ -82,6 +82,7 @@ def run_audit(
         edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
         findings = note_consequences(ctx, findings, edits, index_config.validation.min_per_class)
         report = build_report(ctx, results, index.findings + findings, meta, params_of(built))
+        report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
         # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
         # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix.
         html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")

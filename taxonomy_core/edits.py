@@ -26,10 +26,21 @@ class Edit:
         return f"{self.action}:{self.row}"
 
 
+def edits_records(edits: list[Edit]) -> list[dict[str, Any]]:
+    """Plain-JSON records of edits (report.json holds them too)."""
+    return json.loads(json.dumps([asdict(e) | {"key": e.key} for e in edits], default=str))
+
+
+def edits_from_records(records: list[dict[str, Any]]) -> list[Edit]:
+    return [
+        Edit(r["row"], r["action"], tuple(r["value"]) if r["action"] == "trim" else r["value"], r["kind"])
+        for r in records
+    ]
+
+
 def write_edits(edits: list[Edit], path: Path, run_id: str = "") -> Path:
     """`{"run_id": ..., "edits": [...]}`: the run id ties the edits to the report.json they came with."""
-    records = [asdict(e) | {"key": e.key} for e in edits]
-    return write_atomic(path, json.dumps({"run_id": run_id, "edits": records}, indent=1, default=str))
+    return write_atomic(path, json.dumps({"run_id": run_id, "edits": edits_records(edits)}, indent=1))
 
 
 def read_edits(path: Path) -> list[Edit]:
@@ -42,11 +53,7 @@ def read_edits_of_run(path: Path) -> tuple[str, list[Edit]]:
         return "", []
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     run_id, records = (data.get("run_id", ""), data.get("edits", [])) if isinstance(data, dict) else ("", data)
-    edits = [
-        Edit(r["row"], r["action"], tuple(r["value"]) if r["action"] == "trim" else r["value"], r["kind"])
-        for r in records
-    ]
-    return run_id, edits
+    return run_id, edits_from_records(records)
 
 
 def resolve(edits: list[Edit]) -> list[Edit]:
