@@ -11,11 +11,27 @@ import pandas as pd
 
 from auditor.config import AuditConfig
 from auditor.knn import knn
+from auditor.probe import Probe, fit_probe
 from taxonomy_core import schema as S
 from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
 
-__all__ = ["CLIP_COLUMNS", "AuditContext", "unit_rows"]
+__all__ = ["CLIP_COLUMNS", "AuditContext", "ReferenceFootage", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class ReferenceFootage:
+    """Unlabelled footage from where the model will run, indexed like the dataset under its own name."""
+
+    clips: pd.DataFrame
+    vectors: np.ndarray
+    dataset: str
+    source: str
+    not_indexed: list[dict] = field(default_factory=list)  # {row, video, reason}
+
+    def __post_init__(self):
+        self.clips = self.clips.reset_index(drop=True)
+        self.vectors = unit_rows(self.vectors)
 
 
 @dataclass
@@ -34,9 +50,11 @@ class AuditContext:
     text_encoder: TextEncoder | None = None
     layout: DatasetLayout | None = None
     store: Store | None = None
+    reference: ReferenceFootage | None = None
 
     def __post_init__(self):
         self._pairs: dict[float, list[tuple[int, int, float]]] = {}
+        self._probes: dict[int, Probe | None] = {}
         self.clips = self.clips.reset_index(drop=True)
         self.vectors = unit_rows(self.vectors)
         if self.text_vectors is not None:
@@ -151,6 +169,12 @@ class AuditContext:
     @cached_property
     def neighbour_labels(self) -> np.ndarray:
         return self.codes[self.neighbours[0]]
+
+    def probe(self, folds: int = 5) -> Probe | None:
+        """The cross-validated linear probe, fitted once per fold count and shared by the checks that read it."""
+        if folds not in self._probes:
+            self._probes[folds] = fit_probe(self.vectors, self.labels, folds, self.config.seed)
+        return self._probes[folds]
 
     # --- companions -----------------------------------------------------------------------
 
