@@ -28,6 +28,7 @@ class ReferenceFootage:
     dataset: str
     source: str
     not_indexed: list[dict] = field(default_factory=list)  # {row, video, reason}
+    layout: DatasetLayout | None = None  # where its thumbnails are
 
     def __post_init__(self):
         self.clips = self.clips.reset_index(drop=True)
