@@ -15,8 +15,21 @@ from auditor.probe import Probe, fit_probe
 from taxonomy_core import schema as S
 from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
 
-__all__ = ["CLIP_COLUMNS", "AuditContext", "ReferenceFootage", "unit_rows"]
+__all__ = ["CLIP_COLUMNS", "AuditContext", "ReferenceFootage", "clip_record", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
+
+
+def clip_record(clip) -> dict:
+    """A clip's identity as the report names it (row, id, label, split, video, bounds), from a clips-table tuple."""
+    return {
+        "row": int(getattr(clip, S.ROW)),
+        "clip_id": getattr(clip, S.CLIP_ID),
+        "label": getattr(clip, S.LABEL),
+        "split": getattr(clip, S.SPLIT),
+        "video": getattr(clip, S.VIDEO),
+        "start": float(getattr(clip, S.START)),
+        "end": float(getattr(clip, S.END)),
+    }
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from auditor.checks.base import CheckResult
+from auditor.context import clip_record
 from auditor.grades import RULE, grade_classes
-from taxonomy_core import schema as S
 from taxonomy_core.findings import SEVERITY_ORDER, Finding
 
 SCHEMA_VERSION = 2
@@ -77,17 +77,7 @@ def build_report(
 def _clips(ctx, results, kinds_by_row) -> list[dict[str, Any]]:
     out = []
     for clip in ctx.clips.itertuples(index=False):
-        record = {
-            "row": int(getattr(clip, S.ROW)),
-            "clip_id": getattr(clip, S.CLIP_ID),
-            "label": getattr(clip, S.LABEL),
-            "split": getattr(clip, S.SPLIT),
-            "video": getattr(clip, S.VIDEO),
-            "start": float(getattr(clip, S.START)),
-            "end": float(getattr(clip, S.END)),
-            "umap": None,
-            "cluster": -1,
-        }
+        record = {**clip_record(clip), "umap": None, "cluster": -1}
         for result in results:
             record.update(result.clips.get(record["clip_id"], {}))
         record["findings"] = sorted(set(kinds_by_row.get(record["row"], [])))

@@ -19,10 +19,9 @@ import pandas as pd
 
 from auditor.checks.base import Check, CheckResult, Requirement
 from auditor.checks.duplicates import components
+from auditor.context import clip_record
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Evidence, Finding, clamp
-
-BLOCK = 1024
 
 
 class Representativeness(Check):
@@ -81,26 +80,34 @@ class Representativeness(Check):
 
 
 def nearest_training(queries: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's k nearest training clips (positions, cosines), best first, in blocks."""
+    """Each query's k nearest training clips (positions, cosines), best first, in blocks of bounded memory."""
     k = min(k, len(vectors))
     idx = np.empty((len(queries), k), dtype=np.int64)
     sim = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), BLOCK):
-        scores = queries[start : start + BLOCK] @ vectors.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        idx[start : start + BLOCK] = top
-        sim[start : start + BLOCK] = np.take_along_axis(scores, top, axis=1)
+    step = _block(len(vectors))
+    for start in range(0, len(queries), step):
+        scores = queries[start : start + step] @ vectors.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        idx[start : start + step] = np.take_along_axis(top, order, axis=1)
+        sim[start : start + step] = np.take_along_axis(scores, idx[start : start + step], axis=1)
     return idx, sim
+
+
+def _block(n: int) -> int:
+    """Query rows per block so that a block of scores stays near 32M floats."""
+    return int(max(16, min(1024, (1 << 25) // max(n, 1))))
 
 
 def other_video_similarity(ctx, sample: int) -> np.ndarray:
     """For a seeded sample of training clips: the cosine to the nearest training clip of another source video."""
     n = len(ctx.vectors)
     chosen = np.arange(n) if n <= sample else np.sort(np.random.default_rng(ctx.config.seed).choice(n, sample, False))
-    video = ctx.clips[S.VIDEO].to_numpy(dtype=object)
+    video = pd.factorize(ctx.clips[S.VIDEO])[0]
     out = []
-    for start in range(0, len(chosen), BLOCK):
-        rows = chosen[start : start + BLOCK]
+    step = _block(n)
+    for start in range(0, len(chosen), step):
+        rows = chosen[start : start + step]
         scores = ctx.vectors[rows] @ ctx.vectors.T
         scores[video[rows][:, None] == video[None, :]] = -np.inf
         out.append(scores.max(axis=1))
@@ -168,13 +175,7 @@ def clip_records(ctx, idx, sim, nearest_class, group_of: dict[int, int]) -> list
     for i, clip in enumerate(ctx.reference.clips.itertuples(index=False)):
         out.append(
             {
-                "row": int(getattr(clip, S.ROW)),
-                "clip_id": getattr(clip, S.CLIP_ID),
-                "label": getattr(clip, S.LABEL),
-                "split": getattr(clip, S.SPLIT),
-                "video": getattr(clip, S.VIDEO),
-                "start": float(getattr(clip, S.START)),
-                "end": float(getattr(clip, S.END)),
+                **clip_record(clip),
                 "brightness": float(getattr(clip, S.BRIGHTNESS)),
                 "width": int(getattr(clip, S.WIDTH)),
                 "height": int(getattr(clip, S.HEIGHT)),
