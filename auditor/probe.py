@@ -47,7 +47,7 @@ def fit_probe(vectors: np.ndarray, labels: np.ndarray, folds: int, seed: int) ->
     n_splits = int(min(folds, min(Counter(y).values())))
     if n_splits < 2:
         return None
-    names = sorted(set(y))
+    names = sorted(set(y.tolist()))
     predicted = np.empty(len(y), dtype=object)
     probabilities = np.zeros((len(y), len(names)))
     model = LogisticRegression(C=10.0, max_iter=300)

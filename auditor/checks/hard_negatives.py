@@ -48,7 +48,7 @@ class HardNegatives(Check):
         others = np.flatnonzero(~members)
         to_centroid = ctx.centroid_similarity[others, c]
         inside = others[to_centroid >= boundary]
-        order = others[np.argsort(-to_centroid, kind="stable")][: p.examples]
+        order = others[_top(to_centroid, p.examples)]
         examples = [
             {
                 "row": int(ctx.rows[j]),
@@ -90,3 +90,11 @@ def missing(label: str, boundary: float, spread: float, examples: list[dict], sp
         action=f"add clips that resemble {label!r} but are something else (like {nearest['label']!r} footage "
         f"close to it), or a background class",
     )
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, largest first (a partition, then a sort of k)."""
+    if len(values) <= k:
+        return np.argsort(-values, kind="stable")
+    top = np.argpartition(-values, k - 1)[:k]
+    return top[np.argsort(-values[top], kind="stable")]

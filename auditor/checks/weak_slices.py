@@ -89,42 +89,43 @@ def judge(probe, mask: np.ndarray, p) -> dict[str, Any]:
     Only clips whose class has at least MIN_ELSEWHERE clips outside the slice are compared: a slice that holds all
     of a class (one resolution per source) says nothing about the slice for that class.
     """
-    correct, truth = probe.correct, probe.truth
-    labels, counts = np.unique(truth[~mask], return_counts=True)
-    known = set(labels[counts >= MIN_ELSEWHERE])
-    compared = mask & np.isin(truth, list(known))
+    codes = np.searchsorted(np.array(probe.labels, dtype=object), probe.truth)
+    inside = _tally(codes, probe.correct, mask, len(probe.labels))
+    outside = _tally(codes, probe.correct, ~mask, len(probe.labels))
+    elsewhere = (outside[1] + 1) / (outside[0] + 2)
+    known = outside[0] >= MIN_ELSEWHERE
+    compared = mask & known[codes]
     n = int(compared.sum())
-    expected = np.array([_outside(correct, truth, mask, label) for label in truth[compared]])
-    gap = float(expected.mean() - correct[compared].mean()) if n else 0.0
+    expected = elsewhere[codes[compared]]
+    gap = float(expected.mean() - probe.correct[compared].mean()) if n else 0.0
     z = gap / np.sqrt(max(float((expected * (1 - expected)).sum()) / n**2, 1e-9)) if n else 0.0
     judged = n >= p.min_size and int((~mask).sum()) >= p.min_size
     return {
         "size": int(mask.sum()),
-        "accuracy": float(correct[mask].mean()) if mask.any() else None,
+        "accuracy": float(probe.correct[mask].mean()) if mask.any() else None,
         "compared": n,
         "expected": float(expected.mean()) if n else None,
         "gap": gap,
         "z": float(z),
-        "classes_hurt": classes_hurt(probe, mask, known, p.min_gap),
+        "classes_hurt": classes_hurt(probe.labels, inside, elsewhere, known, p.min_gap),
         "judged": judged,
         "weak": bool(judged and gap >= p.min_gap and z >= p.min_z),
     }
 
 
-def _outside(correct: np.ndarray, truth: np.ndarray, mask: np.ndarray, label: str) -> float:
-    elsewhere = (~mask) & (truth == label)
-    return (float(correct[elsewhere].sum()) + 1) / (int(elsewhere.sum()) + 2)
+def _tally(codes: np.ndarray, correct: np.ndarray, where: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: clips and correctly recognised clips among `where`."""
+    clips = np.bincount(codes[where], minlength=n).astype(float)
+    return clips, np.bincount(codes[where], weights=correct[where].astype(float), minlength=n)
 
 
-def classes_hurt(probe, mask: np.ndarray, known: set[str], min_gap: float) -> list[dict[str, Any]]:
+def classes_hurt(labels, inside, elsewhere: np.ndarray, known: np.ndarray, min_gap: float) -> list[dict[str, Any]]:
     """Classes whose clips in the slice are recognised clearly less often than their clips elsewhere."""
     out = []
-    for label in sorted(set(probe.truth[mask]) & known):
-        inside = mask & (probe.truth == label)
-        here = float(probe.correct[inside].mean())
-        elsewhere = _outside(probe.correct, probe.truth, mask, label)
-        if elsewhere - here >= min_gap:
-            out.append({"label": label, "clips": int(inside.sum()), "accuracy": here, "elsewhere": elsewhere})
+    for k in np.flatnonzero(known & (inside[0] > 0)):
+        here = float(inside[1][k] / inside[0][k])
+        if elsewhere[k] - here >= min_gap:
+            out.append({"label": labels[k], "clips": int(inside[0][k]), "accuracy": here, "elsewhere": elsewhere[k]})
     return sorted(out, key=lambda c: c["accuracy"] - c["elsewhere"])
 
 
