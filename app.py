@@ -12,6 +12,7 @@ pages = st.navigation(
         st.Page("app_pages/class_page.py", title="Class", icon=":material/category:"),
         st.Page("app_pages/search.py", title="Search", icon=":material/search:"),
         st.Page("app_pages/findings.py", title="Findings", icon=":material/fact_check:"),
+        st.Page("app_pages/guidance.py", title="Guidance", icon=":material/lightbulb:"),
         st.Page("app_pages/run_audit.py", title="Run an audit", icon=":material/play_arrow:"),
     ]
 )

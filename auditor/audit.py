@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,11 @@ from auditor.checks import CheckResult, build_checks, params_of, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
 from auditor.reconcile import note_consequences, reconcile
+from auditor.reference import load_reference
 from auditor.report import build_report, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
+from taxonomy_core import schema as S
 from taxonomy_core.edits import EDITS_FILE, Edit, edits_records, resolve, write_edits
 from taxonomy_core.formats import write_fixed_manifest
 from taxonomy_core.store import Store, StoreError, open_store
@@ -44,10 +46,15 @@ def run_audit(
     store: Store | None = None,
     embedder: Embedder | None = None,
     checks: list[str] | None = None,
+    reference: str | Path | None = None,
+    slices: tuple[str, ...] = (),
     index_progress=None,
     check_progress=None,
 ) -> AuditOutcome:
+    """`reference`: footage from where the model will run (a manifest or a folder of videos), indexed as
+    `<dataset>__reference` and compared with the dataset; `slices`: manifest columns to judge the probe per value of."""
     out_dir = Path(out_dir)
+    audit_config = with_slices(audit_config, slices)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     own_store = store is None
@@ -64,6 +71,9 @@ def run_audit(
         wanted = {c.clip_id for c in index.manifest.clips if c.row not in failed}
         encoder = embedder.embed_texts if embedder.text_space else None
         ctx = AuditContext.from_store(store, layout, wanted, config=audit_config, text_encoder=encoder)
+        check_slice_columns(ctx)
+        if reference is not None:
+            ctx.reference = load_reference(reference, index_config, store, embedder, out_dir, layout, index_progress)
         built = build_checks(checks, audit_config)
         results = run_checks(ctx, built, check_progress)
         meta = {
@@ -96,10 +106,36 @@ def run_audit(
 
 
 def flagged_thumbnails(ctx, report: dict[str, Any], limit: int = 2000) -> dict[str, str]:
-    """Thumbnails of the clips that findings name (the report shows those, not all)."""
+    """Thumbnails of the clips that findings name (the report shows those, not all), reference clips included."""
     by_row = {c["row"]: c["clip_id"] for c in report["clips"]}
     named = (r for f in report["findings"] for r in f["rows"][:8] + [e["row"] for e in f["evidence"][:8]])
     ids = list(dict.fromkeys(by_row[r] for r in named if r in by_row))[:limit]
-    if not ids or not ctx.has_companions:
+    if not ctx.has_companions:
         return {}
-    return ctx.store.thumbnails(ctx.layout, ids)
+    found = ctx.store.thumbnails(ctx.layout, ids) if ids else {}
+    if ctx.reference is not None and ctx.reference.layout is not None:
+        far = [c for f in report["findings"] for c in ((f.get("suggestion") or {}).get("reference_clips") or [])[:8]]
+        if far:
+            found.update(ctx.store.thumbnails(ctx.reference.layout, far[:limit]))
+    return found
+
+
+def with_slices(config: AuditConfig, slices: tuple[str, ...]) -> AuditConfig:
+    """`--slice COLUMN` adds to the weak-slices check's `columns` (from the TOML config, if any)."""
+    if not slices:
+        return config
+    own = dict(config.checks.get("weak_slices", {}))
+    own["columns"] = tuple(dict.fromkeys([*own.get("columns", ()), *slices]))
+    return replace(config, checks={**config.checks, "weak_slices": own})
+
+
+def check_slice_columns(ctx) -> None:
+    """A slice column the manifest does not have is a user error, said before any check runs."""
+    wanted = ctx.config.checks.get("weak_slices", {}).get("columns", ())
+    known = sorted({k for extra in ctx.clips[S.EXTRA] for k in (extra or {})})
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise ValueError(
+            f"slice column(s) {', '.join(unknown)} are not in the manifest; its other columns: "
+            f"{', '.join(known) or 'none'} (video, start, end, label and split are not slices)"
+        )

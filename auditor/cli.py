@@ -51,6 +51,18 @@ def audit(
     device: str = typer.Option("auto", "--device"),
     video_root: Path | None = typer.Option(None, "--video-root"),
     fmt: str = typer.Option("auto", "--format"),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="Footage from where the model will run (a manifest, or a folder of unlabelled videos): indexed as "
+        "DATASET__reference and compared with the training data.",
+    ),
+    slices: list[str] = typer.Option(
+        [],
+        "--slice",
+        help="A manifest column to measure the probe's accuracy per value of (repeatable); brightness, "
+        "resolution and source folder always are.",
+    ),
 ) -> None:
     """Index whatever is missing, run every check, write the reports and a proposed fixed manifest."""
     quiet_libraries()
@@ -64,11 +76,11 @@ def audit(
         read=ReadOptions(video_root=video_root),
     )
     with user_errors():
-        outcome = _audit(manifest, index_config, load_config(config), out)
+        outcome = _audit(manifest, index_config, load_config(config), out, reference, tuple(slices))
     print_audit(outcome)
 
 
-def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path):
+def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path, reference=None, slices=()):
     from auditor.audit import run_audit
 
     def on_check(name, result):
@@ -82,7 +94,16 @@ def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path):
         console.print(f"  check [bold]{name}[/bold]: {state} ({result.seconds:.1f}s)")
 
     with progress_bar() as update:
-        return run_audit(manifest, index_config, audit_config, out, index_progress=update, check_progress=on_check)
+        return run_audit(
+            manifest,
+            index_config,
+            audit_config,
+            out,
+            reference=reference,
+            slices=slices,
+            index_progress=update,
+            check_progress=on_check,
+        )
 
 
 def print_audit(outcome) -> None:

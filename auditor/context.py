@@ -12,11 +12,41 @@ import pandas as pd
 from auditor.config import AuditConfig
 from auditor.copies import find_copies
 from auditor.knn import knn
+from auditor.probe import Probe, fit_probe
 from taxonomy_core import schema as S
 from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
 
-__all__ = ["CLIP_COLUMNS", "AuditContext", "unit_rows"]
+__all__ = ["CLIP_COLUMNS", "AuditContext", "ReferenceFootage", "clip_record", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
+
+
+def clip_record(clip) -> dict:
+    """A clip's identity as the report names it (row, id, label, split, video, bounds), from a clips-table tuple."""
+    return {
+        "row": int(getattr(clip, S.ROW)),
+        "clip_id": getattr(clip, S.CLIP_ID),
+        "label": getattr(clip, S.LABEL),
+        "split": getattr(clip, S.SPLIT),
+        "video": getattr(clip, S.VIDEO),
+        "start": float(getattr(clip, S.START)),
+        "end": float(getattr(clip, S.END)),
+    }
+
+
+@dataclass
+class ReferenceFootage:
+    """Unlabelled footage from where the model will run, indexed like the dataset under its own name."""
+
+    clips: pd.DataFrame
+    vectors: np.ndarray
+    dataset: str
+    source: str
+    not_indexed: list[dict] = field(default_factory=list)  # {row, video, reason}
+    layout: DatasetLayout | None = None  # where its thumbnails are
+
+    def __post_init__(self):
+        self.clips = self.clips.reset_index(drop=True)
+        self.vectors = unit_rows(self.vectors)
 
 
 @dataclass
@@ -35,10 +65,12 @@ class AuditContext:
     text_encoder: TextEncoder | None = None
     layout: DatasetLayout | None = None
     store: Store | None = None
+    reference: ReferenceFootage | None = None
 
     def __post_init__(self):
         self._pairs: dict[float, list[tuple[int, int, float]]] = {}
         self.frame_matches: dict[tuple[int, int], float] = {}  # pair -> share of frames matched (fingerprints)
+        self._probes: dict[int, Probe | None] = {}
         self.clips = self.clips.reset_index(drop=True)
         self.vectors = unit_rows(self.vectors)
         if self.text_vectors is not None:
@@ -149,6 +181,12 @@ class AuditContext:
     @cached_property
     def neighbour_labels(self) -> np.ndarray:
         return self.codes[self.neighbours[0]]
+
+    def probe(self, folds: int = 5) -> Probe | None:
+        """The cross-validated linear probe, fitted once per fold count and shared by the checks that read it."""
+        if folds not in self._probes:
+            self._probes[folds] = fit_probe(self.vectors, self.labels, folds, self.config.seed)
+        return self._probes[folds]
 
     # --- companions -----------------------------------------------------------------------
 

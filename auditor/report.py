@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from auditor.checks.base import CheckResult
+from auditor.context import clip_record
 from auditor.grades import RULE, grade_classes
-from taxonomy_core import schema as S
 from taxonomy_core.atomic import write_atomic
 from taxonomy_core.findings import SEVERITY_ORDER, Finding
 
@@ -44,6 +44,10 @@ def build_report(
             kinds_by_row.setdefault(row, []).append(f.kind)
     classes = _classes(ctx, results)
     grade_classes(classes, findings)
+    clips = _clips(ctx, results, kinds_by_row)
+    sections = {key: value for r in results for key, value in r.sections.items()}
+    if "reference_clips" in sections:
+        place_on_map(sections["reference_clips"], clips)
     return _clean(
         {
             "schema_version": SCHEMA_VERSION,
@@ -52,10 +56,11 @@ def build_report(
             "thresholds": {"audit": ctx.config.context_dict(), "checks": params},
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **{k: v for k, v in meta.items() if k not in ("model", "dataset")},
-            "clips": _clips(ctx, results, kinds_by_row),
+            "clips": clips,
             "classes": classes,
             "grading_rule": list(RULE),
             "findings": [f.to_dict() for f in findings],
+            **sections,
             "checks": [
                 {
                     "name": r.name,
@@ -73,22 +78,23 @@ def build_report(
 def _clips(ctx, results, kinds_by_row) -> list[dict[str, Any]]:
     out = []
     for clip in ctx.clips.itertuples(index=False):
-        record = {
-            "row": int(getattr(clip, S.ROW)),
-            "clip_id": getattr(clip, S.CLIP_ID),
-            "label": getattr(clip, S.LABEL),
-            "split": getattr(clip, S.SPLIT),
-            "video": getattr(clip, S.VIDEO),
-            "start": float(getattr(clip, S.START)),
-            "end": float(getattr(clip, S.END)),
-            "umap": None,
-            "cluster": -1,
-        }
+        record = {**clip_record(clip), "umap": None, "cluster": -1}
         for result in results:
             record.update(result.clips.get(record["clip_id"], {}))
         record["findings"] = sorted(set(kinds_by_row.get(record["row"], [])))
         out.append(record)
     return out
+
+
+def place_on_map(reference_clips: list[dict[str, Any]], clips: list[dict[str, Any]]) -> None:
+    """A reference clip goes where its nearest training clips are (similarity-weighted), as UMAP's transform starts."""
+    where = {c["clip_id"]: c["umap"] for c in clips if c.get("umap")}
+    for ref in reference_clips:
+        found = [(where[i], max(s, 0.0) + 1e-6) for i, s in ref["neighbours"] if i in where]
+        if found:
+            points, weights = np.array([p for p, _ in found]), np.array([w for _, w in found])
+            ref["umap"] = [round(float(v), 4) for v in weights @ points / weights.sum()]
+        ref["findings"] = [] if ref["represented"] else ["unrepresented_reference"]
 
 
 def _classes(ctx, results) -> list[dict[str, Any]]:
@@ -138,6 +144,7 @@ def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -
         "<h2>Classes</h2>",
         classes_html,
         _class_table(report),
+        *_guidance(report, go),
         "<h2>Findings</h2>",
         _findings_table(report, thumbnails),
     ]
@@ -176,6 +183,24 @@ def _map(report, go):
                 marker={"size": 7, "line": {"width": [2 if c["findings"] else 0 for c in clips]}},
             )
         )
+    placed = [c for c in report.get("reference_clips", []) if c.get("umap")]
+    for represented, name, colour in ((True, "reference", "#777"), (False, "reference, unrepresented", "#000")):
+        group = [c for c in placed if c["represented"] == represented]
+        if group:
+            fig.add_trace(
+                go.Scattergl(
+                    x=[c["umap"][0] for c in group],
+                    y=[c["umap"][1] for c in group],
+                    mode="markers",
+                    name=name,
+                    text=[
+                        f"reference row {c['row']} · nearest {c['nearest_label']} ({c['similarity']:.2f})"
+                        for c in group
+                    ],
+                    hoverinfo="text",
+                    marker={"size": 9, "symbol": "x", "color": colour},
+                )
+            )
     fig.update_layout(height=560, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="label")
     return fig
 
@@ -239,9 +264,17 @@ def _findings_table(report, thumbnails: dict[str, str]) -> str:
             if r in by_row and by_row[r]["clip_id"] in thumbnails
         )
 
+    def reference_images(f) -> str:
+        ids = ((f.get("suggestion") or {}).get("reference_clips") or [])[:8]
+        return "".join(
+            f"<img class='thumb' title='reference clip' src='data:image/jpeg;base64,{thumbnails[i]}'>"
+            for i in ids
+            if i in thumbnails
+        )
+
     body = ""
     for f in report["findings"]:
-        accused = images(f["rows"], "accused")
+        accused = images(f["rows"], "accused") + reference_images(f)
         evidence = images([e["row"] for e in f["evidence"]], "evidence")
         clips = accused + (f"<span class='evidence'>evidence: {evidence}</span>" if evidence else "")
         body += (
@@ -258,3 +291,162 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return html.escape(str(value))
+
+
+# --- guidance sections: evaluation forecast, hard negatives, splits, weak slices, reference footage -------------
+
+
+def _guidance(report, go) -> list[str]:
+    """The sections the guidance checks add, each only when its check ran."""
+    parts = []
+    if report.get("evaluation"):
+        parts += ["<h2>Evaluation forecast</h2>", _evaluation(report["evaluation"], go)]
+    if any(c.get("hard_negatives") is not None for c in report["classes"]):
+        parts += ["<h2>Hard negatives</h2>", _hard_negatives(report)]
+    if report.get("splits"):
+        parts += ["<h2>Split populations</h2>", _splits(report["splits"])]
+    if report.get("slices"):
+        parts += ["<h2>Weak slices</h2>", _slices(report["slices"])]
+    if report.get("reference"):
+        parts += ["<h2>Reference footage</h2>", _reference(report["reference"])]
+    return parts
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+
+def confusion_figure(evaluation: dict, go):
+    """Rows: the true class; columns: the probe's prediction; colour: share of the true class (recall per cell)."""
+    labels = evaluation["confusion_matrix"]["labels"]
+    counts = np.array(evaluation["confusion_matrix"]["counts"], dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=labels,
+            y=labels,
+            text=counts.astype(int),
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            hovertemplate="true %{y} · predicted %{x}: %{text} clips (%{z:.0%})<extra></extra>",
+        )
+    )
+    size = min(900, 220 + 28 * len(labels))
+    fig.update_layout(height=size, width=size + 120, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    fig.update_xaxes(title="predicted")
+    fig.update_yaxes(title="true", autorange="reversed")
+    return fig
+
+
+def _evaluation(evaluation: dict, go) -> str:
+    averages = [
+        [name, *(a.get(k) for k in ("precision", "recall", "f1", "average_precision"))]
+        for name, a in evaluation["averages"].items()
+    ]
+    per_class = [
+        [c["label"], c["precision"], c["recall"], c["f1"], c["average_precision"], c["support"]]
+        for c in evaluation["per_class"]
+    ]
+    confused = [[c["true"], c["predicted"], c["count"], c["share"]] for c in evaluation["top_confusions"]]
+    return (
+        f"<p>{html.escape(evaluation['method'])} · {evaluation['clips']} clips · accuracy "
+        f"{evaluation['accuracy']:.3f}: what a fine-tuned model's evaluation tab may show, from frozen features</p>"
+        + _table(["average", "precision", "recall", "F1", "average precision"], averages)
+        + confusion_figure(evaluation, go).to_html(full_html=False, include_plotlyjs=False)
+        + "<h3>Most confused pairs</h3>"
+        + (_table(["true", "predicted as", "clips", "share of the class"], confused) if confused else "<p>none</p>")
+        + _table(["class", "precision", "recall", "F1", "average precision", "support"], per_class)
+    )
+
+
+def _hard_negatives(report) -> str:
+    rows = []
+    for c in report["classes"]:
+        near = ", ".join(
+            f"row {e['row']} {e['label']} ({e['similarity']:.2f})" for e in c.get("hard_negative_examples") or []
+        )
+        labels = ", ".join(f"{k}: {v}" for k, v in (c.get("hard_negative_labels") or {}).items())
+        rows.append([c["label"], c.get("hard_negatives"), labels or "none", near])
+    return "<p>Clips of other labels within each class's own spread: what teaches the model its boundary.</p>" + _table(
+        ["class", "hard negatives", "their labels", "nearest other-label clips (cosine to the centroid)"], rows
+    )
+
+
+def _splits(splits: dict) -> str:
+    names = list(splits["distribution"])
+    labels = sorted({label for d in splits["distribution"].values() for label in d})
+    counts = [[label, *(splits["distribution"][s].get(label, 0) for s in names)] for label in labels]
+    comparisons = [
+        [
+            c["split"],
+            c["clips"],
+            c["label_distance"],
+            c["auc"],
+            ", ".join(c["missing_from_split"]) or "–",
+            ", ".join(c["missing_from_reference"]) or "–",
+        ]
+        for c in splits["comparisons"]
+    ]
+    return (
+        _table(["class", *names], counts)
+        + f"<p>Each split against {html.escape(str(splits['reference']))}: label-mix distance (total variation) "
+        "and the AUC of a classifier telling the two apart at the same label mix (0.5: one population).</p>"
+        + _table(
+            [
+                "split",
+                "clips",
+                "label distance",
+                "shift AUC",
+                "classes it lacks",
+                f"classes {splits['reference']} lacks",
+            ],
+            comparisons,
+        )
+    )
+
+
+def _slices(slices: dict) -> str:
+    judged = sorted((s for s in slices["slices"] if s["judged"]), key=lambda s: -s["gap"])
+    rows = [
+        [
+            s["column"],
+            s["value"],
+            s["size"],
+            s["accuracy"],
+            s["expected"],
+            s["gap"],
+            s["z"],
+            ", ".join(c["label"] for c in s["classes_hurt"]) or "–",
+            "weak" if s["weak"] else "",
+        ]
+        for s in judged
+    ]
+    return "<p>Probe accuracy per metadata slice against what the same classes reach elsewhere.</p>" + _table(
+        ["column", "value", "clips", "accuracy", "expected", "gap", "z", "classes hurt", ""], rows
+    )
+
+
+def _reference(reference: dict) -> str:
+    rows = [
+        [
+            m["attribute"],
+            json.dumps(m["training"]),
+            json.dumps(m["reference"]),
+            "yes" if m["differs"] else "no",
+            m["note"],
+        ]
+        for m in reference["metadata"]
+    ]
+    groups = [[g["group"], g["size"], g["nearest_class"], g["similarity"]] for g in reference["groups"]]
+    return (
+        f"<p>{reference['clips']} reference clips from <code>{html.escape(reference['source'])}</code> "
+        f"(indexed as <code>{html.escape(reference['dataset'])}</code>, {len(reference['not_indexed'])} not indexed); "
+        f"{reference['unrepresented']} are farther from all training data than cosine {reference['threshold']:.3f}. "
+        "They are the crosses on the map.</p>"
+        + _table(["attribute", "training", "reference", "differs", "note"], rows)
+        + (_table(["group", "reference clips", "nearest class", "mean nearest cosine"], groups) if groups else "")
+    )

@@ -36,6 +36,10 @@ KINDS = {
     "confusable_classes",
     "search_inconsistency",
     "shortcut_risk",
+    "missing_hard_negatives",
+    "split_mismatch",
+    "weak_slice",
+    "unrepresented_reference",
 }
 
 

@@ -39,6 +39,11 @@ for _name, _target in [
     ("diversity", "auditor.checks.diversity:Diversity"),
     ("structure", "auditor.checks.structure:Structure"),
     ("shortcut", "auditor.checks.shortcut:ShortcutRisk"),
+    ("hard_negatives", "auditor.checks.hard_negatives:HardNegatives"),
+    ("splits", "auditor.checks.split_populations:SplitPopulations"),
+    ("evaluation", "auditor.checks.evaluation:EvaluationForecast"),
+    ("weak_slices", "auditor.checks.weak_slices:WeakSlices"),
+    ("representativeness", "auditor.checks.representativeness:Representativeness"),
 ]:
     register(_name, _target)
 

@@ -22,6 +22,7 @@ class Requirement(str, Enum):
     TEXT_SPACE = "a model with a text tower"
     SPLITS = "at least two splits"
     TWO_CLASSES = "at least two classes"
+    REFERENCE = "reference footage (auditor audit --reference)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,13 +32,15 @@ class NoParams:
 
 @dataclass
 class CheckResult:
-    """What a check adds: findings, the edits that fix them, per-class metrics, per-clip fields keyed by clip id."""
+    """What a check adds: findings, the edits that fix them, per-class metrics, per-clip fields keyed by clip id,
+    and `sections`: top-level report sections about the dataset as a whole (e.g. `evaluation`)."""
 
     name: str
     findings: list[Finding] = field(default_factory=list)
     edits: list[Edit] = field(default_factory=list)
     classes: dict[str, dict[str, Any]] = field(default_factory=dict)
     clips: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -67,6 +70,7 @@ def unmet(ctx, requires: frozenset[Requirement]) -> str | None:
         Requirement.TEXT_SPACE: ctx.text_encoder is not None,
         Requirement.SPLITS: ctx.clips["split"].dropna().nunique() >= 2,
         Requirement.TWO_CLASSES: len(ctx.classes) >= 2,
+        Requirement.REFERENCE: ctx.reference is not None,
     }
     missing = [r.value for r in sorted(requires, key=lambda r: r.name) if not available[r]]
     return f"needs {' and '.join(missing)}" if missing else None

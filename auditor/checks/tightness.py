@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from auditor.checks.base import Check, CheckResult
-
-PROBE_MAX_SAMPLES = 20_000
 
 
 class ClassTightness(Check):
@@ -24,7 +18,7 @@ class ClassTightness(Check):
     class Params:
         head_min: int = 200  # a head class has at least this many clips
         tail_max: int = 50  # a tail class has fewer
-        probe_folds: int = 5  # cross-validation folds of the linear probe
+        probe_folds: int = 5  # cross-validation folds of the linear probe (shared: ctx.probe)
 
     def run(self, ctx) -> CheckResult:
         cfg = self.params
@@ -36,7 +30,7 @@ class ClassTightness(Check):
         a, b = 1 - own, 1 - best_other
         silhouette = (b - a) / np.maximum(np.maximum(a, b), 1e-9)
         agreement = (ctx.neighbour_labels == ctx.codes[:, None]).mean(axis=1)
-        f1, confused = probe_scores(ctx, cfg.probe_folds, ctx.config.seed)
+        f1, confused = probe_scores(ctx, cfg.probe_folds)
         centroid_cos = ctx.centroids @ ctx.centroids.T
         np.fill_diagonal(centroid_cos, -np.inf)
         result = self.result()
@@ -66,31 +60,16 @@ def tier(count: int, cfg) -> str:
     return "head" if count >= cfg.head_min else "tail" if count < cfg.tail_max else "mid"
 
 
-def probe_scores(ctx, folds: int, seed: int) -> tuple[dict[str, float], dict[str, str]]:
-    """Cross-validated linear-probe F1 per class: roughly how hard fine-tuning will find it."""
-    counts = Counter(ctx.labels)
-    usable = [label for label, n in counts.items() if n >= 2]
-    if len(usable) < 2:
+def probe_scores(ctx, folds: int) -> tuple[dict[str, float], dict[str, str]]:
+    """Cross-validated linear-probe F1 per class: roughly how hard fine-tuning will find it (the shared probe)."""
+    probe = ctx.probe(folds)
+    if probe is None:
         return {}, {}
-    idx = np.flatnonzero(np.isin(ctx.labels, usable))
-    rng = np.random.default_rng(seed)
-    if len(idx) > PROBE_MAX_SAMPLES:
-        idx = np.sort(rng.choice(idx, PROBE_MAX_SAMPLES, replace=False))
-    y = ctx.labels[idx].astype(str)
-    n_splits = int(min(folds, min(Counter(y).values())))
-    if n_splits < 2:
-        return {}, {}
-    probe = LogisticRegression(C=10.0, max_iter=300)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        predicted = cross_val_predict(
-            probe, ctx.vectors[idx], y, cv=StratifiedKFold(n_splits, shuffle=True, random_state=seed)
-        )
-    labels = sorted(set(y))
-    scores = f1_score(y, predicted, labels=labels, average=None, zero_division=0)
+    y, predicted = probe.truth, probe.predicted
+    scores = f1_score(y, predicted, labels=probe.labels, average=None, zero_division=0)
     confused = {}
-    for label in labels:
+    for label in probe.labels:
         wrong = Counter(predicted[(y == label) & (predicted != label)])
         if wrong:
             confused[label] = wrong.most_common(1)[0][0]
-    return {label: float(s) for label, s in zip(labels, scores)}, confused
+    return {label: float(s) for label, s in zip(probe.labels, scores)}, confused

@@ -1,0 +1,140 @@
+"""Guidance: hard negatives per class, reference footage, split populations, the evaluation forecast, weak slices."""
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages.shared import clip_gallery, current_report
+from auditor.report import confusion_figure
+
+report = current_report()
+st.title("Guidance")
+st.caption("What fine-tuning guides ask of a dataset beyond tight classes, measured on this audit's report.")
+by_row = {c["row"]: c for c in report["clips"]}
+classes = {c["label"]: c for c in report["classes"]}
+
+
+def findings_of(kind: str) -> list[dict]:
+    return [f for f in report["findings"] if f["kind"] == kind]
+
+
+def not_measured(what: str) -> None:
+    st.caption(f"Not measured in this audit ({what}).")
+
+
+st.subheader("Hard negatives")
+if any(c.get("hard_negatives") is not None for c in classes.values()):
+    table = pd.DataFrame(
+        {
+            "label": label,
+            "hard negatives": c.get("hard_negatives"),
+            "their labels": ", ".join(f"{k} ({v})" for k, v in (c.get("hard_negative_labels") or {}).items()),
+        }
+        for label, c in classes.items()
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    label = st.selectbox("Class", sorted(classes), key="guidance_class")
+    for f in findings_of("missing_hard_negatives"):
+        if f["labels"][:1] == [label]:
+            st.warning(f"missing_hard_negatives · {f['message']}. **{f['action']}**")
+    examples = classes[label].get("hard_negative_examples") or []
+    st.caption(f"The clips of other labels nearest {label!r}'s centroid; ★ sits within its spread (a hard negative).")
+    clip_gallery(
+        report,
+        [by_row[e["row"]] for e in examples if e["row"] in by_row],
+        highlight={e["clip_id"] for e in examples if e["inside"]},
+    )
+else:
+    not_measured("the hard_negatives check did not run")
+
+st.subheader("Reference footage")
+reference = report.get("reference")
+if reference:
+    cols = st.columns(3)
+    cols[0].metric("reference clips", reference["clips"])
+    cols[1].metric("unrepresented", reference["unrepresented"])
+    cols[2].metric("far below cosine", f"{reference['threshold']:.3f}")
+    metadata = pd.DataFrame(reference["metadata"])
+    for side in ("training", "reference"):
+        metadata[side] = metadata[side].map(lambda d: ", ".join(f"{k}: {v:.2f}" for k, v in d.items()))
+    st.dataframe(metadata, hide_index=True, width="stretch")
+    placed = pd.DataFrame([c for c in report["clips"] if c.get("umap")])
+    refs = pd.DataFrame([c for c in report.get("reference_clips", []) if c.get("umap")])
+    fig = go.Figure()
+    if len(placed):
+        fig.add_trace(
+            go.Scattergl(
+                x=[u[0] for u in placed["umap"]],
+                y=[u[1] for u in placed["umap"]],
+                mode="markers",
+                name="training",
+                text=placed["label"],
+                marker={"size": 6, "color": "#bbb"},
+            )
+        )
+    for represented, name, colour in ((True, "reference", "#1f77b4"), (False, "unrepresented", "#d62728")):
+        group = refs[refs["represented"] == represented] if len(refs) else refs
+        if len(group):
+            fig.add_trace(
+                go.Scattergl(
+                    x=[u[0] for u in group["umap"]],
+                    y=[u[1] for u in group["umap"]],
+                    mode="markers",
+                    name=name,
+                    text=group["nearest_label"],
+                    marker={"size": 10, "symbol": "x", "color": colour},
+                )
+            )
+    fig.update_layout(height=420, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+    st.plotly_chart(fig, key="reference_map")
+    reference_clips = {c["clip_id"]: c for c in report.get("reference_clips", [])}
+    for f in findings_of("unrepresented_reference"):
+        st.markdown(f"**unrepresented reference footage** · {f['message']}. {f['action']}")
+        far = [reference_clips[i] for i in f["suggestion"]["reference_clips"][:12] if i in reference_clips]
+        clip_gallery({**report, "dataset": reference["dataset"]}, far)
+else:
+    not_measured("run `auditor audit MANIFEST --reference FOLDER` with footage from where the model will run")
+
+st.subheader("Split populations")
+splits = report.get("splits")
+if splits:
+    counts = pd.DataFrame(
+        [{"split": s, "label": label, "clips": n} for s, d in splits["distribution"].items() for label, n in d.items()]
+    )
+    st.plotly_chart(px.bar(counts, x="split", y="clips", color="label", height=320), key="split_counts")
+    comparisons = pd.DataFrame(splits["comparisons"]).drop(columns=["unlike_reference"], errors="ignore")
+    st.dataframe(comparisons, hide_index=True, width="stretch")
+    st.caption("shift AUC: how well a classifier tells the split from training at the same label mix (0.5: alike).")
+    for f in findings_of("split_mismatch"):
+        st.warning(f"split_mismatch · {f['message']}. **{f['action']}**")
+else:
+    not_measured("needs at least two splits")
+
+st.subheader("Evaluation forecast")
+evaluation = report.get("evaluation")
+if evaluation:
+    st.caption(f"{evaluation['method']}: what the evaluate tab may show after training on frozen features.")
+    averages = pd.DataFrame(evaluation["averages"]).T.reset_index(names="average")
+    st.dataframe(averages, hide_index=True)
+    st.plotly_chart(confusion_figure(evaluation, go), key="confusion")
+    confused = pd.DataFrame(evaluation["top_confusions"], columns=["true", "predicted", "count", "share"])
+    st.markdown("**Most confused pairs**")
+    st.dataframe(confused, hide_index=True)
+    st.dataframe(pd.DataFrame(evaluation["per_class"]), hide_index=True, width="stretch")
+else:
+    not_measured("needs two classes with at least two clips each")
+
+st.subheader("Weak slices")
+slices = report.get("slices")
+if slices:
+    judged = pd.DataFrame([s for s in slices["slices"] if s["judged"]])
+    if len(judged):
+        judged["classes_hurt"] = judged["classes_hurt"].map(lambda c: ", ".join(x["label"] for x in c))
+        st.dataframe(judged.sort_values("gap", ascending=False), hide_index=True, width="stretch")
+    for f in findings_of("weak_slice"):
+        st.warning(f"weak_slice · {f['message']}. **{f['action']}**")
+    if not findings_of("weak_slice"):
+        st.success("No metadata slice is clearly worse than the rest.")
+else:
+    not_measured("the weak_slices check did not run")
