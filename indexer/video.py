@@ -30,6 +30,11 @@ class SamplingConfig:
     thumbnail_size: int = 160
     end_tolerance_s: float = 0.5
     seek_gap_s: float = 8.0
+    # Set by an embedder that pools crop vectors from one pass over the whole middle frame: the frame
+    # is kept at this short side instead of being cut into crop images.
+    region_size: int | None = None
+    # A timeline step takes the vector of the clip frame inside its span, where there is one (no extra image).
+    timeline_reuse: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class SampledClip:
     crop_boxes: np.ndarray  # [C, 4] relative x0, y0, x1, y1
     thumbnail: str  # base64 JPEG
     brightness: float  # mean luma of the middle frame, 0-255 (a shortcut-risk feature)
+    middle: np.ndarray | None = None  # [H, W, 3] the whole middle frame when crops are pooled regions
 
 
 @dataclass(frozen=True)
@@ -86,12 +92,11 @@ class _Plan:
     def times(self) -> list[float]:
         return self._times
 
-    def assign(self, t: float, frame_no: int, converted: tuple[np.ndarray, np.ndarray]) -> bool:
+    def assign(self, t: float, frame: _Decoded, cfg: SamplingConfig) -> bool:
         """Record the frame for target `t`; True once every target has its frame."""
-        small, large = converted
-        self.frames[t] = (frame_no, small)
+        self.frames[t] = (frame.number, frame.small(cfg))
         if t == self.middle_time:
-            self.middle = large
+            self.middle = frame.large(cfg)
         return len(self.frames) == len(self._times)
 
 
@@ -188,7 +193,7 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
                     target, i = targets[cursor]
                     cursor += 1
                     assigned_since_seek = True
-                    if plans[i].assign(target, shown.number, shown.converted(cfg)):
+                    if plans[i].assign(target, shown, cfg):
                         yield _assemble(plans[i], cfg)
                 last = current
                 if cursor < len(targets) and assigned_since_seek and targets[cursor][0] - t > cfg.seek_gap_s:
@@ -203,17 +208,26 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
 
 @dataclass
 class _Decoded:
-    """A decoded frame, converted to arrays only if some target needs it."""
+    """A decoded frame, converted to arrays only if some target needs it (the large copy: the middle only)."""
 
     frame: av.VideoFrame
     time: float
     number: int
-    _arrays: tuple[np.ndarray, np.ndarray] | None = None
+    _small: np.ndarray | None = None
+    _large: np.ndarray | None = None
 
-    def converted(self, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
-        if self._arrays is None:
-            self._arrays = _convert(self.frame, cfg)
-        return self._arrays
+    def small(self, cfg: SamplingConfig) -> np.ndarray:
+        """The model-sized centre square."""
+        if self._small is None:
+            self._small = _centre_square(_resize_short(self.frame, cfg.image_size))
+        return self._small
+
+    def large(self, cfg: SamplingConfig) -> np.ndarray:
+        """The whole frame, large enough for the crops (or the region pass) and the thumbnail."""
+        if self._large is None:
+            side = cfg.region_size or cfg.image_size * cfg.crop_grid
+            self._large = _resize_short(self.frame, min(side, self.frame.width, self.frame.height))
+        return self._large
 
 
 def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[SampledClip | SegmentFailure]:
@@ -221,7 +235,7 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
     unfinished = {i for _, i in missing}
     if last is not None and error is None:
         for t, i in missing:
-            if t - last.time <= cfg.end_tolerance_s and plans[i].assign(t, last.number, last.converted(cfg)):
+            if t - last.time <= cfg.end_tolerance_s and plans[i].assign(t, last, cfg):
                 unfinished.discard(i)
                 yield _assemble(plans[i], cfg)
     reached = f"{last.time:.2f}s" if last is not None else "its first frame"
@@ -233,13 +247,6 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
             "unreadable_video",
             f"{path} could not be decoded past {reached} ({why}); the segment needs {plan.start:.2f}-{plan.end:.2f}s",
         )
-
-
-def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The model-sized centre square, and a larger copy of the whole frame for crops and thumbnails."""
-    small = _centre_square(_resize_short(frame, cfg.image_size))
-    large = _resize_short(frame, min(cfg.image_size * cfg.crop_grid, frame.width, frame.height))
-    return small, large
 
 
 def _resize_short(frame: av.VideoFrame, short: int) -> np.ndarray:
@@ -272,7 +279,8 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
 
     boxes = crop_boxes(cfg.crop_grid)
     crop_start = len(images)
-    images.extend(_crop(plan.middle, box, cfg.image_size) for box in boxes)
+    if cfg.region_size is None:  # else the embedder pools each box from one pass over `middle`
+        images.extend(_crop(plan.middle, box, cfg.image_size) for box in boxes)
     return SampledClip(
         spec=plan.spec,
         start=plan.start,
@@ -286,6 +294,7 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
         crop_boxes=boxes,
         thumbnail=thumbnail_b64(plan.middle, cfg.thumbnail_size),
         brightness=float(plan.middle.mean()),
+        middle=plan.middle if cfg.region_size is not None else None,
     )
 
 
