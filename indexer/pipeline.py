@@ -115,6 +115,7 @@ def run_indexing(
     with timer("read"):
         manifest = read_manifest(manifest_path, config.manifest_format, config.read)
         validation = validate(manifest, config.validation)
+    executor = load_executor(config.executor, config.ray_address)
     own_store = store is None
     store = store or open_store(config.uri, config.token)
     report = IndexReport(
@@ -127,11 +128,11 @@ def run_indexing(
     ]
     report.failed += [Failure(r, "", "invalid_annotation", f.message) for f in manifest.findings for r in f.rows]
     try:
+        executor.check(store.uri)
         clips = validation.valid(manifest.clips)
         with timer("existing"):
             todo = _sync_existing(store, config, clips, report)
         if todo:
-            executor = load_executor(config.executor, config.ray_address)
             embedder = embedder or load_embedder(config.model, config.device, config.batch_size)
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)

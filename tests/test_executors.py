@@ -140,5 +140,18 @@ def test_ray_executor_refuses_a_lite_file(corpus, milvus_uri, effnet):
 def test_unknown_executor_lists_the_choices():
     with pytest.raises(ExecutorUnavailable, match="local, ray"):
         load_executor("spark")
-    with pytest.raises(ValueError, match="--executor ray"):
+    with pytest.raises(ExecutorUnavailable, match="--executor ray"):
         load_executor("local", address="ray://head:10001")
+
+
+def test_cli_names_the_fix_for_ray_on_a_lite_file(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    pytest.importorskip("ray")
+    args = ["index", str(corpus), "--dataset", "d", "--model", "effnet-lite0", "--uri", str(tmp_path / "x.db")]
+    result = CliRunner().invoke(app, [*args, "--executor", "ray"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "http://HOST:19530" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, [*args, "--ray-address", "head:6379"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "--executor ray" in result.output

@@ -45,6 +45,10 @@ class Job:
 
 
 class Executor(Protocol):
+    def check(self, uri: str) -> None:
+        """Raise ExecutorUnavailable before any work if this executor cannot write to the store at `uri`."""
+        ...
+
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         """Decode, embed and write every segment of `job`; one `Written` per batch, one failure per segment."""
         ...

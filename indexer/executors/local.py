@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from indexer.decode_pool import decode_all
 from indexer.embedders import Embedder
-from indexer.executors import Job
+from indexer.executors import ExecutorUnavailable, Job
 from indexer.executors.stages import Outcome, embed_rows, write_rows
 from indexer.video import SampledClip, SegmentFailure
 from taxonomy_core.store import Store
@@ -16,7 +16,10 @@ from taxonomy_core.store import Store
 class LocalExecutor:
     def __init__(self, address: str | None = None):
         if address:
-            raise ValueError(f"the local executor runs in this process; --ray-address {address} needs --executor ray")
+            raise ExecutorUnavailable(f"--ray-address {address} needs --executor ray; the local executor runs here")
+
+    def check(self, uri: str) -> None:
+        """Any store: a Lite file or a server."""
 
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         batch: list[SampledClip] = []

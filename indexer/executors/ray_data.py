@@ -41,12 +41,15 @@ class RayExecutor:
             ) from e
         self.address, self.embed_actors = address, embed_actors
 
-    def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
-        if not is_server(job.uri):
+    def check(self, uri: str) -> None:
+        if not is_server(uri):
             raise ExecutorUnavailable(
-                f"--executor ray writes from many processes, and the Milvus Lite file {job.uri} admits one; "
+                f"--executor ray writes from many processes, and the Milvus Lite file {uri} admits one; "
                 "pass a Milvus server with --uri http://HOST:19530 (every Ray worker must reach it)"
             )
+
+    def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
+        self.check(job.uri)
         connect(self.address)
         for batch in build_dataset(job, self.embed_actors).iter_batches(batch_size=None, batch_format="numpy"):
             for payload in batch["payload"]:
