@@ -136,6 +136,7 @@ def run_indexing(
             embedder = embedder or load_embedder(config.model, config.device, config.batch_size)
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)
+            _warn_if_resampled(report.layout, layout)
             store.ensure(layout)
             report.layout = layout
             job = _job(todo, embedder, layout, store, config)
@@ -164,6 +165,15 @@ def _sampling(embedder: Embedder, config: IndexConfig) -> SamplingConfig:
     if embedder.frames_per_clip:
         sampling = replace(sampling, frames_per_clip=embedder.frames_per_clip)
     return sampling
+
+
+def _warn_if_resampled(stored: DatasetLayout | None, layout: DatasetLayout) -> None:
+    if stored is not None and stored.sampling != layout.sampling:
+        log.warning(
+            "%s / %s was indexed with other sampling (%s); clips added now use %s. Drop it (`indexer drop`) and "
+            "index again for companions made one way",
+            layout.dataset, layout.model_id, stored.sampling, layout.sampling,
+        )  # fmt: skip
 
 
 def _sync_existing(store: Store, config: IndexConfig, clips: list[ClipSpec], report: IndexReport) -> list[ClipSpec]:
