@@ -196,4 +196,4 @@ def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
     for clip in full.report["clips"]:
         assert cheap_clips[clip["clip_id"]]["core"] == clip["core"]
     per_clip = cheap.index.frames / cheap.index.indexed, full.index.frames / full.index.indexed
-    assert per_clip[0] < 0.5 * per_clip[1], per_clip  # 9.9 vs 22.4 images per clip on the demo
+    assert per_clip[0] < 0.5 * per_clip[1], per_clip  # 9.6 vs 22.4 images per clip on the demo (a region pass counts 1)
