@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store import DatasetLayout, Store, open_store
+from taxonomy_core.store import TOKEN_ENV, DatasetLayout, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def _job(todo: list[ClipSpec], embedder: Embedder, layout: DatasetLayout, store:
         device=config.device,
         batch_size=config.batch_size,
         uri=store.uri,
-        token=config.token,
+        token=config.token if config.token is not None else os.environ.get(TOKEN_ENV),  # for remote writers
         clips_per_write=config.clips_per_write,
         workers=config.workers,
     )

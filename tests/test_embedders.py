@@ -165,6 +165,18 @@ def loose(outcome) -> dict[tuple[str, int], dict]:
     }
 
 
+def clip_vectors(uri: str, dataset: str) -> dict[str, list[float]]:
+    from taxonomy_core import schema as S
+    from taxonomy_core.store import open_store
+
+    store = open_store(uri)
+    try:
+        layout = store.layout(dataset, "effnet-lite0")
+        return {r[S.CLIP_ID]: r[S.VECTOR] for r in store.clip_records(layout, [S.CLIP_ID, S.VECTOR])}
+    finally:
+        store.close()
+
+
 def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
     """Region-pooled crops and timeline steps on clip frames flag the same clips, with the same box and trim,
     as 10 crops at full resolution and a timeline of its own frames; clip vectors do not change."""
@@ -192,6 +204,9 @@ def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
     assert loose(cheap) == loose(full)
     assert loose(cheap)[("spatial_looseness", planted.loose_in_space)] == {"box": [0.667, 0.667, 1.0, 1.0]}
     assert loose(cheap)[("temporal_looseness", planted.loose_in_time)] == {"start": 0.0, "end": 2.0}
+    cheap_vectors, full_vectors = clip_vectors(uri, "demo"), clip_vectors(str(tmp_path / "full.db"), "full")
+    assert cheap_vectors.keys() == full_vectors.keys()
+    assert all(np.allclose(cheap_vectors[k], full_vectors[k], atol=1e-5) for k in full_vectors)
     cheap_clips = {c["clip_id"]: c for c in cheap.report["clips"]}
     for clip in full.report["clips"]:
         assert cheap_clips[clip["clip_id"]]["core"] == clip["core"]

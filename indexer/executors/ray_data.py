@@ -27,7 +27,7 @@ from taxonomy_core.store import Store, is_server, open_store
 log = logging.getLogger(__name__)
 
 # Passed to every Ray worker so that it imports the same code and stays offline like this process.
-FORWARDED_ENV = ("PYTHONPATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "AUDITOR_MILVUS_TOKEN")
+FORWARDED_ENV = ("PYTHONPATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 class RayExecutor:
