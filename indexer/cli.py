@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from indexer.embedders import DEFAULT_MODEL, EmbedderUnavailable
+from indexer.executors import ExecutorUnavailable
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
 from indexer.summary import print_summary, summary_dict
 from indexer.validation import validate
@@ -54,6 +55,14 @@ def index(
         2.0, "--timeline-fps", min=0.1, help="Timeline sampling rate for the temporal check."
     ),
     prune: bool = typer.Option(False, "--prune", help="Delete stored clips whose rows are no longer in the manifest."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (this machine) or ray (a Ray cluster; needs a Milvus server --uri)."
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray cluster to join, e.g. ray://HEAD:10001 or HEAD:6379 (default: RAY_ADDRESS or a local one).",
+    ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 if any row failed."),
     report_path: Path | None = typer.Option(None, "--report", help="Write the summary with every failed row as JSON."),
 ) -> None:
@@ -70,12 +79,14 @@ def index(
         read=ReadOptions(video_root, pattern),
         sampling=SamplingConfig(frames_per_clip=frames, timeline_fps=timeline_fps),
         prune=prune,
+        executor=executor,
+        ray_address=ray_address,
     )
     if workers is not None:
         config = replace(config, workers=workers)
     try:
         report = run_with_progress(manifest, config)
-    except (ManifestError, StoreError, EmbedderUnavailable) as e:
+    except (ManifestError, StoreError, EmbedderUnavailable, ExecutorUnavailable) as e:
         fail(str(e))
         raise typer.Exit(2) from e
     print_summary(report)

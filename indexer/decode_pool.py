@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
+from indexer.executors.stages import decode_group
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure
 from taxonomy_core.schema import ClipSpec
 
 _STOP = None
@@ -43,7 +44,7 @@ def decode_all(
     """One result per spec in `groups` (video -> its segments), in completion order."""
     if workers <= 0:
         for video, specs in groups.items():
-            yield from sample_video(video, specs, cfg)
+            yield from decode_group(video, specs, cfg)
         return
     yield from _Pool(groups, cfg, workers).run()
 
@@ -53,11 +54,8 @@ def _worker(worker: int, tasks, results, cfg: SamplingConfig) -> None:
     while (task := tasks.get()) is not _STOP:
         video, specs = task
         results.put(_Started(worker, video))
-        try:
-            for result in sample_video(video, specs, cfg):
-                results.put(result)
-        except Exception as e:  # a bug or an exotic file must not take the whole job down
-            results.put(("error", video, f"{type(e).__name__}: {e}"))
+        for result in decode_group(video, specs, cfg):
+            results.put(result)
         results.put(_Finished(worker, video))
 
 
@@ -113,9 +111,6 @@ class _Pool:
         elif isinstance(message, _Finished):
             self.current.pop(message.worker, None)
             yield from self._fail_rest(message.video, "the decoder stopped without a result")
-        elif isinstance(message, tuple):
-            _, video, reason = message
-            yield from self._fail_rest(video, f"decoding raised {reason}")
         else:
             self.pending.get(message.spec.video, set()).discard(message.spec.row)
             yield message

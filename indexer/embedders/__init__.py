@@ -41,6 +41,9 @@ class Embedder(Protocol):
     text_dim: int | None
     device: str
     batch_size: int
+    # Short side of the one pass over a clip's middle frame whose feature map gives every crop's vector
+    # (see `embed_regions`); None: crops are cut from the frame and embedded as images.
+    region_size: int | None
 
     def embed_images(self, images: np.ndarray) -> Vectors: ...
 
@@ -48,6 +51,11 @@ class Embedder(Protocol):
 
     def embed_batch(self, images: np.ndarray, clip_rows: list[np.ndarray]) -> tuple[Vectors, Vectors]:
         """Per-image vectors for `images`, and one vector per clip from its rows of `images`."""
+        ...
+
+    def embed_regions(self, frames: list[np.ndarray], boxes: np.ndarray) -> Vectors:
+        """One vector per (frame, box), frame-major: each box [x0, y0, x1, y1] (relative) pooled from the
+        feature map of one pass over the whole frame. Only where `region_size` is set."""
         ...
 
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...

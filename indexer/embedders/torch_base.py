@@ -35,14 +35,40 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def region_shape(height: int, width: int, short: int, stride: int) -> tuple[int, int]:
+    """The whole frame scaled to `short` on its short side, each side a multiple of the model's stride."""
+    scale = short / min(height, width)
+    return tuple(max(stride, round(side * scale / stride) * stride) for side in (height, width))
+
+
+def region_weights(boxes: np.ndarray, size: int, axis: int) -> torch.Tensor:
+    """[K, size]: how much of each feature-map cell along one axis (0: x, 1: y) each box covers."""
+    lo, hi = boxes[:, axis, None] * size, boxes[:, axis + 2, None] * size
+    cells = np.arange(size)[None]
+    return torch.from_numpy(np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0, None).astype(np.float32))
+
+
+def pool_regions(feature_map: torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+    """[B, C, h, w] -> [B * K, C]: the area-weighted mean of the cells under each of K relative boxes."""
+    b, c, h, w = feature_map.shape
+    wy = region_weights(boxes, h, 1).to(feature_map.device)
+    wx = region_weights(boxes, w, 0).to(feature_map.device)
+    pooled = torch.einsum("bchw,kh,kw->bkc", feature_map.float(), wy, wx)
+    area = (wy.sum(1) * wx.sum(1)).clamp_min(1e-6)
+    return (pooled / area[None, :, None]).reshape(b * len(boxes), c)
+
+
 class FrameEmbedder:
     """An image model used per frame: a clip's vector is the mean of its frames' outputs.
 
     Subclasses implement `_forward` (a normalised image batch -> per-image arrays) and `_vectors`
-    (arrays, per image or pooled per clip -> unit vectors).
+    (arrays, per image or pooled per clip -> unit vectors). A convolutional model that also sets
+    `region_size` and implements `_feature_map` and `_head` gets crop vectors from one pass per frame.
     """
 
     frames_per_clip: int | None = None
+    region_size: int | None = None
+    region_stride: int = 32
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     image_size: int
@@ -69,6 +95,35 @@ class FrameEmbedder:
         pooled = [np.stack([a[rows].mean(axis=0) for rows in clip_rows]) for a in arrays]
         return self._vectors(*arrays), self._vectors(*pooled)
 
+    def _feature_map(self, batch: torch.Tensor) -> torch.Tensor:
+        """A normalised image batch -> the last spatial feature map [B, C, h, w]."""
+        raise NotImplementedError
+
+    def _head(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pooled features [N, C] -> the same per-image arrays as `_forward`."""
+        raise NotImplementedError
+
+    def embed_regions(self, frames: list[np.ndarray], boxes: np.ndarray) -> Vectors:
+        """Crop vectors pooled from one pass over each whole frame, frames of one shape batched together."""
+        if self.region_size is None:
+            raise NotImplementedError(f"{type(self).__name__} embeds crops as images (region_size is None)")
+        shapes = [region_shape(*f.shape[:2], self.region_size, self.region_stride) for f in frames]
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            by_shape.setdefault(shape, []).append(i)
+        pooled: dict[int, torch.Tensor] = {}
+        with torch.inference_mode(), autocast(self.device):
+            for shape, members in by_shape.items():
+                per_call = max(1, self.batch_size * self.image_size**2 // (shape[0] * shape[1]))
+                for start in range(0, len(members), per_call):
+                    chunk = members[start : start + per_call]
+                    batch = torch.cat([self._prepare(frames[i][None], shape) for i in chunk])
+                    regions = pool_regions(self._feature_map(batch), boxes).view(len(chunk), len(boxes), -1)
+                    pooled.update(zip(chunk, regions))
+            features = torch.cat([pooled[i] for i in range(len(frames))])
+            arrays = [a.float().cpu().numpy() for a in self._head(features)]
+        return self._vectors(*arrays)
+
     def _run(self, images: np.ndarray) -> list[np.ndarray]:
         outputs: list[list[np.ndarray]] = []
         with torch.inference_mode(), autocast(self.device):
@@ -77,14 +132,13 @@ class FrameEmbedder:
                 outputs.append([o.float().cpu().numpy() for o in self._forward(batch)])
         return [np.concatenate(parts) for parts in zip(*outputs)]
 
-    def _prepare(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 [B,H,W,3] -> normalised float [B,3,S,S] on the device."""
+    def _prepare(self, images: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """uint8 [B,H,W,3] -> normalised float [B,3,h,w] on the device; (h, w) defaults to the model's square."""
+        size = size or (self.image_size, self.image_size)
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(
-                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
-            )
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,162 @@
+"""The indexing stages as plain functions over batches: decode a video group, embed clips into rows, write.
+
+Every executor chains these same functions (reader -> mapper -> writer, after clip-retrieval): the
+local one in processes and the main thread, the Ray one on tasks and actor pools. They know nothing of
+manifests, resume or reports; `indexer.pipeline` decides what to index and reads what comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from indexer.embedders import Embedder, Vectors
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure, even_times, sample_video
+from taxonomy_core import schema as S
+from taxonomy_core.schema import ClipSpec
+from taxonomy_core.store.base import DatasetLayout, Store
+
+
+@dataclass
+class Rows:
+    """One batch of clips ready for `Store.write_clips`; vectors stay numpy until the write."""
+
+    clips: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    crops: list[dict[str, Any]]
+    images: int  # images the model ran on (a region pass counts as its frame)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an executor reports after each write: the clips now stored, and where the time went."""
+
+    clips: int
+    images: int
+    seconds: dict[str, float]
+
+
+Outcome = Written | SegmentFailure
+
+
+def decode_group(video: str, specs: list[ClipSpec], sampling: SamplingConfig) -> Iterator[SampledClip | SegmentFailure]:
+    """Every segment of one source video, decoded in one pass; a crash fails that video's segments only."""
+    pending = {s.row: s for s in specs}
+    try:
+        for result in sample_video(video, specs, sampling):
+            pending.pop(result.spec.row, None)
+            yield result
+    except Exception as e:  # a bug or an exotic file must not take the whole job down
+        reason = f"{video}: decoding raised {type(e).__name__}: {e}"
+        yield from (SegmentFailure(spec, "unreadable_video", reason) for spec in pending.values())
+
+
+def embed_rows(embedder: Embedder, layout: DatasetLayout, clips: list[SampledClip], sampling: SamplingConfig) -> Rows:
+    """Clip, timeline and crop rows for a batch of decoded clips, each image through the model once."""
+    started = time.perf_counter()
+    plans = [_Companions.of(c, sampling.timeline_reuse) for c in clips]
+    offsets = np.cumsum([0] + [len(p.used) for p in plans])
+    images = np.concatenate([c.images[p.used] for c, p in zip(clips, plans)])
+    clip_rows = [offset + plan.local(c.frame_idx) for offset, c, plan in zip(offsets, clips, plans)]
+    per_image, per_clip = embedder.embed_batch(images, clip_rows)
+    middles = [c.middle for c in clips if c.middle is not None]
+    regions = embedder.embed_regions(middles, clips[0].crop_boxes) if middles else None
+    rows = Rows([], [], [], len(images) + len(middles))
+    for i, (offset, clip, plan) in enumerate(zip(offsets, clips, plans)):
+        rows.timeline += _parts(clip, per_image, offset + plan.local(plan.timeline), S.TIME, clip.timeline_times)
+        if regions is not None:
+            boxes = len(clip.crop_boxes)
+            rows.crops += _parts(clip, regions, np.arange(i * boxes, (i + 1) * boxes), S.BOX, clip.crop_boxes)
+        else:
+            rows.crops += _parts(clip, per_image, offset + plan.local(clip.crop_idx), S.BOX, clip.crop_boxes)
+        rows.clips.append(_clip_row(clip, layout, per_clip, i))
+    rows.seconds["embed"] = time.perf_counter() - started
+    return rows
+
+
+def write_rows(store: Store, layout: DatasetLayout, rows: Rows) -> Written:
+    """Companions first, then the clip rows (idempotent upserts keyed by clip id)."""
+    started = time.perf_counter()
+    store.write_clips(layout, _lists(rows.clips), _lists(rows.timeline), _lists(rows.crops))
+    seconds = {**rows.seconds, "write": time.perf_counter() - started}
+    return Written(len(rows.clips), rows.images, seconds)
+
+
+@dataclass(frozen=True)
+class _Companions:
+    """Which decoded images a clip's vectors need: a timeline step reuses the clip frame inside its span.
+
+    A step with no clip frame inside (a segment longer than frames_per_clip steps) keeps its own frame.
+    Images nobody uses (the middle frame, when it is no step) are not embedded.
+    """
+
+    timeline: np.ndarray  # [T] rows of the clip's `images` that give each step its vector
+    used: np.ndarray  # sorted rows of `images` that go through the model
+
+    @classmethod
+    def of(cls, clip: SampledClip, reuse: bool) -> _Companions:
+        timeline = _steps_on_clip_frames(clip) if reuse else clip.timeline_idx
+        used = np.unique(np.concatenate([clip.frame_idx, timeline, clip.crop_idx]).astype(np.int64))
+        return cls(timeline, used)
+
+    def local(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of the clip's `images` -> positions among the embedded ones."""
+        return np.searchsorted(self.used, rows)
+
+
+def _steps_on_clip_frames(clip: SampledClip) -> np.ndarray:
+    """For each timeline step, the clip frame nearest its time within its span, else the step's own frame."""
+    steps = len(clip.timeline_times)
+    clip_times = even_times(clip.start, clip.end, len(clip.frame_idx))
+    bounds = clip.start + np.arange(steps + 1) * (clip.end - clip.start) / steps
+    timeline = clip.timeline_idx.copy()
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        inside = np.flatnonzero((clip_times >= lo) & (clip_times < hi))
+        if len(inside):
+            timeline[k] = clip.frame_idx[inside[np.argmin(np.abs(clip_times[inside] - clip.timeline_times[k]))]]
+    return timeline
+
+
+def _vectors(vectors: Vectors, i: int) -> dict[str, np.ndarray]:
+    out = {S.VECTOR: vectors.visual[i]}
+    if vectors.semantic is not None:
+        out[S.TEXT_VECTOR] = vectors.semantic[i]
+    return out
+
+
+def _parts(clip: SampledClip, vectors: Vectors, rows: np.ndarray, where: str, values: np.ndarray) -> list[dict]:
+    clip_id = clip.spec.clip_id
+    return [
+        {S.PART_ID: f"{clip_id}:{k:03d}", S.CLIP_ID: clip_id, S.INDEX: k, where: value, **_vectors(vectors, int(r))}
+        for k, (r, value) in enumerate(zip(rows, values.tolist()))
+    ]
+
+
+def _clip_row(clip: SampledClip, layout: DatasetLayout, per_clip: Vectors, i: int) -> dict[str, Any]:
+    spec, info = clip.spec, clip.info
+    return {
+        S.CLIP_ID: spec.clip_id,
+        **spec.scalars(),
+        S.VIDEO: spec.video,
+        S.START: clip.start,
+        S.END: clip.end,
+        S.MODEL_ID: layout.model_id,
+        S.DURATION: info.duration if info.duration is not None else -1.0,
+        S.FPS: info.fps,
+        S.WIDTH: info.width,
+        S.HEIGHT: info.height,
+        S.CODEC: info.codec,
+        S.BRIGHTNESS: clip.brightness,
+        S.THUMBNAIL: clip.thumbnail,
+        **_vectors(per_clip, i),
+    }
+
+
+def _lists(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Vectors as plain lists, the form every Milvus client accepts."""
+    return [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in row.items()} for row in rows]
