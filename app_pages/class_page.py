@@ -126,7 +126,13 @@ if picked is not None:
         fig.add_vrect(x0=s["start"], x1=s["end"], fillcolor="green", opacity=0.15, annotation_text="suggested trim")
     for cut in clip.get("shot_cuts") or []:
         fig.add_vline(x=cut, line_dash="dash", line_color="grey")
-    fig.update_layout(height=300, xaxis_title="seconds", yaxis_title="cosine", margin={"t": 10})
+    fig.update_layout(
+        height=320,
+        xaxis_title="seconds",
+        yaxis_title="cosine",
+        margin={"t": 10},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0},  # clear of the toolbar
+    )
     st.plotly_chart(fig, key="timeline")
     if picked in loose_rows:
         st.markdown(loose_rows[picked].get("action") or "")

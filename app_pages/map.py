@@ -59,7 +59,7 @@ fig.update_layout(
     margin={"l": 0, "r": 0, "t": 10, "b": 0},
     xaxis_title=None,
     yaxis_title=None,
-    legend={"orientation": "h", "yanchor": "top", "y": -0.04, "xanchor": "left", "x": 0, "title": {"text": colour}},
+    legend={"orientation": "h", "yanchor": "top", "y": -0.1, "xanchor": "left", "x": 0, "title": {"text": colour}},
 )
 event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
 hovered = drawn.head(HOVER_THUMBNAILS)
@@ -87,7 +87,8 @@ if len(chosen) > PLAYERS:
         "file); thumbnails for the rest. Select fewer points, or pick rows, to play others."
     )
 clip_gallery(report, chosen[:PLAYERS], columns=4, play=True)
-clip_gallery(report, chosen[PLAYERS:48], columns=6)
+if chosen[PLAYERS:]:
+    clip_gallery(report, chosen[PLAYERS:48], columns=6)
 if len(chosen) > 48:
     st.caption(f"…and {len(chosen) - 48} more selected clips")
 

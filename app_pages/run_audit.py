@@ -33,7 +33,8 @@ def follow(job: str) -> None:
             f"already present, {s.get('not_indexed')} rows not indexed. The audit is in `{status.out}` and under "
             "Recent audits."
         )
-        st.button("Open it", type="primary", key="run_open", on_click=open_audit, args=(status.out,))
+        if st.button("Open it", type="primary", key="run_open", on_click=open_audit, args=(status.out,)):
+            st.switch_page("app_pages/overview.py")  # the whole app reruns (this is a fragment) on the new audit
     elif status.state in ("failed", "lost"):
         st.error(f"The audit did not finish: {status.message}")
     elif status.state == "stopped":

@@ -185,19 +185,19 @@ SEVERITY_BADGES = {"error": ":red-badge[error]", "warning": ":orange-badge[warni
 def clip_gallery(
     report: dict, clips: list[dict], columns: int = 6, play: bool = False, highlight: frozenset[str] = frozenset()
 ) -> None:
-    """Thumbnails with row, label, file and time; with `play`, each clip playable from its exact start to end."""
+    """Thumbnails with row, label, file and time; with `play`, players (exact start to end) in their place."""
     if not clips:
         st.caption("no clips")
         return
-    images = thumbnails(report, [c["clip_id"] for c in clips])
+    images = {} if play else thumbnails(report, [c["clip_id"] for c in clips])
     for start in range(0, len(clips), columns):
         for col, clip in zip(st.columns(columns), clips[start : start + columns]):
             with col:
-                if clip["clip_id"] in images:
-                    st.image(images[clip["clip_id"]], width="stretch")
-                st.caption(clip_caption(clip, "★ " if clip["clip_id"] in highlight else ""))
                 if play:
                     player(report, clip)
+                elif clip["clip_id"] in images:
+                    st.image(images[clip["clip_id"]], width="stretch")
+                st.caption(clip_caption(clip, "★ " if clip["clip_id"] in highlight else ""))
 
 
 def player(report: dict, clip: dict) -> None:
@@ -214,8 +214,8 @@ def player(report: dict, clip: dict) -> None:
         st.caption("player paused: Milvus cannot say which files are the dataset's")
         return
     st.video(cut.data, format="video/mp4")
-    more = f" (first {cut.seconds:.0f} s of a longer segment)" if cut.truncated else ""
-    st.caption(f"plays {cut.start:.2f}–{cut.start + cut.seconds:.2f} s of the file{more}")
+    if cut.truncated:
+        st.caption(f"plays the first {cut.seconds:.0f} s of the segment ({cut.start:.2f} s on in the file)")
 
 
 def finding_title(finding: dict) -> str:

@@ -132,9 +132,18 @@ def check_folder(folder: str | Path, extra: tuple[Path, ...] = ()) -> Path:
 
 # --- reading an audit folder -----------------------------------------------------------------
 
-_CLIP_FIELDS = {"row": int, "clip_id": str, "label": str, "video": str, "start": (int, float), "end": (int, float)}
-_FINDING_FIELDS = {"kind": str, "severity": str, "rows": list, "labels": list, "message": str, "evidence": list}
+NUMBER = (int, float)
+_CLIP_FIELDS = {"row": int, "clip_id": str, "label": str, "video": str, "start": NUMBER, "end": NUMBER}
+_FINDING_FIELDS = {
+    "kind": str, "severity": str, "rows": list, "labels": list, "message": str, "evidence": list, "confidence": NUMBER,
+}  # fmt: skip
 _CLASS_FIELDS = {"label": str, "count": int}
+# Fields that may be null but, when present, must have this type (the pages compute with them).
+_OPTIONAL = {
+    "clip": {"umap": list, "cluster": int, "timeline": dict, "findings": list, "split": str, "crop_gain": NUMBER},
+    "finding": {"action": str, "suggestion": dict},
+    "class": {k: NUMBER for k in ("probe_f1", "knn_agreement", "cohesion", "separation", "search_consistency")},
+}
 
 
 def open_audit(folder: str | Path, extra: tuple[Path, ...] = ()) -> Audit:
@@ -183,8 +192,12 @@ def _read_json(folder: Path, name: str, kind: type) -> Any:
 
 
 def _check_records(folder: Path, records: list, fields: dict[str, Any], what: str) -> None:
+    optional = _OPTIONAL[what]
     for i, record in enumerate(records):
-        bad = [k for k, kind in fields.items() if not isinstance(record, dict) or not isinstance(record.get(k), kind)]
+        if not isinstance(record, dict):
+            raise AuditFolderError(f"{folder / REPORT_FILE}: {what} {i} is not an object: re-run `auditor audit`")
+        bad = [k for k, kind in fields.items() if not isinstance(record.get(k), kind)]
+        bad += [k for k, kind in optional.items() if record.get(k) is not None and not isinstance(record[k], kind)]
         if bad:
             raise AuditFolderError(
                 f"{folder / REPORT_FILE}: {what} {i} lacks a valid {', '.join(bad)}: re-run `auditor audit`"
