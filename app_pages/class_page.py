@@ -1,4 +1,4 @@
-"""Class: one class against the dataset; its suspicious clips, sub-clusters, neighbours, time and space checks."""
+"""Class: one class against the dataset; its suspicious clips, sub-groups, neighbours, time and space checks."""
 
 import io
 
@@ -7,14 +7,36 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from app_pages.shared import clip_gallery, current_report, thumbnails
+from app_pages.shared import clip_gallery, clip_title, current_audit, finding_title, thumbnails
 
-report = current_report()
+report = current_audit().report
 classes = {c["label"]: c for c in report["classes"]}
 st.title("Class")
 label = st.selectbox("Class", sorted(classes), key="class_label")
 metrics = classes[label]
 table = pd.DataFrame(report["classes"])
+by_row = {c["row"]: c for c in report["clips"]}
+members = [c for c in report["clips"] if c["label"] == label]
+rows = {c["row"] for c in members}
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def and_list(items: list) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def findings_of(kind: str, accused_only: bool = True) -> list[dict]:
+    """This class's findings of one kind: those accusing its clips, or naming it."""
+    return [
+        f
+        for f in report["findings"]
+        if f["kind"] == kind and (set(f["rows"]) & rows if accused_only else label in f["labels"])
+    ]
+
 
 st.subheader(f"{label} · grade {metrics.get('grade')}")
 st.write("; ".join(metrics.get("reasons") or []))
@@ -24,45 +46,56 @@ for col, key in zip(cols, ["count", "probe_f1", "knn_agreement", "cohesion", "se
     median = table[key].median() if key in table and table[key].notna().any() else None
     delta = None if value is None or median is None or key == "count" else f"{value - median:+.2f} vs median"
     col.metric(key.replace("_", " "), "–" if value is None else (value if key == "count" else f"{value:.2f}"), delta)
+separation = metrics.get("separation")
 st.caption(
-    f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}** (separation "
-    f"{metrics.get('separation') or 0:.2f}) · "
-    f"{metrics.get('source_videos', '?')} source videos · HDBSCAN clusters {metrics.get('clusters')}"
+    f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}**"
+    + (f" (separation {separation:.2f})" if separation is not None else "")
+    + f" · {plural(metrics.get('source_videos') or 0, 'source video')}"
 )
 
-members = [c for c in report["clips"] if c["label"] == label]
-rows = {c["row"] for c in members}
-suspects = [f for f in report["findings"] if set(f["rows"]) & rows and f["kind"] in ("likely_mislabel", "outlier")]
+suspects = findings_of("likely_mislabel") + findings_of("outlier")
 st.subheader(f"Outliers and likely mislabels ({len(suspects)})")
-by_row = {c["row"]: c for c in report["clips"]}
 for f in suspects[:12]:
-    st.write(f"**{f['kind']}** · {f['message']}")
+    with st.container(border=True):
+        st.markdown(finding_title(f))
+        st.markdown(f.get("action") or f["message"])
+        st.caption(f["message"])
 clip_gallery(report, [by_row[r] for f in suspects[:12] for r in f["rows"][:1] if r in by_row])
 
-st.subheader("Sub-clusters")
-groups = pd.Series([c["cluster"] for c in members]).value_counts()
-st.write(", ".join(f"cluster {k}: {v} clips" for k, v in groups.items()))
-split = [f for f in report["findings"] if f["kind"] == "split_candidate" and label in f["labels"]]
+st.subheader("Sub-groups")
+split = findings_of("split_candidate", accused_only=False)
 if split:
-    st.info(split[0]["message"])
-    for i, group in enumerate(split[0]["suggestion"]["groups"]):
-        st.caption(f"group {i + 1}")
+    groups = split[0]["suggestion"]["groups"]
+    st.info(f"{split[0].get('action') or ''}  \n{split[0]['message']}")
+    for i, group in enumerate(groups):
+        st.caption(f"group {i + 1}: {plural(len(group), 'clip')}")
         clip_gallery(report, [by_row[r] for r in group[:6] if r in by_row])
+else:
+    st.write(f"The clips of {label} form one group: the audit found no distinct sub-groups in it.")
+clusters = pd.Series([c.get("cluster") for c in members]).dropna().astype(int).value_counts().sort_index()
+parts = [plural(n, "clip") + (" as noise" if k < 0 else f" in cluster {k}") for k, n in clusters.items()]
+if parts:
+    st.caption(
+        f"On the map's dataset-wide HDBSCAN clustering (colour the Map by cluster), {label} has {and_list(parts)}. "
+        "That clustering is of the whole dataset, so it can group differently from the sub-groups above."
+    )
 
 st.subheader("Nearest classes")
-confusions = [f for f in report["findings"] if f["kind"] == "confusable_classes" and label in f["labels"]]
+confusions = findings_of("confusable_classes", accused_only=False)
 nearest = metrics.get("nearest_class")
-st.write(f"nearest centroid: **{nearest}**" + "".join(f"\n\n⚠ {f['message']}" for f in confusions))
+st.write(f"nearest centroid: **{nearest}**")
+for f in confusions:
+    st.warning(f"{f.get('action') or ''}  \n{f['message']}")
 
 st.subheader("Temporal tightness")
 timed = [c for c in members if c.get("timeline")]
-loose_rows = {f["rows"][0]: f for f in report["findings"] if f["kind"] == "temporal_looseness"}
+loose_rows = {f["rows"][0]: f for f in findings_of("temporal_looseness")}
 timed.sort(key=lambda c: (c["row"] not in loose_rows, c["row"]))
 picked = (
     st.selectbox(
         "Clip",
         [c["row"] for c in timed],
-        format_func=lambda r: f"row {r}" + (" · loose" if r in loose_rows else ""),
+        format_func=lambda r: clip_title(by_row[r]) + (" · loose" if r in loose_rows else ""),
         key="timeline_row",
     )
     if timed
@@ -93,20 +126,36 @@ if picked is not None:
         fig.add_vrect(x0=s["start"], x1=s["end"], fillcolor="green", opacity=0.15, annotation_text="suggested trim")
     for cut in clip.get("shot_cuts") or []:
         fig.add_vline(x=cut, line_dash="dash", line_color="grey")
-    fig.update_layout(height=300, xaxis_title="seconds", yaxis_title="cosine", margin={"t": 10})
+    fig.update_layout(
+        height=320,
+        xaxis_title="seconds",
+        yaxis_title="cosine",
+        margin={"t": 10},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0},  # clear of the toolbar
+    )
     st.plotly_chart(fig, key="timeline")
     if picked in loose_rows:
-        st.write(loose_rows[picked]["message"])
+        st.markdown(loose_rows[picked].get("action") or "")
+        st.caption(loose_rows[picked]["message"])
+else:
+    st.caption("No clip of this class has a timeline (the model or the audit did not sample one).")
 
 st.subheader("Spatial tightness")
-boxed = sorted((c for c in members if c.get("best_box")), key=lambda c: -c.get("crop_gain", 0))[:6]
-images = thumbnails(st.session_state["uri"], report["dataset"], report["model"], tuple(c["clip_id"] for c in boxed))
-for col, clip in zip(st.columns(6), boxed):
-    with col:
-        if clip["clip_id"] in images:
-            picture = Image.open(io.BytesIO(images[clip["clip_id"]])).convert("RGB")
-            w, h = picture.size
-            x0, y0, x1, y1 = clip["best_box"]
-            ImageDraw.Draw(picture).rectangle([x0 * w, y0 * h, x1 * w - 1, y1 * h - 1], outline=(255, 40, 40), width=3)
-            st.image(picture, width="stretch")
-        st.caption(f"row {clip['row']} · crop gain {clip.get('crop_gain', 0):+.2f}")
+boxed = findings_of("spatial_looseness")
+if not boxed:
+    st.write(f"No clip of {label} is cut loosely in space: no crop matches the class clearly better than the frame.")
+images = thumbnails(report, [by_row[f["rows"][0]]["clip_id"] for f in boxed if f["rows"][0] in by_row])
+for start in range(0, len(boxed), 3):
+    for col, finding in zip(st.columns(3), boxed[start : start + 3]):
+        clip = by_row.get(finding["rows"][0])
+        box = (finding.get("suggestion") or {}).get("box")
+        with col:
+            if clip and clip["clip_id"] in images and box:
+                picture = Image.open(io.BytesIO(images[clip["clip_id"]])).convert("RGB")
+                w, h = picture.size
+                x0, y0, x1, y1 = box
+                outline = [x0 * w, y0 * h, x1 * w - 1, y1 * h - 1]
+                ImageDraw.Draw(picture).rectangle(outline, outline=(255, 40, 40), width=3)
+                st.image(picture, caption="suggested crop in red", width="stretch")
+            st.markdown(finding.get("action") or "")
+            st.caption(f"{finding['message']}" + (f"  \n`{clip_title(clip)}`" if clip else ""))

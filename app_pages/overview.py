@@ -4,10 +4,19 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.shared import check_model, current_report
+from app_pages.shared import current_audit, live
+from auditor import service
 
-report = current_report()
-check_model(report)
+report = current_audit().report
+uri = st.session_state["uri"]
+models = live(service.stored_models, uri, report["dataset"])
+if models == []:
+    st.warning(f"Milvus at `{uri}` has no dataset {report['dataset']!r}: thumbnails, players and live search are off.")
+elif models and report["model"] not in models:
+    st.error(
+        f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with "
+        f"{', '.join(models)}: re-run the audit with that model, or pick the store it was made with."
+    )
 st.title(f"Audit of {report['dataset']}")
 st.caption(
     f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated "

@@ -1,53 +1,89 @@
-"""Run an audit from the app: a manifest path in, a progress bar, then the new audit opens."""
+"""Run an audit from the app: a manifest in, a job process the page follows, then the new audit opens."""
 
 from pathlib import Path
 
 import streamlit as st
 
-from auditor.config import AuditConfig
-from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL
-from indexer.pipeline import IndexConfig
+from app_pages.shared import recent_audits
+from auditor import service
+from auditor.workspace import AuditFolderError, check_folder
+
+
+def fill_dataset() -> None:
+    """The dataset name follows the manifest's file name until someone types their own."""
+    if st.session_state.get("run_dataset_auto", True):
+        manifest = st.session_state.get("run_manifest", "").strip()
+        st.session_state["run_dataset"] = Path(manifest).stem if manifest else ""
+
+
+def open_audit(folder: str) -> None:
+    st.session_state["audit_dir"] = folder
+    recent_audits.clear()
+
+
+def follow(job: str) -> None:
+    """The job's progress, re-read every second while it runs."""
+    status = service.read_job(Path(job))
+    if status.finished:
+        recent_audits.clear()
+    if status.state == "done":
+        s = status.summary
+        st.success(
+            f"Done: {s.get('findings')} findings; {s.get('indexed')} clips indexed now, {s.get('already_present')} "
+            f"already present, {s.get('not_indexed')} rows not indexed. The audit is in `{status.out}` and under "
+            "Recent audits."
+        )
+        if st.button("Open it", type="primary", key="run_open", on_click=open_audit, args=(status.out,)):
+            st.switch_page("app_pages/overview.py")  # the whole app reruns (this is a fragment) on the new audit
+    elif status.state in ("failed", "lost"):
+        st.error(f"The audit did not finish: {status.message}")
+    elif status.state == "stopped":
+        st.info("Stopped. Whatever was indexed stays in Milvus; running the audit again resumes from there.")
+    else:
+        st.progress(status.fraction, text=status.message)
+        st.caption("Milvus is busy while the job runs: a Lite file is held by the job until it ends.")
+        if st.button("Stop the job", key="run_stop"):
+            service.stop_job(Path(job))
+            st.rerun()
+    if st.session_state.get("run_was_running") and status.finished:
+        st.session_state["run_was_running"] = False
+        st.rerun()  # the whole page: stop polling, enable the button
+    st.session_state["run_was_running"] = not status.finished
+
 
 st.title("Run an audit")
 st.caption(
-    "Indexes what is missing, runs every check and writes the report; the Milvus file is held only while it runs."
+    "Indexes what is missing, runs every check and writes the report, in a separate process; the Milvus Lite file "
+    "is held only while it runs."
 )
-manifest = st.text_input("Manifest", placeholder="/data/sports/manifest.csv", key="run_manifest")
+manifest = st.text_input(
+    "Manifest", placeholder="/data/sports/manifest.csv", key="run_manifest", on_change=fill_dataset
+).strip()
 c1, c2, c3 = st.columns(3)
-dataset = c1.text_input("Dataset name", value=Path(manifest).stem if manifest else "", key="run_dataset")
+dataset = c1.text_input(
+    "Dataset name", key="run_dataset", on_change=lambda: st.session_state.update(run_dataset_auto=False)
+).strip()
 model = c2.selectbox(
-    "Model", [OFFLINE_MODEL, DEFAULT_MODEL], help="clip needs its weights (hub or local checkpoint)", key="run_model"
+    "Model", service.MODEL_CHOICES, help="clip needs its weights (hub or local checkpoint)", key="run_model"
 )
-out = c3.text_input("Output folder", value="audit_out", key="run_out")
+out = c3.text_input("Output folder", value="audit_out", key="run_out").strip()
 
-if st.button("Run the audit", type="primary", disabled=not (manifest and dataset), key="run_go"):
-    from auditor.audit import run_audit
-    from indexer.embedders import EmbedderUnavailable
-    from taxonomy_core.formats import ManifestError
-    from taxonomy_core.store import StoreError
-
-    bar = st.progress(0.0, text="indexing")
-
-    def on_index(p):
-        bar.progress(p.done / max(p.total, 1), text=f"indexing {p.done}/{p.total} clips · {p.clips_per_s:.2f} clips/s")
-
-    def on_check(name, result):
-        bar.progress(1.0, text=f"check {name} done ({result.seconds:.1f}s)")
-
+job = st.session_state.get("run_job") or service.running_job()
+running = bool(job) and not service.read_job(Path(job)).finished
+if st.button("Run the audit", type="primary", disabled=not (manifest and dataset and out) or running, key="run_go"):
     try:
-        outcome = run_audit(
-            Path(manifest),
-            IndexConfig(dataset=dataset, model=model, uri=st.session_state["uri"]),
-            AuditConfig(),
-            Path(out),
-            index_progress=on_index,
-            check_progress=on_check,
-        )
-    except (ManifestError, StoreError, EmbedderUnavailable, ValueError, FileNotFoundError) as e:
+        folder = check_folder(out)
+    except AuditFolderError as e:
         st.error(str(e))
         st.stop()
-    st.session_state["run_result"] = str(outcome.out_dir)
-    st.success(
-        f"{len(outcome.report['findings'])} findings, {outcome.index.indexed} clips indexed now, "
-        f"{len(outcome.index.failed)} rows not indexed. Pick `{outcome.out_dir}` in the sidebar to open it."
+    spec = service.JobSpec(
+        manifest=str(Path(manifest).expanduser().resolve()),
+        dataset=dataset,
+        model=model,
+        uri=service.absolute_uri(st.session_state["uri"]),
+        out=str(folder),
     )
+    job = st.session_state["run_job"] = str(service.start_audit_job(spec))
+    running = True
+if job:
+    st.fragment(follow, run_every=1.0 if running else None)(job)

@@ -1,7 +1,8 @@
-"""The sidebar (Milvus URI, audit folder) and the cached loaders every page shares.
+"""The sidebar (audit folder, Milvus URI), the loaders every page shares, clip cards and players.
 
-The app reads the audit folder; it opens Milvus only for thumbnails and live search, and for a
-Milvus Lite file only for the moment of each query, so a running job can still take the file.
+Pages read the audit folder through `current_audit()` and ask Milvus through `live()`. The store is
+opened only for the moment of each query (a Milvus Lite file only one process can hold); when it
+cannot answer, the page says so once, at its top, and shows what the audit folder alone can show.
 """
 
 from __future__ import annotations
@@ -9,15 +10,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import streamlit as st
 
 from auditor import service
-from auditor.workspace import find_audits, load_decisions, load_edits, load_report
+from auditor.workspace import Audit, AuditFolderError, NoAudit, find_audits, open_audit
 from taxonomy_core.store import StoreError, default_uri
 
 AUDIT_ENV = "AUDITOR_AUDIT_DIR"
+PLAYERS = 8  # players drawn at once: each cuts its segment from the file
+T = TypeVar("T")
 
 
 def launch_args() -> argparse.Namespace:
@@ -29,13 +34,20 @@ def launch_args() -> argparse.Namespace:
     return args
 
 
+def launch_folders() -> tuple[Path, ...]:
+    """The folder named when the app was started may be opened wherever it is (the operator chose it)."""
+    audit = launch_args().audit
+    return (Path(audit),) if audit else ()
+
+
 def sidebar() -> None:
+    """The audit and store pickers; also resets the once-per-run store notice."""
     args = launch_args()
+    st.session_state["store_notice_shown"] = False
     with st.sidebar:
         st.header("taxonomy-auditor")
-        audits = [str(p) for p in find_audits()]
-        default = args.audit or (audits[0] if audits else "audit_out")
-        st.session_state.setdefault("audit_dir", default)
+        audits = [str(p) for p in recent_audits(launch_folders())]
+        st.session_state.setdefault("audit_dir", args.audit or (audits[0] if audits else "audit_out"))
         if audits:
             st.selectbox(
                 "Recent audits",
@@ -45,96 +57,167 @@ def sidebar() -> None:
                 key="recent_audit",
                 on_change=lambda: st.session_state.update(audit_dir=st.session_state["recent_audit"]),
             )
-        st.text_input("Audit folder", key="audit_dir", help="The --out folder of `auditor audit` (holds report.json).")
+        st.text_input(
+            "Audit folder",
+            key="audit_dir",
+            help="The --out folder of `auditor audit` (holds report.json). The app opens folders under the working "
+            "directory (or AUDITOR_AUDIT_ROOTS) and those `auditor audit` wrote.",
+        )
         st.session_state.setdefault("uri", args.uri or default_uri())
         st.text_input("Milvus URI", key="uri", help="A Milvus Lite file or http://host:19530 (env AUDITOR_MILVUS_URI).")
-        report = current_report(stop=False)
-        if report:
+        audit = current_audit(stop=False)
+        if audit:
+            report = audit.report
             st.caption(f"dataset **{report['dataset']}** · model `{report['model']}` · {len(report['clips'])} clips")
 
 
-def current_report(stop: bool = True) -> dict | None:
-    """The chosen audit's report, or a clear message (and the page stops) when there is none."""
-    folder = Path(st.session_state.get("audit_dir", "audit_out"))
+@st.cache_data(ttl=10, show_spinner=False)
+def recent_audits(extra: tuple[Path, ...]) -> list[Path]:
+    return find_audits(extra)
+
+
+def current_audit(stop: bool = True) -> Audit | None:
+    """The chosen audit, checked; or a clear message (and the page stops) when there is none or it is refused."""
+    folder = Path(st.session_state.get("audit_dir") or "audit_out")
     try:
-        return cached_report(str(folder), (folder / "report.json").stat().st_mtime)
-    except (FileNotFoundError, OSError):
+        stamps = tuple(_mtime(folder / name) for name in ("report.json", "edits.json"))
+        return cached_audit(str(folder), stamps, launch_folders())
+    except AuditFolderError as e:
         if stop:
-            st.info(
-                f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) "
-                "and pick its folder in the sidebar."
-            )
+            if isinstance(e, NoAudit):
+                st.info(
+                    f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) "
+                    "and pick its folder in the sidebar."
+                )
+            else:
+                st.error(f"This audit folder cannot be opened: {e}")
             st.stop()
         return None
 
 
-@st.cache_data(show_spinner="Reading the audit…")
-def cached_report(folder: str, mtime: float) -> dict:
-    return load_report(Path(folder))
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
-def edits_and_decisions() -> tuple[list, dict]:
-    folder = Path(st.session_state["audit_dir"])
-    return load_edits(folder), load_decisions(folder)
+@st.cache_resource(show_spinner="Reading the audit…", max_entries=4)
+def cached_audit(folder: str, stamps: tuple[float, ...], extra: tuple[Path, ...]) -> Audit:
+    """Shared, not copied: pages must not change what it returns."""
+    return open_audit(Path(folder), extra)
+
+
+# --- asking Milvus -----------------------------------------------------------------------------
+
+
+def live(ask: Callable[..., T], *args: Any, default: T = None) -> T:
+    """The store's answer, or `default` after one notice at the top of the page saying why there is none."""
+    try:
+        return ask(*args)
+    except StoreError as e:
+        store_notice(e)
+        return default
+
+
+def store_notice(error: StoreError) -> None:
+    """Milvus cannot answer now: say it once per page run, in words a curator can act on."""
+    if st.session_state.get("store_notice_shown"):
+        return
+    st.session_state["store_notice_shown"] = True
+    slot = st.session_state.get("notice_slot")
+    with slot.container() if slot is not None else st.container():
+        if isinstance(error, service.StoreBusy):
+            st.warning(f"{service.BUSY}. Thumbnails, players and live search are paused; the audit itself is below.")
+        else:
+            first, _, fix = str(error).partition("\nFix: ")
+            st.warning(f"Milvus cannot answer now: {first}" + (f"  \nFix: {fix}" if fix else ""))
+        st.button("Retry", key="store_retry", help="Ask Milvus again")
+
+
+def audit_key(report: dict) -> tuple[str, str, str]:
+    """The store's (uri, dataset, model) for this audit."""
+    return st.session_state["uri"], report["dataset"], report["model"]
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def thumbnails(uri: str, dataset: str, model: str, clip_ids: tuple[str, ...]) -> dict[str, bytes]:
-    """JPEG bytes per clip id; {} with a warning when Milvus cannot be read right now."""
-    try:
-        return service.thumbnails(uri, dataset, model, list(clip_ids))
-    except StoreError as e:
-        st.warning(f"Thumbnails unavailable: {e}")
+def _thumbnails(uri: str, dataset: str, model: str, clip_ids: tuple[str, ...]) -> dict[str, bytes]:
+    return service.thumbnails(uri, dataset, model, list(clip_ids))  # a StoreError is raised, so never cached
+
+
+def thumbnails(report: dict, clip_ids: list[str]) -> dict[str, bytes]:
+    """JPEG bytes per clip id; {} (after the notice) when Milvus cannot answer now."""
+    if not clip_ids:
         return {}
+    return live(_thumbnails, *audit_key(report), tuple(clip_ids), default={})
 
 
-def check_model(report: dict) -> None:
-    """An audit made with another model than the store's dataset cannot be mixed with it."""
-    uri = st.session_state["uri"]
-    try:
-        models = service.stored_models(uri, report["dataset"])
-    except StoreError as e:
-        st.warning(f"Milvus at `{uri}` cannot be read now ({str(e).splitlines()[0]}); showing the audit's own data.")
-        return
-    if not models:
-        st.warning(f"Milvus at `{uri}` has no dataset {report['dataset']!r}: thumbnails and live search are off.")
-    elif report["model"] not in models:
-        st.error(
-            f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with "
-            f"{', '.join(models)}: re-run the audit with that model."
-        )
-        st.stop()
+@st.cache_data(show_spinner="Listing the dataset's videos…", ttl=600, max_entries=4)
+def _videos(uri: str, dataset: str, model: str) -> service.DatasetVideos:
+    return service.dataset_videos(uri, dataset, model)
+
+
+@st.cache_data(show_spinner="Cutting the segment…", max_entries=64)
+def _segment(uri: str, dataset: str, model: str, clip_id: str) -> service.Cut:
+    return service.segment_video(_videos(uri, dataset, model), clip_id)
+
+
+# --- clips on a page ---------------------------------------------------------------------------
+
+
+def clip_title(clip: dict) -> str:
+    """row, file name and segment of a clip, for captions and pickers."""
+    return f"row {clip['row']} · {Path(clip['video']).name} · {clip['start']:.2f}–{clip['end']:.2f} s"
+
+
+def clip_caption(clip: dict, mark: str = "") -> str:
+    """Label, split and findings, then row and time, then the file name: short lines for narrow columns."""
+    kinds = f" · {', '.join(clip['findings'])}" if clip.get("findings") else ""
+    return (
+        f"{mark}**{clip['label']}** · {clip.get('split') or '–'}{kinds}  \n"
+        f"row {clip['row']} · {clip['start']:.2f}–{clip['end']:.2f} s  \n{Path(clip['video']).name}"
+    )
+
+
+SEVERITY_BADGES = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}
 
 
 def clip_gallery(
-    report: dict, clips: list[dict], columns: int = 6, play: bool = False, highlight: set[str] = frozenset()
+    report: dict, clips: list[dict], columns: int = 6, play: bool = False, highlight: frozenset[str] = frozenset()
 ) -> None:
-    """Thumbnails with row, label and findings; optionally each clip playable from its start to its end."""
+    """Thumbnails with row, label, file and time; with `play`, players (exact start to end) in their place."""
     if not clips:
         st.caption("no clips")
         return
-    images = thumbnails(st.session_state["uri"], report["dataset"], report["model"], tuple(c["clip_id"] for c in clips))
+    images = {} if play else thumbnails(report, [c["clip_id"] for c in clips])
     for start in range(0, len(clips), columns):
         for col, clip in zip(st.columns(columns), clips[start : start + columns]):
             with col:
-                mark = "★ " if clip["clip_id"] in highlight else ""
-                if clip["clip_id"] in images:
-                    st.image(images[clip["clip_id"]], width="stretch")
-                st.caption(
-                    f"{mark}row {clip['row']} · **{clip['label']}** · {clip.get('split') or '–'}"
-                    + (f" · {', '.join(clip.get('findings', []))}" if clip.get("findings") else "")
-                )
                 if play:
-                    play_clip(report, clip)
+                    player(report, clip)
+                elif clip["clip_id"] in images:
+                    st.image(images[clip["clip_id"]], width="stretch")
+                st.caption(clip_caption(clip, "★ " if clip["clip_id"] in highlight else ""))
 
 
-def play_clip(report: dict, clip: dict) -> None:
-    """Only files the audited dataset names are served, each from its segment's start to its end."""
-    known = {c["video"] for c in report["clips"]}
-    path = Path(clip["video"])
-    if clip["video"] not in known:
-        st.error("not a video of this dataset")
-    elif not path.exists():
-        st.warning(f"missing video file: {path}")
-    else:
-        st.video(str(path), start_time=float(clip["start"]), end_time=float(clip["end"]))
+def player(report: dict, clip: dict) -> None:
+    """The clip's segment, exactly from its start to its end; only for a clip the store lists for the dataset."""
+    try:
+        cut = live(_segment, *audit_key(report), clip["clip_id"])
+    except service.VideoRefused as e:
+        st.error(f"not played: {e}")
+        return
+    except (FileNotFoundError, ValueError) as e:
+        st.warning(str(e))
+        return
+    if cut is None:
+        st.caption("player paused: Milvus cannot say which files are the dataset's")
+        return
+    st.video(cut.data, format="video/mp4")
+    if cut.truncated:
+        st.caption(f"plays the first {cut.seconds:.0f} s of the segment ({cut.start:.2f} s on in the file)")
+
+
+def finding_title(finding: dict) -> str:
+    badge = SEVERITY_BADGES.get(finding["severity"], finding["severity"])
+    return f"{badge} **{finding['kind']}** · confidence {finding.get('confidence', 0):.2f}"

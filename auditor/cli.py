@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from auditor.config import load_config
 from auditor.report import finding_counts
 from auditor.service import dataset_context
+from auditor.workspace import remember_audit
 from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL, EmbedderUnavailable
 from indexer.pipeline import IndexConfig
 from indexer.summary import print_summary
 from taxonomy_core import schema as S
 from taxonomy_core.formats import ManifestError, ReadOptions
 from taxonomy_core.store import StoreError
-from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries
+from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries, table
 from taxonomy_core.terminal import user_errors as _user_errors
 
-app = typer.Typer(help="Audit a labelled video taxonomy from its embeddings in Milvus.", no_args_is_help=True)
+app = typer.Typer(
+    help="Audit a labelled video taxonomy from its embeddings in Milvus.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # help text as written: brackets such as [checks.NAME] stay, flags show no <bool>
+)
 USER_ERRORS = (ManifestError, StoreError, EmbedderUnavailable, ValueError, OSError)
 TOP_FINDINGS = 12
 
@@ -29,10 +34,16 @@ Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name in t
 Model = Annotated[
     str | None, typer.Option("--model", "-m", help="Which of the dataset's embeddings (default: the only or last one).")
 ]
-Uri = Annotated[str | None, typer.Option("--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI).")]
-Token = Annotated[str | None, typer.Option("--token", help="Milvus server token (env AUDITOR_MILVUS_TOKEN).")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda ... (for the text model)")]
+Uri = Annotated[
+    str | None,
+    typer.Option("--uri", help="Milvus Lite file or server URL (env AUDITOR_MILVUS_URI; default ./auditor.db)."),
+]
+Token = Annotated[
+    str | None, typer.Option("--token", help="Milvus server token, user:password (env AUDITOR_MILVUS_TOKEN).")
+]
+Device = Annotated[str, typer.Option("--device", help="Where the text model runs: auto, cpu, cuda, cuda:1 ...")]
 TopK = Annotated[int, typer.Option("--k", min=1, help="How many results.")]
+CLIP_ID_CHARS = 20  # a clip id is 20 hex digits; anything shorter made of digits is a manifest row
 
 
 @app.command()
@@ -41,16 +52,33 @@ def audit(
     dataset: str | None = typer.Option(
         None, "--dataset", "-d", help="Dataset name (default: the manifest's file name)."
     ),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m"),
-    uri: str | None = typer.Option(None, "--uri", help="Milvus Lite file or server (env AUDITOR_MILVUS_URI)."),
-    token: str | None = typer.Option(None, "--token"),
-    out: Path = typer.Option(
-        Path("audit_out"), "--out", "-o", help="Folder for report.json, report.html, fixed_manifest.*"
+    model: str = typer.Option(
+        DEFAULT_MODEL,
+        "--model",
+        "-m",
+        help=f"clip:ARCH/PRETRAINED, vivit:NAME_OR_PATH, or {OFFLINE_MODEL} (offline, no downloads).",
     ),
-    config: Path | None = typer.Option(None, "--config", help="audit.toml with (thresholds) and (prompts)."),
-    device: str = typer.Option("auto", "--device"),
-    video_root: Path | None = typer.Option(None, "--video-root"),
-    fmt: str = typer.Option("auto", "--format"),
+    uri: Uri = None,
+    token: Token = None,
+    out: Path = typer.Option(
+        Path("audit_out"), "--out", "-o", help="Folder for report.json, report.html, fixed_manifest.* and edits.json."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="A TOML file of thresholds and prompts: [audit] shared settings, [checks.NAME] a check's params, "
+        "[prompts] text prompts per class.",
+    ),
+    device: str = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 ..."),
+    video_root: Path | None = typer.Option(
+        None,
+        "--video-root",
+        help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally "
+        "(default: the manifest's folder).",
+    ),
+    fmt: str = typer.Option(
+        "auto", "--format", help="The manifest's format: auto, csv, jsonl, parquet, automl, kinetics, folder."
+    ),
     reference: Path | None = typer.Option(
         None,
         "--reference",
@@ -81,37 +109,37 @@ def audit(
 
 
 def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path, reference=None, slices=()):
+    """Run the audit with the progress bar, and record the folder it wrote (the app may open it from anywhere)."""
     from auditor.audit import run_audit
 
-    def on_check(name, result):
-        state = (
-            "failed"
-            if result.error
-            else f"skipped ({result.skipped})"
-            if result.skipped
-            else f"{len(result.findings)} findings"
-        )
-        console.print(f"  check [bold]{name}[/bold]: {state} ({result.seconds:.1f}s)")
+    with progress_bar() as bar:
 
-    with progress_bar() as update:
-        return run_audit(
-            manifest,
-            index_config,
-            audit_config,
-            out,
-            reference=reference,
-            slices=slices,
-            index_progress=update,
-            check_progress=on_check,
-        )
+        def on_check(name, result):
+            bar.note("checks", f"{name} done")
+            state = (
+                "failed"
+                if result.error
+                else f"skipped ({result.skipped})"
+                if result.skipped
+                else f"{len(result.findings)} findings"
+            )
+            console.print(f"  check [bold]{name}[/bold]: {state} ({result.seconds:.1f}s)")
+
+        outcome = run_audit(
+            manifest, index_config, audit_config, out, reference=reference, slices=slices,
+            index_progress=bar, check_progress=on_check,
+        )  # fmt: skip
+        bar.finish(outcome.index)
+    remember_audit(outcome.out_dir, manifest)
+    return outcome
 
 
 def print_audit(outcome) -> None:
     print_summary(outcome.index)
     report = outcome.report
-    table = Table("class", "n", "tier", "grade", "probe F1", "kNN agree", "text P@K", "reasons", title="classes")
+    classes = table("class", "n", "tier", "grade", "probe F1", "kNN agree", "text P@K", "reasons", title="classes")
     for c in report["classes"]:
-        table.add_row(
+        classes.add_row(
             c["label"],
             str(c["count"]),
             c["tier"],
@@ -121,12 +149,12 @@ def print_audit(outcome) -> None:
             _num(c.get("search_consistency")),
             "; ".join(c.get("reasons") or []),
         )
-    console.print(table)
-    summary = Table("severity", "kind", "findings", title=f"{len(report['findings'])} findings")
+    console.print(classes)
+    summary = table("severity", "kind", "findings", title=f"{len(report['findings'])} findings")
     for severity, kind, n in finding_counts(report):
         summary.add_row(severity, kind, str(n))
     console.print(summary)
-    top = Table(
+    top = table(
         "severity",
         "kind",
         "conf.",
@@ -158,7 +186,9 @@ def similar(
     label: str = typer.Argument(..., help="The class to judge, e.g. hurdles."),
     dataset: Dataset = ...,
     text: str | None = typer.Option(None, "--text", help="Text query (default: prompts over the label)."),
-    examples: str | None = typer.Option(None, "--examples", help="Comma-separated clip ids to use as example queries."),
+    examples: str | None = typer.Option(
+        None, "--examples", help="Comma-separated manifest rows or clip ids to use as example queries."
+    ),
     k: TopK = 10,
     model: Model = None,
     uri: Uri = None,
@@ -173,21 +203,21 @@ def similar(
         if label not in ctx.classes:
             raise ValueError(f"no class {label!r}; classes: {', '.join(ctx.classes)}")
         query = ctx.text_encoder([text])[0] if text and ctx.text_encoder else None
-        seeds = [ctx.position[e.strip()] for e in examples.split(",")] if examples else None
+        seeds = [example_position(ctx, e) for e in examples.split(",")] if examples else None
         result = class_consistency(ctx, label, k, query=query, examples=seeds)
     console.print(f"[bold]{label}[/bold]: {result.verdict}")
-    table = Table("measure", "value", show_header=False)
-    table.add_row("clips", str(len(ctx.members(label))))
-    table.add_row(
+    measures = table("measure", "value", show_header=False)
+    measures.add_row("clips", str(len(ctx.members(label))))
+    measures.add_row(
         f"text precision@{result.k}",
         _num(result.text_precision) if result.text_precision is not None else "unavailable (no text tower)",
     )
-    table.add_row(f"example precision@{result.k}", _num(result.example_precision))
-    table.add_row(f"centroid precision@{result.k}", _num(result.centroid_precision))
-    table.add_row("text/example agreement", _num(result.agreement))
-    console.print(table)
+    measures.add_row(f"example precision@{result.k}", _num(result.example_precision))
+    measures.add_row(f"centroid precision@{result.k}", _num(result.centroid_precision))
+    measures.add_row("text/example agreement", _num(result.agreement))
+    console.print(measures)
     if result.pulled:
-        disagree = Table("row", "retrieves mostly", "precision", title="clips that disagree")
+        disagree = table("row", "retrieves mostly", "precision", title="clips that disagree")
         for p in result.pulled:
             disagree.add_row(str(p["row"]), p["pulls_in"], _num(p["precision"]))
         console.print(disagree)
@@ -196,8 +226,10 @@ def similar(
 @app.command()
 def search(
     dataset: Dataset = ...,
-    text: str | None = typer.Option(None, "--text"),
-    example: str | None = typer.Option(None, "--example", help="A clip id: find clips like it."),
+    text: str | None = typer.Option(None, "--text", help="Find clips that match this text (models with a text tower)."),
+    example: str | None = typer.Option(
+        None, "--example", help="Find clips like this one: its manifest row (e.g. 12) or its clip id."
+    ),
     label: str | None = typer.Option(None, "--label", help="Only clips with this label."),
     k: TopK = 10,
     model: Model = None,
@@ -218,25 +250,37 @@ def search(
                 raise ValueError(f"{ctx.layout.model_id} has no text tower; search by --example instead")
             hits = nearest(ctx, ctx.text_encoder([text])[0], len(ctx.labels), text=True)
         else:
-            anchor = ctx.position[example]
+            anchor = example_position(ctx, example)
             hits = nearest(ctx, ctx.vectors[anchor], len(ctx.labels), exclude=anchor)
     if label:
         hits = [(i, s) for i, s in hits if ctx.labels[i] == label]
-    table = Table("rank", "score", "row", "clip_id", "label", "split", "video", "start", "end")
+    ranked = table("rank", "score", "row", "label", "split", "video", "start", "end")
     for rank, (i, score) in enumerate(hits[:k], 1):
         clip = ctx.clips.iloc[i]
-        table.add_row(
+        ranked.add_row(
             str(rank),
             f"{score:.3f}",
             str(clip[S.ROW]),
-            clip[S.CLIP_ID],
             clip[S.LABEL],
             str(clip[S.SPLIT] or ""),
             clip[S.VIDEO],
             f"{clip[S.START]:.2f}",
             f"{clip[S.END]:.2f}",
         )
-    console.print(table)
+    console.print(ranked)
+
+
+def example_position(ctx, example: str) -> int:
+    """A clip given by its manifest row or its clip id; an unknown one is a user error naming what is allowed."""
+    example = example.strip()
+    if example.isdigit() and len(example) < CLIP_ID_CHARS:
+        positions = {int(row): i for i, row in enumerate(ctx.rows)}
+        if int(example) not in positions:
+            raise ValueError(f"no indexed clip at manifest row {example}: give a row the audit lists, or a clip id")
+        return positions[int(example)]
+    if example not in ctx.position:
+        raise ValueError(f"no clip {example!r} in the dataset: give a manifest row (e.g. 12) or a clip id")
+    return ctx.position[example]
 
 
 @app.command()
@@ -244,7 +288,7 @@ def demo(
     out: Path = typer.Option(
         Path("auditor-demo"), "--out", "-o", help="Folder for the footage, the Milvus Lite file and the report."
     ),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 ..."),
 ) -> None:
     """Build a sample taxonomy from real footage with planted problems, index it offline, audit it."""
     from auditor.demo import build_demo, planted_outcome
@@ -257,7 +301,7 @@ def demo(
     with user_errors():
         outcome = _audit(manifest, index_config, load_config(None), out / "report")
     print_audit(outcome)
-    outcome_table = Table("planted problem", "row", "reported as", "times", title="planted problems")
+    outcome_table = table("planted problem", "row", "reported as", "times", title="planted problems")
     for problem, row, kind, times in planted_outcome(outcome.report, planted):
         mark = "[green]once[/green]" if times == 1 else f"[red]{times}[/red]"
         outcome_table.add_row(problem, str(row), kind, mark)
@@ -265,8 +309,20 @@ def demo(
     exact = all(times == 1 for *_, times in planted_outcome(outcome.report, planted))
     verdict = "Each planted problem is reported exactly once." if exact else "[red]Not every planted problem was "
     console.print(verdict + ("" if exact else "reported exactly once: see the table above.[/red]"))
-    console.print(
-        f"Open the report: {outcome.html_path.resolve()}"
-        "\nOpen the app (from the repository root): streamlit run app.py -- --audit "
-        f"{outcome.out_dir.resolve()} --uri {uri}"
-    )
+    print_next_steps(outcome, uri, planted.mislabel)
+
+
+def print_next_steps(outcome, uri: str, example_row: int) -> None:
+    """The exact commands for this store, each on one line (never wrapped, so they copy whole)."""
+    store = f"--dataset {shlex.quote(outcome.report['dataset'])} --uri {shlex.quote(uri)}"
+    lines = [
+        f"Open the report: {outcome.html_path.resolve()}",
+        "Ask the store (copy a line):",
+        f"  auditor similar rabbit {store}",
+        f"  auditor search {store} --text 'a rabbit in the grass'",
+        f"  auditor search {store} --example {example_row}",
+        "Open the app (from the repository root):",
+        f"  streamlit run app.py -- --audit {shlex.quote(str(outcome.out_dir.resolve()))} --uri {shlex.quote(uri)}",
+    ]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)

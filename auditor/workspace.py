@@ -1,48 +1,246 @@
-"""What the app reads and writes beside an audit: the report, proposed edits, the curator's decisions."""
+"""What the app reads and writes beside an audit: the report, proposed edits, the curator's decisions.
+
+An audit folder is opened only under the allowed roots (AUDITOR_AUDIT_ROOTS, default the working directory)
+or when the CLI wrote it (recorded in the state folder), and its files are checked before a page trusts them:
+a report is data to show, never a list of files to serve.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taxonomy_core.edits import EDITS_FILE, Edit, read_edits
+from taxonomy_core.atomic import write_atomic
+from taxonomy_core.edits import EDITS_FILE, Edit, edits_from_records, read_edits
 from taxonomy_core.formats import ReadOptions, read_manifest, write_fixed_manifest
+
+log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 DECISIONS_FILE = "decisions.json"
-SEARCH_ROOTS = (Path("audit_out"), Path("auditor-demo"))
+WRITTEN_FILE = "audits.json"  # in the state folder: the audit folders the CLI (or an app job) wrote
+ROOTS_ENV = "AUDITOR_AUDIT_ROOTS"  # os.pathsep-separated folders under which the app may open audits
+STATE_ENV = "AUDITOR_STATE_DIR"
+SCHEMA_VERSION = 2
+DECISIONS = ("accepted", "rejected")
+MAX_REMEMBERED = 100
+SCAN_DEPTH = 3  # how deep under a root the app looks for report.json
+SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "site-packages"}
 
 
-def find_audits(roots: tuple[Path, ...] = SEARCH_ROOTS) -> list[Path]:
-    """Audit folders under the usual places, newest first."""
-    found = [p.parent for root in roots if root.exists() for p in root.rglob(REPORT_FILE)]
+class AuditFolderError(ValueError):
+    """An audit folder the app will not open, or a file in it that does not hold together; the message says why."""
+
+
+class NoAudit(AuditFolderError):
+    """The folder holds no report.json (yet)."""
+
+
+@dataclass(frozen=True)
+class Audit:
+    """An opened audit folder: its report and proposed edits, checked against each other."""
+
+    folder: Path
+    report: dict[str, Any]
+    edits: list[Edit]
+
+
+# --- where audits may be opened from --------------------------------------------------------
+
+
+def state_dir() -> Path:
+    """Where the tools remember things between runs (AUDITOR_STATE_DIR, else the XDG state folder)."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "taxonomy-auditor"
+
+
+def allowed_roots() -> list[Path]:
+    """The configured roots (AUDITOR_AUDIT_ROOTS), else the working directory."""
+    configured = [p for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    return [Path(p).expanduser().resolve() for p in configured or [os.getcwd()]]
+
+
+def remember_audit(folder: Path, manifest: str | Path) -> None:
+    """Record a folder the CLI wrote (and the manifest it audited); the app may open it from anywhere."""
+    entry = {"folder": str(Path(folder).resolve()), "manifest": str(Path(manifest).resolve()), "written": time.time()}
+    kept = [e for e in written_audits(existing_only=False) if e["folder"] != entry["folder"]]
+    path = state_dir() / WRITTEN_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps([entry, *kept][:MAX_REMEMBERED], indent=1))
+    except OSError as e:  # the audit itself succeeded; only the app's list of recent audits misses it
+        log.warning("cannot record the audit folder in %s: %s", path, e)
+
+
+def written_audits(existing_only: bool = True) -> list[dict[str, Any]]:
+    """Audit folders the CLI wrote, newest first (a damaged record file counts as empty)."""
+    try:
+        records = json.loads((state_dir() / WRITTEN_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(records, list):
+        return []
+    valid = [r for r in records if isinstance(r, dict) and isinstance(r.get("folder"), str)]
+    return [r for r in valid if not existing_only or (Path(r["folder"]) / REPORT_FILE).is_file()]
+
+
+def find_audits(extra: tuple[Path, ...] = ()) -> list[Path]:
+    """Audit folders the app may open: those the CLI wrote and those under the allowed roots, newest first."""
+    found = {Path(r["folder"]) for r in written_audits()} | {Path(p).resolve() for p in extra}
+    for root in allowed_roots():
+        found |= {p.parent.resolve() for p in _scan(root, SCAN_DEPTH)}
+    found = {p for p in found if (p / REPORT_FILE).is_file()}
     return sorted(found, key=lambda p: (p / REPORT_FILE).stat().st_mtime, reverse=True)
 
 
-def load_report(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / REPORT_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no {REPORT_FILE} in {folder}: run `auditor audit MANIFEST --out {folder}` first")
-    return json.loads(path.read_text())
+def _scan(folder: Path, depth: int) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    found = [Path(e.path) for e in entries if e.name == REPORT_FILE and e.is_file()]
+    if depth > 0:
+        for entry in entries:
+            hidden = entry.name in SKIPPED_DIRS or entry.name.startswith(".")
+            if not hidden and entry.is_dir(follow_symlinks=False):
+                found += _scan(Path(entry.path), depth - 1)
+    return found
 
 
-def load_edits(folder: Path) -> list[Edit]:
-    return read_edits(Path(folder) / EDITS_FILE)
+def check_folder(folder: str | Path, extra: tuple[Path, ...] = ()) -> Path:
+    """The folder, resolved, if the app may open it: under an allowed root, written by the CLI, or in `extra`."""
+    resolved = Path(folder).expanduser().resolve()
+    written = {Path(r["folder"]).resolve() for r in written_audits()} | {Path(p).resolve() for p in extra}
+    roots = allowed_roots()
+    if resolved in written or any(resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise AuditFolderError(
+        f"`{folder}` is outside the folders the app opens audits from ({', '.join(map(str, roots))}) and no "
+        f"`auditor audit` run wrote it: start the app from a folder above it, list it in {ROOTS_ENV}, "
+        "or pass `-- --audit FOLDER` when starting the app"
+    )
+
+
+# --- reading an audit folder -----------------------------------------------------------------
+
+NUMBER = (int, float)
+_CLIP_FIELDS = {"row": int, "clip_id": str, "label": str, "video": str, "start": NUMBER, "end": NUMBER}
+_FINDING_FIELDS = {
+    "kind": str, "severity": str, "rows": list, "labels": list, "message": str, "evidence": list, "confidence": NUMBER,
+}  # fmt: skip
+_CLASS_FIELDS = {"label": str, "count": int}
+# Fields that may be null but, when present, must have this type (the pages compute with them).
+_OPTIONAL = {
+    "clip": {"umap": list, "cluster": int, "timeline": dict, "findings": list, "split": str, "crop_gain": NUMBER},
+    "finding": {"action": str, "suggestion": dict},
+    "class": {k: NUMBER for k in ("probe_f1", "knn_agreement", "cohesion", "separation", "search_consistency")},
+}
+
+
+def open_audit(folder: str | Path, extra: tuple[Path, ...] = ()) -> Audit:
+    """The audit in `folder` if the app may open it and its report and edits hold together; else why not."""
+    folder = check_folder(folder, extra)
+    report = _read_json(folder, REPORT_FILE, dict)
+    version = report.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise AuditFolderError(
+            f"{folder / REPORT_FILE} has schema version {version!r}; this app reads version {SCHEMA_VERSION}: "
+            f"re-run `auditor audit` to rewrite it"
+        )
+    for key, kind in {"dataset": str, "model": str, "clips": list, "classes": list, "findings": list}.items():
+        if not isinstance(report.get(key), kind):
+            raise AuditFolderError(f"{folder / REPORT_FILE} has no valid `{key}`: re-run `auditor audit`")
+    _check_records(folder, report["clips"], _CLIP_FIELDS, "clip")
+    _check_records(folder, report["findings"], _FINDING_FIELDS, "finding")
+    _check_records(folder, report["classes"], _CLASS_FIELDS, "class")
+    try:  # report.json, written last, holds the edits of its own run (edits.json may be a newer, interrupted one)
+        edits = edits_from_records(report["edits"]) if "edits" in report else read_edits(folder / EDITS_FILE)
+    except (ValueError, KeyError, TypeError) as e:
+        raise AuditFolderError(f"the edits of {folder} cannot be read ({e}): re-run `auditor audit`") from e
+    accused = {row for f in report["findings"] for row in f["rows"]}
+    strays = sorted({e.row for e in edits} - accused)
+    if strays:
+        raise AuditFolderError(
+            f"{folder / EDITS_FILE} proposes edits of rows {strays[:5]} that no finding of {REPORT_FILE} accuses: "
+            "the two files come from different runs. Re-run `auditor audit` into this folder"
+        )
+    return Audit(folder, report, edits)
+
+
+def _read_json(folder: Path, name: str, kind: type) -> Any:
+    path = folder / name
+    if not path.is_file():
+        raise NoAudit(f"no {name} in {folder}: run `auditor audit MANIFEST --out {folder}` first")
+    if not path.resolve().is_relative_to(folder):
+        raise AuditFolderError(f"{path} links outside its folder; the app does not follow it")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise AuditFolderError(f"{path} is not readable JSON ({e}): re-run `auditor audit`") from e
+    if not isinstance(value, kind):
+        raise AuditFolderError(f"{path} holds a JSON {type(value).__name__}, not an {kind.__name__}")
+    return value
+
+
+def _check_records(folder: Path, records: list, fields: dict[str, Any], what: str) -> None:
+    optional = _OPTIONAL[what]
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise AuditFolderError(f"{folder / REPORT_FILE}: {what} {i} is not an object: re-run `auditor audit`")
+        bad = [k for k, kind in fields.items() if not isinstance(record.get(k), kind)]
+        bad += [k for k, kind in optional.items() if record.get(k) is not None and not isinstance(record[k], kind)]
+        if bad:
+            raise AuditFolderError(
+                f"{folder / REPORT_FILE}: {what} {i} lacks a valid {', '.join(bad)}: re-run `auditor audit`"
+            )
+
+
+# --- the curator's decisions -----------------------------------------------------------------
 
 
 def load_decisions(folder: Path) -> dict[str, str]:
     """Edit key -> "accepted" | "rejected"; a second visit resumes where the first stopped."""
     path = Path(folder) / DECISIONS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    value = _read_json(Path(folder), DECISIONS_FILE, dict)
+    bad = [k for k, v in value.items() if v not in DECISIONS]
+    if bad:
+        raise AuditFolderError(f"{path}: decisions must be 'accepted' or 'rejected'; {bad[0]!r} is {value[bad[0]]!r}")
+    return value
 
 
 def save_decisions(folder: Path, decisions: dict[str, str]) -> None:
-    path = Path(folder) / DECISIONS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(decisions, indent=1, sort_keys=True))
-    tmp.replace(path)
+    write_atomic(Path(folder) / DECISIONS_FILE, json.dumps(decisions, indent=1, sort_keys=True))
+
+
+# --- the fixed manifest ----------------------------------------------------------------------
+
+
+def vouched_manifests(folder: Path, stored: str | None) -> set[str]:
+    """Manifests the report may name: the one the store indexed the dataset from, and the one the CLI audited here."""
+    written = {r.get("manifest") for r in written_audits() if Path(r["folder"]) == Path(folder).resolve()}
+    return {m for m in written | {stored} if m}
+
+
+def manifest_download(audit: Audit, decisions: dict[str, str], stored_manifest: str | None) -> tuple[str, bytes]:
+    """The fixed manifest with the accepted edits, from a manifest the store or the CLI vouches for, not the report."""
+    claimed = audit.report.get("manifest")
+    if claimed not in vouched_manifests(audit.folder, stored_manifest):
+        raise AuditFolderError(
+            f"the report names the manifest {claimed!r}, but neither the store nor an `auditor audit` run into this "
+            "folder used it: re-run `auditor audit` to download a fixed manifest"
+        )
+    name, content = fixed_manifest_bytes(audit.report, audit.edits, decisions)
+    return name, content  # the format's writer keeps the input's line endings
 
 
 def fixed_manifest_bytes(report: dict[str, Any], edits: list[Edit], decisions: dict[str, str]) -> tuple[str, bytes]:

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from indexer.embedders import DEFAULT_MODEL, EmbedderUnavailable
 from indexer.executors import ExecutorUnavailable
@@ -16,10 +15,20 @@ from indexer.summary import print_summary, summary_dict
 from indexer.validation import validate
 from indexer.video import SamplingConfig
 from taxonomy_core.formats import KINETICS_PATTERN, ManifestError, ReadOptions
-from taxonomy_core.store import Store, StoreError, open_store
-from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries
+from taxonomy_core.store import Store, StoreError, default_uri, is_server, open_store
+from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries, table
 
-app = typer.Typer(help="Index labelled video segments into Milvus for the taxonomy audit.", no_args_is_help=True)
+app = typer.Typer(
+    help="Index labelled video segments into Milvus for the taxonomy audit.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # help text as written: flags show no <bool>
+)
+FORMATS = "auto, csv, jsonl, parquet, automl, kinetics, folder"
+VIDEO_ROOT_HELP = (
+    "Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally (default: the manifest folder)."
+)
+URI_HELP = "Milvus Lite file or server URL (env AUDITOR_MILVUS_URI; default ./auditor.db)."
+TOKEN_HELP = "Milvus server token, user:password (env AUDITOR_MILVUS_TOKEN)."
 
 
 @app.command()
@@ -29,12 +38,8 @@ def index(
     model: str = typer.Option(
         DEFAULT_MODEL, "--model", "-m", help="clip:ARCH/PRETRAINED, vivit:NAME_OR_PATH, or effnet-lite0 (offline)."
     ),
-    uri: str | None = typer.Option(
-        None, "--uri", help="Milvus Lite file or server URL (env AUDITOR_MILVUS_URI; default ./auditor.db)."
-    ),
-    token: str | None = typer.Option(
-        None, "--token", help="Milvus server token (user:password) (env AUDITOR_MILVUS_TOKEN)."
-    ),
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+    token: str | None = typer.Option(None, "--token", help=TOKEN_HELP),
     batch_size: int | None = typer.Option(
         None, "--batch-size", "-b", min=1, help="Images per model call (default: 128 on GPU, 16 on CPU)."
     ),
@@ -42,13 +47,8 @@ def index(
     workers: int | None = typer.Option(
         None, "--workers", min=0, help="Decoding processes (0 = decode in the main process)."
     ),
-    fmt: str = typer.Option("auto", "--format", help="auto, csv, jsonl, parquet, automl, kinetics, folder."),
-    video_root: Path | None = typer.Option(
-        None,
-        "--video-root",
-        help="Where relative paths, Kinetics files and gs:// or s3:// paths resolve locally "
-        "(default: the manifest folder).",
-    ),
+    fmt: str = typer.Option("auto", "--format", help=f"The manifest's format: {FORMATS}."),
+    video_root: Path | None = typer.Option(None, "--video-root", help=VIDEO_ROOT_HELP),
     pattern: str = typer.Option(KINETICS_PATTERN, "--pattern", help="Kinetics file name pattern under --video-root."),
     frames: int = typer.Option(8, "--frames", min=1, help="Frames per clip embedding."),
     timeline_fps: float = typer.Option(
@@ -97,16 +97,18 @@ def index(
 
 
 def run_with_progress(manifest: Path, config: IndexConfig) -> IndexReport:
-    with progress_bar() as update:
-        return run_indexing(manifest, config, progress=update)
+    with progress_bar() as bar:
+        report = run_indexing(manifest, config, progress=bar)
+        bar.finish(report)
+    return report
 
 
 @app.command("validate")
 def validate_cmd(
-    manifest: Path,
-    fmt: str = typer.Option("auto", "--format"),
-    video_root: Path | None = typer.Option(None, "--video-root"),
-    pattern: str = typer.Option(KINETICS_PATTERN, "--pattern"),
+    manifest: Path = typer.Argument(..., help="The manifest to check (any format `index` reads)."),
+    fmt: str = typer.Option("auto", "--format", help=f"The manifest's format: {FORMATS}."),
+    video_root: Path | None = typer.Option(None, "--video-root", help=VIDEO_ROOT_HELP),
+    pattern: str = typer.Option(KINETICS_PATTERN, "--pattern", help="Kinetics file name pattern under --video-root."),
 ) -> None:
     """Check a manifest's rows and classes without decoding or embedding anything."""
     from taxonomy_core.formats import read_manifest
@@ -128,14 +130,15 @@ def validate_cmd(
 
 @app.command("list")
 def list_datasets(
-    uri: str | None = typer.Option(None, "--uri"), token: str | None = typer.Option(None, "--token")
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+    token: str | None = typer.Option(None, "--token", help=TOKEN_HELP),
 ) -> None:
     """Datasets and models in the store, with their clip counts."""
     quiet_libraries()
     store = _open(uri, token)
-    table = Table("dataset", "model", "dim", "text", "clips", "manifest")
+    listed = table("dataset", "model", "dim", "text", "clips", "manifest")
     for layout in store.layouts():
-        table.add_row(
+        listed.add_row(
             layout.dataset,
             layout.model_id,
             str(layout.dim),
@@ -143,16 +146,16 @@ def list_datasets(
             str(store.count(layout)),
             layout.manifest,
         )
-    console.print(table)
+    console.print(listed)
     store.close()
 
 
 @app.command()
 def drop(
-    dataset: str,
-    model: str = typer.Option(..., "--model", "-m"),
-    uri: str | None = typer.Option(None, "--uri"),
-    token: str | None = typer.Option(None, "--token"),
+    dataset: str = typer.Argument(..., help="The dataset whose collections to delete."),
+    model: str = typer.Option(..., "--model", "-m", help="Which of its embeddings (as `indexer list` shows it)."),
+    uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
+    token: str | None = typer.Option(None, "--token", help=TOKEN_HELP),
 ) -> None:
     """Delete one (dataset, model) pair's collections."""
     quiet_libraries()
@@ -167,6 +170,11 @@ def drop(
 
 
 def _open(uri: str | None, token: str | None) -> Store:
+    """The store for `list` and `drop`: a Lite file that is not there is an error, not a new empty file."""
+    uri = uri or default_uri()
+    if not is_server(uri) and not Path(uri).exists():
+        fail(f"no Milvus Lite file at {uri}: nothing is indexed there yet; pass --uri to the file that holds your data")
+        raise typer.Exit(2)
     try:
         return open_store(uri, token)
     except StoreError as e:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from indexer.pipeline import IndexReport
-from taxonomy_core.terminal import console
+from taxonomy_core.terminal import console, table
 
 MAX_LISTED_FAILURES = 50
 
 
 def print_summary(report: IndexReport) -> None:
-    table = Table(title=f"{report.dataset} · {report.model_id} · {report.uri}", show_header=False)
+    counts = table("", "", title=f"{report.dataset} · {report.model_id} · {report.uri}", show_header=False)
     rows = [
         ("manifest rows", report.manifest.row_count),
         ("indexed now", report.indexed),
@@ -22,12 +20,12 @@ def print_summary(report: IndexReport) -> None:
         ("images embedded", report.frames),
     ]
     for name, value in rows:
-        table.add_row(name, str(value))
+        counts.add_row(name, str(value))
     timing = "  ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
-    table.add_row("time by stage", timing)
-    console.print(table)
+    counts.add_row("time by stage", timing)
+    console.print(counts)
     if report.failed:
-        failures = Table("row", "video", "kind", "reason", title="rows not indexed")
+        failures = table("row", "video", "kind", "reason", title="rows not indexed")
         for failure in sorted(report.failed, key=lambda f: f.row)[:MAX_LISTED_FAILURES]:
             failures.add_row(str(failure.row), failure.video, failure.kind, failure.reason)
         console.print(failures)

@@ -1,4 +1,4 @@
-"""What both command-line tools show: one stderr console, quiet third-party logs, the progress bar, user errors."""
+"""What both command-line tools show: one stderr console, quiet third-party logs, the progress bar, tables, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 console = Console(stderr=True)
 
@@ -24,26 +25,56 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class IndexProgress:
+    """The indexing bar: call it with each `indexer.pipeline.Progress`, `note` a stage, `finish` with the report.
+
+    Until the first batch is written the job is reading, loading the model and decoding: the bar says so
+    instead of `0/None`; at the end it shows the job's own counts (new, already present, not indexed).
+    """
+
+    def __init__(self, bar: Progress, task: TaskID):
+        self.bar, self.task = bar, task
+
+    def __call__(self, p) -> None:
+        eta = f"ETA {p.eta_s:.0f}s" if p.eta_s is not None and p.done < p.total else ""
+        rate = f"{p.clips_per_s:.2f} clips/s  {p.frames_per_s:.1f} frames/s  {eta}"
+        count = f"{p.done}/{p.total} new clips"
+        self.bar.update(self.task, description="indexing", completed=p.done, total=max(p.total, 1), count=count)
+        self.bar.update(self.task, rate=rate)
+
+    def note(self, description: str, count: str = "") -> None:
+        self.bar.update(self.task, description=description, count=count, rate="")
+
+    def finish(self, report) -> None:
+        """The job's counts (an `indexer.pipeline.IndexReport`), in place of the last batch's."""
+        parts = [f"{report.indexed} new", f"{report.already_present} already present"]
+        parts += [f"{len(report.failed)} not indexed"] if report.failed else []
+        described = "indexed" if report.indexed else "nothing new to index"
+        self.bar.update(self.task, description=described, completed=1, total=1, count=" · ".join(parts), rate="")
+
+
 @contextmanager
 def progress_bar():
     """A rich progress bar (clips/s, frames/s, ETA) and the callback that drives it."""
     columns = (
+        SpinnerColumn(finished_text="✓"),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} clips"),
+        TextColumn("{task.fields[count]}"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("indexing", total=None, rate="")
+        task = bar.add_task("reading the manifest, loading the model, decoding", total=None, count="", rate="")
+        yield IndexProgress(bar, task)
 
-        def update(p) -> None:  # an indexer.pipeline.Progress
-            rate = f"{p.clips_per_s:.2f} clips/s  {p.frames_per_s:.1f} frames/s"
-            bar.update(task, completed=p.done, total=p.total, rate=rate)
 
-        yield update
+def table(*headers: str, **options) -> Table:
+    """A rich table whose cells wrap instead of being cut: file names and paths stay whole at any width."""
+    out = Table(**options)
+    for header in headers:
+        out.add_column(header, overflow="fold")
+    return out
 
 
 @contextmanager

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable; fail fast instead of retrying
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("AUDITOR_STATE_DIR", tempfile.mkdtemp(prefix="auditor-state-"))  # not the user's home
 
 import csv
 import socket

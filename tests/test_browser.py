@@ -1,10 +1,12 @@
-"""A real browser: `streamlit run app.py` on a free localhost port, driven by Playwright in Debian's Chromium.
+"""A real browser on every page: `streamlit run app.py` on a free localhost port, driven by Playwright in Chromium.
 
-Screenshots go to test-artifacts/ (and are the source of docs/screenshots/).
+Each test starts its own app (fresh caches) on the audited demo. Screenshots go to test-artifacts/ (the
+source of docs/screenshots/). Debian's chromium is used as it is: no browser download.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,20 +14,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.test_app import CLASS_LEVEL, held_store
+
 ROOT = Path(__file__).parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+SLOW = 300_000  # ms: the first search loads the text model on 2 shared cores
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -38,43 +38,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(demo):
-    outcome, _, _, _, uri = demo
+@contextmanager
+def streamlit_app(audit: Path, uri: str, state: Path, roots: Path | None = None):
+    """The app as users start it (`streamlit run app.py`), on 127.0.0.1; yields its URL."""
     port = free_port()
-    env = dict(os.environ, AUDITOR_AUDIT_DIR=str(outcome.out_dir), AUDITOR_MILVUS_URI=uri)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        AUDITOR_AUDIT_DIR=str(audit),
+        AUDITOR_MILVUS_URI=uri,
+        AUDITOR_STATE_DIR=str(state),
     )
+    if roots:
+        env["AUDITOR_AUDIT_ROOTS"] = str(roots)
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    log = state / f"streamlit-{port}.log"
+    state.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(240):
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
                     break
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail("streamlit did not start")
+            pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
         yield url
     finally:
         proc.terminate()
@@ -82,28 +74,239 @@ def server(demo):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    assert "ScriptRunContext" not in log.read_text(), "the server log has missing-ScriptRunContext warnings"
 
 
-def visit(page, url: str, name: str, ready: str) -> None:
-    page.goto(url)
-    page.wait_for_selector(ready, timeout=300_000)  # the search page loads the text model first
-    page.wait_for_timeout(1500)  # let late elements (thumbnails) settle
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    assert page.locator('[data-testid="stException"]').count() == 0, f"{name} shows an exception"
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, f"{name} shows an error"
+@pytest.fixture
+def server(demo, tmp_path):
+    outcome, _, _, _, uri = demo
+    (outcome.out_dir / "decisions.json").unlink(missing_ok=True)
+    with streamlit_app(outcome.out_dir, uri, tmp_path / "state", roots=tmp_path) as url:
+        yield url
 
 
-def test_overview_map_and_search_in_chromium(server):
+@pytest.fixture(scope="module")
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        visit(page, server, "overview", 'h1:has-text("Audit of demo")')
-        assert page.locator('[data-testid="stDataFrame"]').count() >= 1
-        visit(page, f"{server}/map", "map", ".js-plotly-plot")
-        assert page.locator(".js-plotly-plot").count() == 1
-        visit(page, f"{server}/search", "search", '[data-testid="stImage"]')
-        assert page.locator('[data-testid="stImage"]').count() >= 2  # both result grids
-        browser.close()
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    tab = context.new_page()
+    tab.outside = []  # requests that left 127.0.0.1
+    tab.on(
+        "request",
+        lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else tab.outside.append(r.url),
+    )
+    yield tab
+    context.close()
+
+
+def settle(page, timeout_ms: int = SLOW) -> None:
+    """Wait until the app has finished its run (no 'running' status) and late elements drew."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms, polling=250
+    )
+    page.wait_for_timeout(800)
+
+
+def visit(page, url: str, ready: str) -> None:
+    page.goto(url)
+    page.wait_for_selector(ready, timeout=SLOW)
+    settle(page)
+    no_traceback(page)
+
+
+def no_traceback(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
+        '[data-testid="stException"]'
+    ).all_inner_texts()
+    assert "Traceback" not in page.inner_text("body")
+
+
+def shot(page, name: str, scroll_to: str | None = None, height: int = 1000) -> None:
+    """A screenshot of the viewport (Streamlit scrolls inside the page), optionally from one text on."""
+    page.set_viewport_size({"width": 1400, "height": height})
+    if scroll_to:
+        page.get_by_text(scroll_to).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(800)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def pick(page, label: str, option: str) -> None:
+    """Choose an option of a selectbox or multiselect by its label."""
+    widget = page.locator('[data-testid="stSelectbox"], [data-testid="stMultiSelect"]').filter(has_text=label).first
+    widget.locator("input").first.click()
+    widget.locator("input").first.fill(option)
+    page.locator('[role="option"]').filter(has_text=option).first.click()
+    page.keyboard.press("Escape")
+    settle(page)
+
+
+def type_into(page, label: str, text: str) -> None:
+    field = page.get_by_role("textbox", name=label, exact=True)
+    field.fill(text)
+    field.press("Enter")
+    settle(page)
+
+
+def report_of(demo) -> dict:
+    return json.loads((demo[0].out_dir / "report.json").read_text())
+
+
+def test_overview_offline_without_deploy_button(server, page):
+    visit(page, server, 'h1:has-text("Audit of demo")')
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
+    assert page.get_by_text("Deploy", exact=True).count() == 0
+    shot(page, "overview")
+    for path in ["map", "class_page", "findings"]:
+        visit(page, f"{server}/{path}", "h1")
+    assert page.outside == [], f"requests left the machine: {page.outside}"  # icons, fonts, favicons are local
+
+
+def test_map_plays_segments_exactly_and_shows_thumbnails_on_hover(server, page, demo):
+    report, planted = report_of(demo), demo[1]
+    visit(page, f"{server}/map", ".js-plotly-plot")
+    chart = page.evaluate(
+        """() => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
+                   return {colours: gd.data.map(t => t.marker.color), names: gd.data.map(t => t.name),
+                           legendY: gd.layout.legend.y}; }"""
+    )
+    assert len(set(chart["colours"])) == len(chart["names"]) == 3 and chart["legendY"] < 0  # below the toolbar
+    x, y = page.evaluate(
+        """([x, y]) => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
+                         const fl = gd._fullLayout; const box = gd.getBoundingClientRect();
+                         return [box.left + fl._size.l + fl.xaxis.l2p(x), box.top + fl._size.t + fl.yaxis.l2p(y)]; }""",
+        report["clips"][0]["umap"],
+    )
+    page.mouse.move(x - 40, y - 40)
+    page.mouse.move(x, y, steps=5)
+    thumb = page.locator('img[data-testid="hoverThumbnail"]')
+    thumb.wait_for(state="visible", timeout=10_000)
+    assert thumb.get_attribute("src").startswith("data:image/jpeg;base64,")
+    page.mouse.move(5, 5)
+
+    fractional = next(c for c in report["clips"] if c["end"] != int(c["end"]))  # e.g. a 0-0.96 s clip
+    pick(page, "…or pick rows", str(fractional["row"]))
+    pick(page, "…or pick rows", str(planted.loose_in_time))
+    page.locator("video").first.wait_for(timeout=SLOW)
+    played = page.evaluate(
+        """async () => { const v = document.querySelector('video'); v.muted = true;
+            if (v.readyState < 1) await new Promise(r => v.addEventListener('loadedmetadata', r, {once: true}));
+            const duration = v.duration; v.currentTime = Math.max(0, duration - 0.3);
+            await v.play(); await new Promise(r => v.addEventListener('ended', r, {once: true}));
+            return {duration, stopped: v.currentTime}; }"""
+    )
+    length = fractional["end"] - fractional["start"]
+    assert played["duration"] == pytest.approx(length, abs=0.05), (played, length)  # not cut at a whole second
+    assert played["stopped"] == pytest.approx(length, abs=0.05)
+    section = page.locator('[data-testid="stVerticalBlock"]').filter(has_text="Findings about these clips").last
+    assert "temporal_looseness" in section.inner_text()
+    assert not [kind for kind in CLASS_LEVEL if kind in section.inner_text()]
+    shot(page, "map", height=1500)
+
+    for row in sorted(c["row"] for c in report["clips"])[:8]:
+        pick(page, "…or pick rows", str(row))
+    assert page.get_by_text("Players for the first 8 of the").count() == 1
+    assert page.locator("video").count() == 8
+    no_traceback(page)
+
+
+def test_class_page_in_words_and_boxes_only_for_fixes(server, page, demo):
+    visit(page, f"{server}/class_page", 'h1:has-text("Class")')
+    pick(page, "Class", "rabbit")
+    body = page.inner_text("body")
+    assert "HDBSCAN clusters [" not in body and " 1 clips" not in body
+    assert "No clip of rabbit is cut loosely in space" in body
+    pick(page, "Class", "phone_call")
+    assert page.get_by_text("suggested crop in red").count() == 1
+    assert f"crop row {demo[1].loose_in_space} to the box" in page.inner_text("body")
+    shot(page, "class", scroll_to="Temporal tightness", height=1300)
+    no_traceback(page)
+
+
+def test_search_picks_examples_by_row_and_says_when_text_search_is_weak(server, page, demo):
+    visit(page, f"{server}/search", 'text="Text → video"')
+    pick(page, "Class", "phone_call")
+    row = next(c["row"] for c in report_of(demo)["clips"] if c["label"] == "phone_call")
+    page.get_by_text("Example clips:").click()
+    page.get_by_text(f"row {row}", exact=True).first.click()
+    settle(page)
+    assert page.get_by_text(f"(rows {row})").count() >= 1
+    assert "ImageNet" in page.inner_text("body")  # next to the text results: the offline model's text search is weak
+    shot(page, "search", scroll_to="phone_call:", height=1300)
+    no_traceback(page)
+
+
+def test_findings_fixes_are_sentences_with_pictures_and_follow_the_filters(server, page, demo):
+    planted = demo[1]
+    visit(page, f"{server}/findings", 'h1:has-text("Findings")')
+    relabel = page.locator(f".st-key-fix_relabel_{planted.mislabel}")
+    assert f"Relabel row {planted.mislabel} from 'phone_call' to 'rabbit'" in relabel.inner_text()
+    assert relabel.locator('[data-testid="stImage"]').count() == 1
+    cards = page.locator('[class*="st-key-fix_"]')
+    assert cards.count() >= 5 and not [t for t in cards.all_inner_texts() if "{" in t]  # no raw JSON
+    shot(page, "findings")
+    relabel.get_by_role("button", name="Accept").click()
+    settle(page)
+    assert "accepted" in page.locator(f".st-key-fix_relabel_{planted.mislabel}").inner_text()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the fixed manifest").click()
+    fixed = Path(download.value.path()).read_text()
+    assert next(x for x in fixed.splitlines() if "rabbit_extra" in x).endswith(",rabbit,train")
+    pick(page, "Kind", "temporal_looseness")
+    assert page.locator('[class*="st-key-fix_"]').count() == 1  # the kind filter filters the fixes too
+    no_traceback(page)
+
+
+def test_every_page_says_milvus_is_busy_while_a_job_holds_the_file(demo, page, tmp_path):
+    outcome, planted, _, _, uri = demo
+    busy = "Milvus is busy (an indexing job holds this file)"
+    with held_store(uri), streamlit_app(outcome.out_dir, uri, tmp_path / "state") as url:
+        for path, title in [
+            ("", "Audit of demo"),
+            ("map", "Map"),
+            ("class_page", "Class"),
+            ("search", "Are my examples visually similar?"),
+            ("findings", "Findings"),
+        ]:
+            visit(page, f"{url}/{path}", f'h1:has-text("{title}")')
+            if path == "map":
+                pick(page, "…or pick rows", str(planted.loose_in_time))
+            body = page.inner_text("body")
+            assert busy in body and "ConnectionConfigException" not in body and "StoreError" not in body, path
+            if path == "search":
+                assert "(from the audit)" in body
+                shot(page, "busy")
+
+
+def test_run_an_audit_as_a_job_the_page_follows(server, page, demo, tmp_path):
+    manifest = demo[2]
+    visit(page, f"{server}/run_audit", 'h1:has-text("Run an audit")')
+    type_into(page, "Manifest", str(manifest))
+    assert page.get_by_role("textbox", name="Dataset name", exact=True).input_value() == "manifest"
+    type_into(page, "Dataset name", "demo")
+    type_into(page, "Output folder", str(tmp_path / "from_browser"))
+    page.get_by_role("button", name="Run the audit").click()
+    page.locator('[data-testid="stProgress"]').wait_for(timeout=60_000)
+    progress = page.locator('[data-testid="stProgress"]').inner_text()
+    assert "None" not in progress
+    page.get_by_text("Done:").wait_for(timeout=900_000)
+    assert "under Recent audits" in page.inner_text("body")
+    shot(page, "run_audit")
+    page.get_by_role("button", name="Open it").click()
+    page.locator('h1:has-text("Audit of demo")').wait_for(timeout=60_000)
+    settle(page)
+    audit_folder = page.get_by_role("textbox", name="Audit folder").input_value()
+    assert audit_folder == str((tmp_path / "from_browser").resolve())
+    no_traceback(page)
