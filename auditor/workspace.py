@@ -169,8 +169,8 @@ def open_audit(folder: str | Path, extra: tuple[Path, ...] = ()) -> Audit:
     strays = sorted({e.row for e in edits} - accused)
     if strays:
         raise AuditFolderError(
-            f"{folder / EDITS_FILE} proposes edits of rows {strays[:5]} that no finding of {REPORT_FILE} accuses: "
-            "the two files come from different runs. Re-run `auditor audit` into this folder"
+            f"the audit in {folder} proposes edits of rows {strays[:5]} that no finding accuses: "
+            "its files were changed by hand or come from different runs. Re-run `auditor audit` into this folder"
         )
     return Audit(folder, report, edits)
 

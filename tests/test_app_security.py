@@ -56,14 +56,14 @@ def test_audit_folders_open_only_under_the_roots_or_where_the_cli_wrote(audit_co
 
 def test_inconsistent_folders_are_refused_with_a_reason(audit_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("AUDITOR_AUDIT_ROOTS", str(tmp_path))
-    edits = json.loads((audit_copy / "edits.json").read_text())
-    (audit_copy / "edits.json").write_text(json.dumps([*edits, {**edits[0], "row": 9999, "key": "drop:9999"}]))
-    with pytest.raises(AuditFolderError, match="different runs"):
+    edits = json.loads((audit_copy / "report.json").read_text())["edits"]  # report.json is the commit point
+    rewrite(audit_copy, edits=[*edits, {**edits[0], "row": 9999, "key": "drop:9999"}])
+    with pytest.raises(AuditFolderError, match="no finding"):
         open_audit(audit_copy)
-    (audit_copy / "edits.json").write_text("{not json")
-    with pytest.raises(AuditFolderError, match="edits.json cannot be read"):
+    rewrite(audit_copy, edits="not a list of edits")
+    with pytest.raises(AuditFolderError, match="edits of .* cannot be read"):
         open_audit(audit_copy)
-    (audit_copy / "edits.json").write_text(json.dumps(edits))
+    rewrite(audit_copy, edits=edits)
     rewrite(audit_copy, schema_version=1)
     with pytest.raises(AuditFolderError, match="schema version 1"):
         open_audit(audit_copy)
