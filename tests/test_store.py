@@ -172,3 +172,16 @@ def test_closing_gives_the_lite_file_back_to_other_processes(milvus_uri):
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0  # `second` still holds it
     second.close()
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def test_fingerprints_are_stored_with_new_layouts_and_left_out_of_old_ones(milvus_uri):
+    store = open_store(milvus_uri)
+    new = DatasetLayout(dataset="fp", model_id="toy", dim=4, fingerprints=True)
+    old = DatasetLayout(dataset="old", model_id="toy", dim=4)  # recorded before fingerprints existed
+    for layout in (new, old):
+        store.ensure(layout)
+        row = {k: v for k, v in clip_row("a", "x").items() if k != S.TEXT_VECTOR}
+        store.write_clips(layout, [{**row, S.FINGERPRINT: "p1:00000000000000ff"}])
+    assert store.clip_matrix(new).table[S.FINGERPRINT].tolist() == ["p1:00000000000000ff"]
+    assert S.FINGERPRINT not in store.clip_matrix(old).table
+    store.close()

@@ -153,6 +153,7 @@ def _clip_row(clip: SampledClip, layout: DatasetLayout, per_clip: Vectors, i: in
         S.CODEC: info.codec,
         S.BRIGHTNESS: clip.brightness,
         S.THUMBNAIL: clip.thumbnail,
+        S.FINGERPRINT: clip.fingerprint,
         **_vectors(per_clip, i),
     }
 

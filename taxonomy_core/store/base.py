@@ -36,6 +36,7 @@ class StoreLimits:
     max_split_chars: int = 256
     max_video_chars: int = 4096
     max_thumbnail_chars: int = 65535
+    max_fingerprint_chars: int = 2048
     max_top_k: int = 16384
     write_batch: int = 256
     read_batch: int = 1000
@@ -56,6 +57,7 @@ class DatasetLayout:
     sampling: dict[str, Any] = field(default_factory=dict)
     manifest: str = ""
     manifest_format: str = ""
+    fingerprints: bool = False  # clips carry S.FINGERPRINT (layouts recorded before it existed do not)
 
     @property
     def clips(self) -> str:

@@ -172,6 +172,8 @@ class MilvusStore:
         """Companions first, then the clip rows: a clip row present means its clip is complete."""
         self._upsert(layout.timeline, list(timeline))
         self._upsert(layout.crops, list(crops))
+        if not layout.fingerprints:  # a dataset indexed before fingerprints existed has no such field
+            clips = [{k: v for k, v in c.items() if k != S.FINGERPRINT} for c in clips]
         self._upsert(layout.clips, clips)
 
     def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None:
@@ -205,14 +207,15 @@ class MilvusStore:
 
     def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix:
         """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row."""
-        fields = CLIP_COLUMNS + [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
+        columns = CLIP_COLUMNS + ([S.FINGERPRINT] if layout.fingerprints else [])
+        fields = columns + [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
         records = [r for r in self._iterate(layout.clips, fields) if clip_ids is None or r[S.CLIP_ID] in clip_ids]
         records.sort(key=lambda r: r[S.ROW])
         vectors = np.array([r.pop(S.VECTOR) for r in records], dtype=np.float32).reshape(len(records), layout.dim)
         text = None
         if layout.text_dim:
             text = unit_rows(np.array([r.pop(S.TEXT_VECTOR) for r in records]).reshape(len(records), layout.text_dim))
-        table = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
+        table = pd.DataFrame.from_records(records, columns=columns)
         table[S.SPLIT] = table[S.SPLIT].replace("", None)
         return ClipMatrix(table, unit_rows(vectors), text)
 
@@ -370,6 +373,8 @@ class MilvusStore:
         schema.add_field(S.BRIGHTNESS, DataType.DOUBLE)
         schema.add_field(S.EXTRA, DataType.JSON)
         schema.add_field(S.THUMBNAIL, DataType.VARCHAR, max_length=lim.max_thumbnail_chars)
+        if layout.fingerprints:
+            schema.add_field(S.FINGERPRINT, DataType.VARCHAR, max_length=lim.max_fingerprint_chars)
         self._add_vectors(schema, layout)
         return schema
 
