@@ -6,11 +6,14 @@ k-NN for every clip from its own index) and in how a file lock is released. No t
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 import os
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -21,6 +24,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from taxonomy_core import schema as S
 from taxonomy_core.store.base import (
     CLIP_COLUMNS,
+    STORAGE_VERSION,
     ClipMatrix,
     DatasetLayout,
     Hits,
@@ -29,6 +33,7 @@ from taxonomy_core.store.base import (
     StoreLimits,
     unit_rows,
 )
+from taxonomy_core.store.codec import RowCodec, fit_thumbnail, to_text
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ DEFAULT_URI = "./auditor.db"
 URI_ENV = "AUDITOR_MILVUS_URI"
 TOKEN_ENV = "AUDITOR_MILVUS_TOKEN"
 REGISTRY = "ta_registry"
+
+
 class _UnimplementedAllocTimestamp(logging.Filter):
     """Milvus Lite does not implement AllocTimestamp; pymilvus's query iterator probes it, then falls back.
 
@@ -51,7 +58,8 @@ for _name in ("grpc._server", "pymilvus.client.iterator.query_iterator"):
     logging.getLogger(_name).addFilter(_UnimplementedAllocTimestamp())
 
 LITE_LIMITS = StoreLimits()
-SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True)
+SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True, vector_index="AUTOINDEX", companion_shards=1)
+COSINE = {"metric_type": "COSINE"}
 
 _LITE_USERS: Counter[str] = Counter()  # open stores per Lite file in this process
 
@@ -99,6 +107,7 @@ class MilvusStore:
         self.client, self.uri = client, uri
         self.limits = SERVER_LIMITS if is_server(uri) else LITE_LIMITS
         self._loaded: set[str] = set()
+        self._layouts: dict[str, DatasetLayout] = {}  # as registered, by clips collection
         # A server defaults to Bounded consistency: a row written a moment ago could be missing from a read.
         self._read = {"consistency_level": "Strong"}
 
@@ -127,60 +136,81 @@ class MilvusStore:
     # --- the registry -----------------------------------------------------------------------
 
     def ensure(self, layout: DatasetLayout) -> None:
-        """Create the dataset's collections if missing and record its layout; refuse a dim clash."""
+        """Create the dataset's collections if missing and record its layout; refuse a dim or storage clash."""
         self._ensure_registry()
         known = self.layout(layout.dataset, layout.model_id)
+        if known:
+            self._check_storage(known)
         if known and (known.dim, known.text_dim) != (layout.dim, layout.text_dim):
             raise StoreError(
                 f"{layout.clips} at {self.uri} holds {known.dim}-d vectors but {layout.model_id} makes "
                 f"{layout.dim}-d; use another --dataset name or drop it with `indexer drop`"
             )
-        self._create(layout.clips, self._clip_schema(layout), layout)
-        self._create(layout.timeline, self._part_schema(layout, S.TIME, DataType.DOUBLE), layout)
-        self._create(layout.crops, self._part_schema(layout, S.BOX, DataType.JSON), layout)
+        shards = known.companion_shards if known else self.limits.companion_shards
+        layout = replace(layout, storage=STORAGE_VERSION, companion_shards=shards)
+        self._create(layout.clips, self._clip_schema(layout), [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else []))
+        for name in layout.shards("timeline") + layout.shards("crops"):
+            self._create(name, self._part_schema(), [S.PLACEHOLDER])
         record = {
             "name": layout.clips, "dataset": layout.dataset, "model_id": layout.model_id,
             "layout": asdict(layout), "vector": [0.0, 0.0],
         }  # fmt: skip
         self._call(self.client.upsert, REGISTRY, [record])
+        self._layouts[layout.clips] = layout
 
     def layout(self, dataset: str, model_id: str | None = None) -> DatasetLayout | None:
         found = [x for x in self.layouts() if x.dataset == dataset and model_id in (None, x.model_id)]
         return found[-1] if found else None
 
     def layouts(self) -> list[DatasetLayout]:
+        """Every recorded (dataset, model); a record without a storage version was written in layout 1."""
         if not self._call(self.client.has_collection, REGISTRY):
             return []
         self._load(REGISTRY)
         rows = self._call(self.client.query, REGISTRY, filter="", output_fields=["layout"], limit=16384, **self._read)
-        return sorted((DatasetLayout(**r["layout"]) for r in rows), key=lambda x: (x.dataset, x.model_id))
+        layouts = (DatasetLayout(**{"storage": 1, **r["layout"]}) for r in rows)
+        return sorted(layouts, key=lambda x: (x.dataset, x.model_id))
 
     def drop(self, layout: DatasetLayout) -> None:
-        for name in (layout.clips, layout.timeline, layout.crops):
+        known = self.layout(layout.dataset, layout.model_id) or layout
+        for name in known.collections():
             if self._call(self.client.has_collection, name):
                 self._call(self.client.drop_collection, name)
         if self._call(self.client.has_collection, REGISTRY):
             self._call(self.client.delete, REGISTRY, filter=filter_eq("name", layout.clips))
+        self._layouts.pop(layout.clips, None)
 
     # --- writes -----------------------------------------------------------------------------
 
     def write_clips(
         self, layout: DatasetLayout, clips: list[dict], timeline: Iterable[dict] = (), crops: Iterable[dict] = ()
     ) -> None:
-        """Companions first, then the clip rows: a clip row present means its clip is complete."""
-        self._upsert(layout.timeline, list(timeline))
-        self._upsert(layout.crops, list(crops))
-        self._upsert(layout.clips, clips)
+        """Companions first, then the clip rows: a clip row present means its clip is complete.
+
+        Rows come as the indexer makes them (float lists, one row per timeline step or crop); they are packed
+        here: int8 copies of the vectors, one companion row per clip (or per chunk of a long timeline).
+        """
+        layout = self._registered(layout)
+        for which, parts in (("timeline", timeline), ("crops", crops)):
+            by_shard: dict[int, list[dict]] = {}
+            for row in self._pack_parts(layout, which, list(parts)):
+                by_shard.setdefault(layout.shard_of(row[S.CLIP_ID]), []).append(row)
+            for shard, rows in sorted(by_shard.items()):
+                self._upsert(layout.shards(which)[shard], rows)
+        self._upsert(layout.clips, self._pack_clips(layout, clips))
 
     def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None:
         """Change scalar fields of stored clips without touching their vectors."""
+        vectors = {S.VECTOR, S.TEXT_VECTOR, S.PACKED}
+        if any(vectors & patch.keys() for patch in patches):
+            raise ValueError("update_clips changes scalar fields only; write a clip with new vectors by write_clips")
         for i in range(0, len(patches), self.limits.write_batch):
             batch = patches[i : i + self.limits.write_batch]
             self._call(self.client.upsert, layout.clips, batch, partial_update=True)
 
     def delete_clips(self, layout: DatasetLayout, clip_ids: list[str]) -> None:
         """A clip and its companions; the clip row goes first so a half-done delete never looks complete."""
-        for collection in (layout.clips, layout.timeline, layout.crops):
+        for collection in self._registered(layout).collections():
             for i in range(0, len(clip_ids), self.limits.read_batch):
                 expr = filter_in(S.CLIP_ID, clip_ids[i : i + self.limits.read_batch])
                 self._call(self.client.delete, collection, filter=expr)
@@ -189,49 +219,143 @@ class MilvusStore:
         for i in range(0, len(rows), self.limits.write_batch):
             self._call(self.client.upsert, collection, rows[i : i + self.limits.write_batch])
 
+    def _pack_clips(self, layout: DatasetLayout, clips: list[dict]) -> list[dict]:
+        """The clip rows with their packed copy, a fingerprint (empty when unknown) and a thumbnail within budget."""
+        if not clips:
+            return []
+        fields = [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
+        vectors = [np.asarray([c[f] for c in clips], dtype=np.float32) for f in fields]
+        packed = clip_codec(layout).pack(vectors)
+        budget = self.limits.thumbnail_chars
+        return [
+            {**c, S.PACKED: to_text(raw), S.FINGERPRINT: c.get(S.FINGERPRINT) or "",
+             S.THUMBNAIL: fit_thumbnail(c.get(S.THUMBNAIL) or "", budget)}
+            for c, raw in zip(clips, packed)
+        ]  # fmt: skip
+
+    def _pack_parts(self, layout: DatasetLayout, which: str, parts: list[dict]) -> list[dict]:
+        """One row per clip (per chunk of `per_row` parts): where each part is and its int8 vectors, in index order."""
+        if not parts:
+            return []
+        codec, where = part_codec(layout, which), WHERE[which]
+        parts = sorted(parts, key=lambda p: (p[S.CLIP_ID], p[S.INDEX]))
+        vectors = [np.asarray([p[S.VECTOR] for p in parts], dtype=np.float32)]
+        if len(codec.widths) > 1:
+            vectors.append(np.asarray([p[S.TEXT_VECTOR] for p in parts], dtype=np.float32))
+        packed = codec.pack(vectors, np.asarray([p[where] for p in parts], dtype=np.float32))
+        per_row, rows, start = self._per_row(codec), [], 0
+        for clip_id, group in itertools.groupby(parts, key=lambda p: p[S.CLIP_ID]):
+            total = len(list(group))
+            for chunk, first in enumerate(range(0, total, per_row)):
+                raw = packed[start + first : start + min(first + per_row, total)]
+                rows.append({S.PART_ID: f"{clip_id}:{chunk:03d}", S.CLIP_ID: clip_id, S.INDEX: first,
+                             S.PARTS: total, S.PACKED: to_text(raw), S.PLACEHOLDER: PLACEHOLDER})  # fmt: skip
+            start += total
+        return rows
+
+    def _per_row(self, codec: RowCodec) -> int:
+        per_row = (self.limits.max_packed_chars // 4 * 3) // codec.row_bytes
+        if per_row < 1:
+            raise StoreError(f"one packed part takes {codec.row_bytes} bytes, more than a VARCHAR holds at {self.uri}")
+        return per_row
+
     # --- reads ------------------------------------------------------------------------------
 
     def count(self, layout: DatasetLayout, which: str = "clips") -> int:
-        collection = layout.collection(which)
-        self._load(collection)
-        rows = self._call(self.client.query, collection, filter="", output_fields=["count(*)"], **self._read)
-        return int(rows[0]["count(*)"])
+        """Clips stored; for "timeline" or "crops", the clips that have them."""
+        layout = self._registered(layout, check=False)
+        total = 0
+        for collection in [layout.clips] if which == "clips" else layout.shards(which):
+            self._load(collection)
+            expr = "" if which == "clips" else f"{S.INDEX} == 0"
+            rows = self._call(self.client.query, collection, filter=expr, output_fields=["count(*)"], **self._read)
+            total += int(rows[0]["count(*)"])
+        return total
 
     def clip_records(self, layout: DatasetLayout, fields: list[str]) -> Iterator[dict]:
         """Some fields of every stored clip, in pages, without loading the collection at once."""
-        return self._iterate(layout.clips, fields)
+        return (r for page in self._pages(layout.clips, fields) for r in page)
 
     def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix:
-        """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row."""
-        fields = CLIP_COLUMNS + [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
-        records = [r for r in self._iterate(layout.clips, fields) if clip_ids is None or r[S.CLIP_ID] in clip_ids]
-        records.sort(key=lambda r: r[S.ROW])
-        vectors = np.array([r.pop(S.VECTOR) for r in records], dtype=np.float32).reshape(len(records), layout.dim)
-        text = None
-        if layout.text_dim:
-            text = unit_rows(np.array([r.pop(S.TEXT_VECTOR) for r in records]).reshape(len(records), layout.text_dim))
-        table = pd.DataFrame.from_records(records, columns=CLIP_COLUMNS)
+        """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row.
+
+        Read from the packed int8 copy: each page keeps its bytes (1 per dimension) and the float32 matrix is
+        made once at the end, in manifest order, so memory peaks at the matrix plus a quarter of it.
+        """
+        layout = self._registered(layout)
+        codec = clip_codec(layout)
+        records, raws = [], []
+        for page in self._pages(layout.clips, CLIP_COLUMNS + [S.PACKED]):
+            kept = [r for r in page if clip_ids is None or r[S.CLIP_ID] in clip_ids]
+            if kept:
+                raws.append(codec.rows_in([r.pop(S.PACKED) for r in kept])[0])
+                records += kept
+        raw = np.concatenate(raws) if raws else np.zeros((0, codec.row_bytes), np.uint8)
+        order = np.argsort([r[S.ROW] for r in records], kind="stable")
+        vectors = [np.empty((len(order), w), np.float32) for w in codec.widths]
+        for start in range(0, len(order), self.limits.scan_batch):
+            chunk = order[start : start + self.limits.scan_batch]
+            for out, decoded in zip(vectors, codec.unpack(raw[chunk])[0]):
+                out[start : start + len(chunk)] = unit_rows(decoded)
+        table = pd.DataFrame.from_records([records[i] for i in order], columns=CLIP_COLUMNS)
         table[S.SPLIT] = table[S.SPLIT].replace("", None)
-        return ClipMatrix(table, unit_rows(vectors), text)
+        self._evict()
+        return ClipMatrix(table, vectors[0], vectors[1] if layout.text_dim else None)
 
     def companions(self, layout: DatasetLayout, which: str, clip_ids: list[str]) -> dict[str, Parts]:
-        """Timeline steps or crops of some clips, grouped per clip and ordered by index."""
-        where = S.TIME if which == "timeline" else S.BOX
-        fields = [S.CLIP_ID, S.INDEX, where, S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
-        grouped: dict[str, list[dict]] = {}
-        for row in self._get(layout.collection(which), clip_ids, fields):
-            grouped.setdefault(row[S.CLIP_ID], []).append(row)
-        out = {}
-        for clip_id, rows in grouped.items():
-            rows.sort(key=lambda r: r[S.INDEX])
-            text = unit_rows(np.array([r[S.TEXT_VECTOR] for r in rows])) if layout.text_dim else None
-            where_values = np.array([r[where] for r in rows], dtype=np.float32)
-            out[clip_id] = Parts(where_values, unit_rows(np.array([r[S.VECTOR] for r in rows])), text)
+        """Timeline steps or crops of some clips, ordered by index: primary-key reads of their packed rows."""
+        layout = self._registered(layout)
+        out: dict[str, Parts] = {}
+        for shard, ids in self._by_shard(layout, clip_ids).items():
+            out |= self._parts_in(layout, which, layout.shards(which)[shard], ids)
+        return out
+
+    def companion_pages(
+        self, layout: DatasetLayout, which: Sequence[str], clip_ids: list[str]
+    ) -> Iterator[dict[str, dict[str, Parts]]]:
+        """{clip_id: {which: Parts}} for every clip, a page at a time, shard by shard.
+
+        A Lite file holds every collection it has opened in memory: after each shard the file is closed and
+        reopened, so a pass over all clips needs one shard's companions in memory, not all of them.
+        """
+        layout = self._registered(layout)
+        for shard, ids in sorted(self._by_shard(layout, clip_ids).items()):
+            for start in range(0, len(ids), self.limits.read_batch):
+                page = ids[start : start + self.limits.read_batch]
+                got = {w: self._parts_in(layout, w, layout.shards(w)[shard], page) for w in which}
+                yield {c: {w: got[w][c] for w in which if c in got[w]} for c in page}
+            self._evict()
+
+    def _by_shard(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[int, list[str]]:
+        by_shard: dict[int, list[str]] = {}
+        for clip_id in clip_ids:
+            by_shard.setdefault(layout.shard_of(clip_id), []).append(clip_id)
+        return by_shard
+
+    def _parts_in(self, layout: DatasetLayout, which: str, collection: str, clip_ids: list[str]) -> dict[str, Parts]:
+        codec = part_codec(layout, which)
+        per_row, fields = self._per_row(codec), [S.CLIP_ID, S.INDEX, S.PARTS, S.PACKED]
+        rows = self._get(collection, S.PART_ID, [f"{c}:000" for c in clip_ids], fields)
+        more = [f"{r[S.CLIP_ID]}:{k:03d}" for r in rows for k in range(1, math.ceil(r[S.PARTS] / per_row))]
+        rows = sorted(rows + self._get(collection, S.PART_ID, more, fields), key=lambda r: (r[S.CLIP_ID], r[S.INDEX]))
+        if not rows:
+            return {}
+        raw, counts = codec.rows_in([r[S.PACKED] for r in rows])
+        vectors, where = codec.unpack(raw)
+        where = where[:, 0] if which == "timeline" else where
+        out, start = {}, 0
+        for clip_id, group in itertools.groupby(zip(rows, counts), key=lambda pair: pair[0][S.CLIP_ID]):
+            n = sum(count for _, count in group)
+            part = slice(start, start + n)
+            text = unit_rows(vectors[1][part]) if len(vectors) > 1 else None
+            out[clip_id] = Parts(where[part], unit_rows(vectors[0][part]), text)
+            start += n
         return out
 
     def thumbnails(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, str]:
         """Base64 JPEG per clip id."""
-        return {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in self._get(layout.clips, clip_ids, [S.CLIP_ID, S.THUMBNAIL])}
+        rows = self._get(layout.clips, S.CLIP_ID, clip_ids, [S.CLIP_ID, S.THUMBNAIL])
+        return {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in rows}
 
     def search(
         self, layout: DatasetLayout, queries: np.ndarray, k: int, *, text: bool = False, label: str | None = None
@@ -277,23 +401,24 @@ class MilvusStore:
                         found[tuple(sorted((start + offset, j)))] = float(h["distance"])
         return [(a, b, s) for (a, b), s in sorted(found.items())]
 
-    def _iterate(self, collection: str, fields: list[str]) -> Iterator[dict]:
+    def _pages(self, collection: str, fields: list[str]) -> Iterator[list[dict]]:
         self._load(collection)
         iterator = self._call(
-            self.client.query_iterator, collection, batch_size=self.limits.read_batch, filter="",
+            self.client.query_iterator, collection, batch_size=self.limits.scan_batch, filter="",
             output_fields=fields, **self._read,
         )  # fmt: skip
         try:
             while page := self._call(iterator.next):
-                yield from page
+                yield page
         finally:
             iterator.close()
 
-    def _get(self, collection: str, clip_ids: list[str], fields: list[str]) -> list[dict]:
+    def _get(self, collection: str, key: str, values: list[str], fields: list[str]) -> list[dict]:
+        """Rows whose `key` is one of `values`; fast where `key` is the primary key (an unindexed field scans)."""
         self._load(collection)
         out: list[dict] = []
-        for i in range(0, len(clip_ids), self.limits.read_batch):
-            expr = filter_in(S.CLIP_ID, clip_ids[i : i + self.limits.read_batch])
+        for i in range(0, len(values), self.limits.read_batch):
+            expr = filter_in(key, values[i : i + self.limits.read_batch])
             out += self._call(self.client.query, collection, filter=expr, output_fields=fields, **self._read)
         return out
 
@@ -302,7 +427,7 @@ class MilvusStore:
         data = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1).tolist()
         return self._call(
             self.client.search, collection, data=data, anns_field=field_name, limit=limit, filter=expr,
-            output_fields=[S.CLIP_ID], search_params=params or {}, **self._read,
+            output_fields=[S.CLIP_ID], search_params={**COSINE, **(params or {})}, **self._read,
         )  # fmt: skip
 
     # --- internals --------------------------------------------------------------------------
@@ -320,6 +445,47 @@ class MilvusStore:
             self._call(self.client.load_collection, collection)
             self._loaded.add(collection)
 
+    def _registered(self, layout: DatasetLayout, check: bool = True) -> DatasetLayout:
+        """The layout as the registry records it (its storage version and shards), whatever the caller built."""
+        if layout.clips not in self._layouts:
+            known = self.layout(layout.dataset, layout.model_id)
+            if known is None:
+                raise StoreError(f"no dataset {layout.dataset!r} ({layout.model_id}) at {self.uri}; index it first")
+            self._layouts[layout.clips] = known
+        known = self._layouts[layout.clips]
+        if check:
+            self._check_storage(known)
+        return known
+
+    def _evict(self) -> None:
+        """Milvus Lite keeps every collection it has opened in memory until its file is closed: close and reopen
+        it (only when this is the process's one store on the file; the reopen waits for a moment's holder)."""
+        if is_server(self.uri) or _LITE_USERS[self.uri] != 1:
+            return
+        from milvus_lite.server_manager import server_manager_instance
+
+        self.client.close()
+        server_manager_instance.release_server(self.uri)
+        self._loaded.clear()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.client = MilvusClient(uri=self.uri, timeout=10)
+                return
+            except Exception as e:  # another process took the file in between (the app, for one query)
+                if time.monotonic() > deadline:
+                    raise StoreError(_connect_advice(self.uri, e, [])) from e
+                time.sleep(0.5)
+
+    def _check_storage(self, layout: DatasetLayout) -> None:
+        if layout.storage != STORAGE_VERSION:
+            raise StoreError(
+                f"{layout.dataset} ({layout.model_id}) at {self.uri} is stored in layout {layout.storage}; this "
+                f"version reads layout {STORAGE_VERSION} (packed int8 vectors, one companion row per clip).\n"
+                f"Fix: re-index it: `indexer drop {layout.dataset} --model {layout.model_id}`, then "
+                "`indexer index MANIFEST` again (or index into a new --dataset name)"
+            )
+
     def _ensure_registry(self) -> None:
         if self._call(self.client.has_collection, REGISTRY):
             return
@@ -329,25 +495,18 @@ class MilvusStore:
         schema.add_field("model_id", DataType.VARCHAR, max_length=1024)
         schema.add_field("layout", DataType.JSON)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs one vector field
-        self._create_with_index(REGISTRY, schema, ["vector"])
+        self._create(REGISTRY, schema, ["vector"])
 
-    def _create(self, name: str, schema, layout: DatasetLayout) -> None:
-        if not self._call(self.client.has_collection, name):
-            vectors = [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
-            self._create_with_index(name, schema, vectors)
-
-    def _create_with_index(self, name: str, schema, vector_fields: list[str]) -> None:
-        index = self.client.prepare_index_params()
-        for vector_field in vector_fields:
-            index.add_index(vector_field, index_type="AUTOINDEX", metric_type="COSINE")
+    def _create(self, name: str, schema, vector_fields: list[str]) -> None:
+        """A collection with the configured vector index (none on Lite, which then searches by brute force)."""
+        if self._call(self.client.has_collection, name):
+            return
+        index = None
+        if self.limits.vector_index:
+            index = self.client.prepare_index_params()
+            for vector_field in vector_fields:
+                index.add_index(vector_field, index_type=self.limits.vector_index, metric_type="COSINE")
         self._call(self.client.create_collection, name, schema=schema, index_params=index)
-        self._loaded.add(name)
-
-    @staticmethod
-    def _add_vectors(schema, layout: DatasetLayout) -> None:
-        schema.add_field(S.VECTOR, DataType.FLOAT_VECTOR, dim=layout.dim)
-        if layout.text_dim:
-            schema.add_field(S.TEXT_VECTOR, DataType.FLOAT_VECTOR, dim=layout.text_dim)
 
     def _clip_schema(self, layout: DatasetLayout):
         lim = self.limits
@@ -368,17 +527,42 @@ class MilvusStore:
         schema.add_field(S.BRIGHTNESS, DataType.DOUBLE)
         schema.add_field(S.EXTRA, DataType.JSON)
         schema.add_field(S.THUMBNAIL, DataType.VARCHAR, max_length=lim.max_thumbnail_chars)
-        self._add_vectors(schema, layout)
+        schema.add_field(S.FINGERPRINT, DataType.VARCHAR, max_length=lim.max_fingerprint_chars)
+        schema.add_field(S.VECTOR, DataType.FLOAT_VECTOR, dim=layout.dim)  # searched by Milvus
+        if layout.text_dim:
+            schema.add_field(S.TEXT_VECTOR, DataType.FLOAT_VECTOR, dim=layout.text_dim)
+        packed_chars = 4 * math.ceil(clip_codec(layout).row_bytes / 3)
+        schema.add_field(S.PACKED, DataType.VARCHAR, max_length=packed_chars)  # read back in bulk
         return schema
 
-    def _part_schema(self, layout: DatasetLayout, where: str, where_type: DataType):
+    def _part_schema(self):
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(S.PART_ID, DataType.VARCHAR, max_length=80, is_primary=True)
         schema.add_field(S.CLIP_ID, DataType.VARCHAR, max_length=64)
         schema.add_field(S.INDEX, DataType.INT64)
-        schema.add_field(where, where_type)
-        self._add_vectors(schema, layout)
+        schema.add_field(S.PARTS, DataType.INT64)
+        schema.add_field(S.PACKED, DataType.VARCHAR, max_length=self.limits.max_packed_chars)
+        schema.add_field(S.PLACEHOLDER, DataType.FLOAT_VECTOR, dim=2)  # never searched: Milvus needs one
         return schema
+
+
+WHERE = {"timeline": S.TIME, "crops": S.BOX}
+PLACEHOLDER = [1.0, 0.0]
+
+
+def clip_codec(layout: DatasetLayout) -> RowCodec:
+    """A clip's packed copy: its visual vector, then its text-space vector where the layout has one."""
+    return RowCodec((layout.dim, layout.text_dim) if layout.text_dim else (layout.dim,))
+
+
+def part_codec(layout: DatasetLayout, which: str) -> RowCodec:
+    """A timeline step: its time, visual and text vectors. A crop: its box and visual vector only (no check
+    reads a crop's text vector, and there are ten crops a clip: they would be the largest part of the store)."""
+    if which == "timeline":
+        return RowCodec((layout.dim, layout.text_dim) if layout.text_dim else (layout.dim,), floats=1)
+    if which == "crops":
+        return RowCodec((layout.dim,), floats=4)
+    raise ValueError(f"unknown companion {which!r}; known: timeline, crops")
 
 
 class _Captured(logging.Handler):
