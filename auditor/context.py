@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from auditor.config import AuditConfig
-from auditor.knn import knn
+from auditor.knn import Neighbours, neighbours, sample_recall
 from taxonomy_core import schema as S
-from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
+from taxonomy_core.store import CLIP_COLUMNS, ClipMatrix, DatasetLayout, Store, unit_rows
 
 __all__ = ["CLIP_COLUMNS", "AuditContext", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
@@ -125,17 +126,24 @@ class AuditContext:
         return sims
 
     @cached_property
-    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each clip's k nearest others (positions, cosines), computed once for every check and the map.
+    def neighbour_graph(self) -> Neighbours:
+        """Each clip's k nearest others, computed once for every check and the map, with how and how well.
 
-        From the store's own index where it declares that faster (a Milvus server), else in memory.
+        From the store's own index where it declares that faster (a Milvus server or cluster), else in memory
+        (exact for small sets, clustered above); an approximate answer carries its recall@k against exact.
         """
-        if self.has_companions and self.store.limits.server_side_neighbours:
-            from taxonomy_core.store import ClipMatrix
+        k = self.config.knn_k
+        if not (self.has_companions and self.store.limits.server_side_neighbours):
+            return neighbours(self.vectors, k, seed=self.config.seed)
+        t0 = time.perf_counter()
+        idx, sim = self.store.neighbours(self.layout, ClipMatrix(self.clips, self.vectors, self.text_vectors), k)
+        sample = np.random.default_rng(self.config.seed).choice(len(idx), min(len(idx), 500), replace=False)
+        return Neighbours(idx, sim, "milvus", sample_recall(self.vectors, idx, sample), time.perf_counter() - t0)
 
-            matrix = ClipMatrix(self.clips, self.vectors, self.text_vectors)
-            return self.store.neighbours(self.layout, matrix, self.config.knn_k)
-        return knn(self.vectors, self.config.knn_k)
+    @cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, cosines) [N, k] of each clip's nearest others, best first (see `neighbour_graph`)."""
+        return self.neighbour_graph.idx, self.neighbour_graph.sim
 
     def copy_pairs(self, similarity: float) -> list[tuple[int, int, float]]:
         """(i, j, cosine), i < j, for neighbours at least `similarity` alike: the same footage, shared by checks."""
@@ -154,15 +162,16 @@ class AuditContext:
 
     # --- companions -----------------------------------------------------------------------
 
-    def each_with_parts(self, *which: str, chunk: int = 512):
-        """(position, {which: Parts}) for every clip that has all the asked-for companions, in pages."""
-        ids = self.clip_ids.tolist()
-        for start in range(0, len(ids), chunk):
-            page = ids[start : start + chunk]
-            fetched = {w: self.store.companions(self.layout, w, page) for w in which}
-            for i, clip_id in enumerate(page, start):
-                if all(clip_id in fetched[w] for w in which):
-                    yield i, {w: fetched[w][clip_id] for w in which}
+    def each_with_parts(self, *which: str):
+        """(position, {which: Parts}) for every clip that has all the asked-for companions.
+
+        In the order the store reads them best (a Lite file: shard by shard, so only one shard is in memory),
+        not in position order: results are keyed by clip, findings sorted by the report.
+        """
+        for page in self.store.companion_pages(self.layout, which, self.clip_ids.tolist()):
+            for clip_id, parts in page.items():
+                if all(w in parts for w in which):
+                    yield self.position[clip_id], parts
 
     def text_space(self) -> np.ndarray:
         """Clip vectors in the space text queries live in."""
