@@ -259,3 +259,9 @@ def test_a_store_written_in_the_old_layout_asks_to_be_reindexed(store):
     for attempt in (lambda: reopened.clip_matrix(LAYOUT), lambda: reopened.ensure(LAYOUT)):
         with pytest.raises(StoreError, match="re-index it: `indexer drop sports --model toy`"):
             attempt()
+
+
+def test_milvus_itself_refuses_a_field_past_its_length(store):
+    """pymilvus's own length check is off (taxonomy_core.store.milvus says why): Milvus still refuses."""
+    with pytest.raises(StoreError, match="fingerprint.*exceeds max_length=2048"):
+        store.write_clips(LAYOUT, [{**clip_row("a", "x"), S.FINGERPRINT: "f" * 2049}])
