@@ -126,7 +126,7 @@ def write_synthetic_store(
     store: Store, planted: Planted, shape: StoreShape = StoreShape(), batch: int = 32, seed: int = 0
 ) -> SyntheticStore:
     """Every clip of `planted` with companions, through `store.write_clips` in batches like the indexer's."""
-    rows = _Rows(planted, shape, np.random.default_rng(seed + 1))
+    rows = SyntheticRows(planted, shape, np.random.default_rng(seed + 1))
     layout = synthetic_layout(shape)
     store.ensure(layout)
     stats = WriteStats()
@@ -140,7 +140,7 @@ def write_synthetic_store(
     return SyntheticStore(layout, rows.loose, rows.small, rows.text_centres, stats)
 
 
-class _Rows:
+class SyntheticRows:
     """Clip, timeline and crop rows as the indexer makes them (float lists), with planted temporal and spatial
     defects; a planted copy's fingerprint is its original's (the same frames)."""
 

@@ -81,7 +81,7 @@ def synthetic_store(milvus_uri):
 def test_audit_through_a_store_reads_every_clip_once_and_finds_planted_defects(synthetic_store):
     store, planted, made = synthetic_store
     ctx = AuditContext.from_store(store, made.layout, config=planted.context.config)
-    assert len(ctx.clips) == 300 and ctx.layout.companion_shards == 1  # the caller's layout, as built
+    assert len(ctx.clips) == 300 and ctx.layout.shards == 1  # the caller's layout, as built
     seen = [i for i, _ in ctx.each_with_parts("crops", "timeline")]
     assert sorted(seen) == list(range(300))
     results = {r.name: r for r in run_checks(ctx, build_checks(["temporal", "spatial", "mislabels"]))}

@@ -223,7 +223,7 @@ def test_crops_keep_boxes_and_visual_vectors_only(store):
 
 def test_companions_are_sharded_and_read_one_shard_at_a_time(store):
     registered = store.layout(LAYOUT.dataset)
-    assert registered.companion_shards == store.limits.companion_shards > 1
+    assert registered.shards == store.limits.shards > 1
     ids = [f"c{i}" for i in range(40)]
     timeline = [part(c, k, S.TIME, float(k), (1, k, 0, 0)) for c in ids for k in range(2)]
     crops = [part(c, 0, S.BOX, [0, 0, 1, 1], (0, 1, 0, 0)) for c in ids]
@@ -250,7 +250,7 @@ def test_thumbnails_larger_than_the_budget_are_reencoded_smaller(store):
 
 
 def test_a_store_written_in_the_old_layout_asks_to_be_reindexed(store):
-    old = {k: v for k, v in asdict(LAYOUT).items() if k not in ("storage", "companion_shards")}
+    old = {k: v for k, v in asdict(LAYOUT).items() if k not in ("storage", "shards")}
     record = {"name": LAYOUT.clips, "dataset": LAYOUT.dataset, "model_id": LAYOUT.model_id, "layout": old,
               "vector": [0.0, 0.0]}  # fmt: skip
     store.client.upsert("ta_registry", [record])  # what version 1 recorded

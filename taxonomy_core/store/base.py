@@ -25,8 +25,9 @@ CLIP_COLUMNS = [
 ]  # fmt: skip
 
 # What a store writes and reads; a layout records the version it was written in (see DatasetLayout.storage).
-# 1: float32 vectors in every row. 2: clip rows add an int8 packed copy and a fingerprint; companions are packed
-# per clip, int8, crops without text vectors; thumbnails fit a budget.
+# 1: float32 vectors in every row. 2: the searchable float32 vectors apart from the clip rows, which add an int8
+# packed copy and a fingerprint; companions packed per clip, int8, crops without text vectors; thumbnails within a
+# budget; every kind sharded by clip id on Lite.
 STORAGE_VERSION = 2
 
 
@@ -49,7 +50,8 @@ class StoreLimits:
     write_batch: int = 256
     read_batch: int = 1000  # rows per query by primary key
     scan_batch: int = 4000  # rows per page of a whole-collection read
-    companion_shards: int = 8  # for new datasets; see DatasetLayout.companion_shards
+    shards: int = 8  # for new datasets; see DatasetLayout.shards
+    resident_bytes: int = 1 << 30  # Lite: collections kept open at most (their files' size), else closed first
     # None: no vector index (Milvus Lite searches its segments by brute force; an index would keep another copy
     # of every vector on disk and in memory); else the index type a server builds.
     vector_index: str | None = None
@@ -72,13 +74,18 @@ class DatasetLayout:
     manifest_format: str = ""
     # How the store lays the rows out (set by the store when it registers the dataset; not part of equality).
     storage: int = field(default=STORAGE_VERSION, compare=False)  # an older layout must be re-indexed
-    # Companions split over this many collections by clip id, so that a Lite file, which holds every collection
-    # it has opened in memory, needs only one shard at a time for a pass over all clips (1 on a server).
-    companion_shards: int = field(default=1, compare=False)
+    # Every kind of row split over this many collections by clip id: a Lite file holds each collection it has
+    # opened in memory, and loads a file with transient memory several times its size, so on Lite no collection
+    # may grow large (1 on a server, which pages its segments itself).
+    shards: int = field(default=1, compare=False)
 
     @property
     def clips(self) -> str:
         return S.collection_name(self.dataset, self.model_id, "clips")
+
+    @property
+    def vectors(self) -> str:
+        return S.collection_name(self.dataset, self.model_id, "vectors")
 
     @property
     def timeline(self) -> str:
@@ -89,20 +96,21 @@ class DatasetLayout:
         return S.collection_name(self.dataset, self.model_id, "crops")
 
     def collection(self, which: str) -> str:
-        return {"clips": self.clips, "timeline": self.timeline, "crops": self.crops}[which]
+        return {"clips": self.clips, "vectors": self.vectors, "timeline": self.timeline, "crops": self.crops}[which]
 
-    def shards(self, which: Companion) -> list[str]:
-        """The collections holding one companion: one, or `companion_shards` split by clip id."""
+    def shard_names(self, which: str) -> list[str]:
+        """The collections holding one kind of row ("clips", "vectors", "timeline", "crops"), by shard."""
         base = self.collection(which)
-        return [base] if self.companion_shards == 1 else [f"{base}_{k}" for k in range(self.companion_shards)]
+        return [base] if self.shards == 1 else [f"{base}_{k}" for k in range(self.shards)]
 
     def shard_of(self, clip_id: str) -> int:
-        """Which shard holds a clip's companions (a stable hash of its id)."""
+        """Which shard holds a clip's rows (a stable hash of its id)."""
         digest = hashlib.blake2b(clip_id.encode(), digest_size=4).digest()
-        return int.from_bytes(digest, "big") % self.companion_shards
+        return int.from_bytes(digest, "big") % self.shards
 
     def collections(self) -> list[str]:
-        return [self.clips, *self.shards("timeline"), *self.shards("crops")]
+        kinds = ("clips", "timeline", "crops") if self.storage < 2 else ("clips", "vectors", "timeline", "crops")
+        return [name for which in kinds for name in self.shard_names(which)]
 
 
 @dataclass

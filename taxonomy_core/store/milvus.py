@@ -1,7 +1,10 @@
 """MilvusStore: the store protocol on Milvus, a Lite file or a server (the only module that imports pymilvus).
 
-Lite and a server are two configurations of this one class: they differ in `limits` (a server answers
-k-NN for every clip from its own index) and in how a file lock is released. No torch here.
+Lite and a server are two configurations of this one class; they differ in `limits`: a server answers k-NN for
+every clip from its own index, builds a vector index and keeps one collection per kind of row; a Lite file (a
+pure-Python engine that holds every collection it opens in memory) searches by brute force, splits every kind
+of row into shards by clip id and closes and reopens the file to free what a pass over all clips has read.
+No torch here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,7 +69,7 @@ if hasattr(entity_helper, "CHECK_STR_ARRAY"):
     entity_helper.CHECK_STR_ARRAY = False
 
 LITE_LIMITS = StoreLimits()
-SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True, vector_index="AUTOINDEX", companion_shards=1)
+SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True, vector_index="AUTOINDEX", shards=1)
 COSINE = {"metric_type": "COSINE"}
 
 _LITE_USERS: Counter[str] = Counter()  # open stores per Lite file in this process
@@ -73,6 +77,11 @@ _LITE_USERS: Counter[str] = Counter()  # open stores per Lite file in this proce
 
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+
+def _folder_bytes(path: Path) -> int:
+    """What a Lite collection takes on disk: about what it takes in memory once open."""
+    return sum(f.stat().st_size for f in path.rglob("*.parquet")) if path.is_dir() else 0
 
 
 def _release_lite(uri: str) -> None:
@@ -108,12 +117,17 @@ def filter_eq(field_name: str, value: Any) -> str:
 
 
 class MilvusStore:
-    """The store protocol on an injected MilvusClient; `MilvusStore.open(uri)` builds one with readable errors."""
+    """The store protocol on an injected MilvusClient; `MilvusStore.open(uri)` builds one with readable errors.
+
+    Four kinds of rows per dataset, each in `layout.shards` collections split by clip id: "clips" (scalars, the
+    fingerprint, the thumbnail and an int8 packed copy of the vectors, read in bulk), "vectors" (the searchable
+    float32 vectors and the label they are filtered by), "timeline" and "crops" (packed per clip).
+    """
 
     def __init__(self, client: MilvusClient, uri: str):
         self.client, self.uri = client, uri
         self.limits = SERVER_LIMITS if is_server(uri) else LITE_LIMITS
-        self._loaded: set[str] = set()
+        self._loaded: dict[str, int] = {}  # open collections and their size on disk (Lite; 0 on a server)
         self._layouts: dict[str, DatasetLayout] = {}  # as registered, by clips collection
         # A server defaults to Bounded consistency: a row written a moment ago could be missing from a read.
         self._read = {"consistency_level": "Strong"}
@@ -153,11 +167,16 @@ class MilvusStore:
                 f"{layout.clips} at {self.uri} holds {known.dim}-d vectors but {layout.model_id} makes "
                 f"{layout.dim}-d; use another --dataset name or drop it with `indexer drop`"
             )
-        shards = known.companion_shards if known else self.limits.companion_shards
-        layout = replace(layout, storage=STORAGE_VERSION, companion_shards=shards)
-        self._create(layout.clips, self._clip_schema(layout), [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else []))
-        for name in layout.shards("timeline") + layout.shards("crops"):
-            self._create(name, self._part_schema(), [S.PLACEHOLDER])
+        layout = replace(layout, storage=STORAGE_VERSION, shards=known.shards if known else self.limits.shards)
+        searchable = [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
+        for which, schema, vector_fields in [
+            ("clips", self._clip_schema(layout), [S.PLACEHOLDER]),
+            ("vectors", self._vector_schema(layout), searchable),
+            ("timeline", self._part_schema(), [S.PLACEHOLDER]),
+            ("crops", self._part_schema(), [S.PLACEHOLDER]),
+        ]:
+            for name in layout.shard_names(which):
+                self._create(name, schema, vector_fields)
         record = {
             "name": layout.clips, "dataset": layout.dataset, "model_id": layout.model_id,
             "layout": asdict(layout), "vector": [0.0, 0.0],
@@ -183,6 +202,7 @@ class MilvusStore:
         for name in known.collections():
             if self._call(self.client.has_collection, name):
                 self._call(self.client.drop_collection, name)
+            self._loaded.pop(name, None)
         if self._call(self.client.has_collection, REGISTRY):
             self._call(self.client.delete, REGISTRY, filter=filter_eq("name", layout.clips))
         self._layouts.pop(layout.clips, None)
@@ -192,28 +212,33 @@ class MilvusStore:
     def write_clips(
         self, layout: DatasetLayout, clips: list[dict], timeline: Iterable[dict] = (), crops: Iterable[dict] = ()
     ) -> None:
-        """Companions first, then the clip rows: a clip row present means its clip is complete.
+        """Companions and vectors first, then the clip rows: a clip row present means its clip is complete.
 
         Rows come as the indexer makes them (float lists, one row per timeline step or crop); they are packed
         here: int8 copies of the vectors, one companion row per clip (or per chunk of a long timeline).
         """
         layout = self._registered(layout)
-        for which, parts in (("timeline", timeline), ("crops", crops)):
-            by_shard: dict[int, list[dict]] = {}
-            for row in self._pack_parts(layout, which, list(parts)):
-                by_shard.setdefault(layout.shard_of(row[S.CLIP_ID]), []).append(row)
-            for shard, rows in sorted(by_shard.items()):
-                self._upsert(layout.shards(which)[shard], rows)
-        self._upsert(layout.clips, self._pack_clips(layout, clips))
+        clip_rows, vector_rows = self._pack_clips(layout, clips)
+        for which, rows in [
+            ("timeline", self._pack_parts(layout, "timeline", list(timeline))),
+            ("crops", self._pack_parts(layout, "crops", list(crops))),
+            ("vectors", vector_rows),
+            ("clips", clip_rows),
+        ]:
+            for shard, part in self._by_shard(layout, rows, key=lambda r: r[S.CLIP_ID]).items():
+                self._upsert(layout.shard_names(which)[shard], part)
 
     def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None:
-        """Change scalar fields of stored clips without touching their vectors."""
-        vectors = {S.VECTOR, S.TEXT_VECTOR, S.PACKED}
-        if any(vectors & patch.keys() for patch in patches):
+        """Change scalar fields of stored clips without touching their vectors (a label in both its rows)."""
+        if any({S.VECTOR, S.TEXT_VECTOR, S.PACKED} & patch.keys() for patch in patches):
             raise ValueError("update_clips changes scalar fields only; write a clip with new vectors by write_clips")
-        for i in range(0, len(patches), self.limits.write_batch):
-            batch = patches[i : i + self.limits.write_batch]
-            self._call(self.client.upsert, layout.clips, batch, partial_update=True)
+        layout = self._registered(layout)
+        for shard, part in self._by_shard(layout, patches, key=lambda p: p[S.CLIP_ID]).items():
+            labels = [{S.CLIP_ID: p[S.CLIP_ID], S.LABEL: p[S.LABEL]} for p in part if S.LABEL in p]
+            for which, rows in (("vectors", labels), ("clips", part)):
+                for i in range(0, len(rows), self.limits.write_batch):
+                    batch = rows[i : i + self.limits.write_batch]
+                    self._call(self.client.upsert, layout.shard_names(which)[shard], batch, partial_update=True)
 
     def delete_clips(self, layout: DatasetLayout, clip_ids: list[str]) -> None:
         """A clip and its companions; the clip row goes first so a half-done delete never looks complete."""
@@ -226,19 +251,22 @@ class MilvusStore:
         for i in range(0, len(rows), self.limits.write_batch):
             self._call(self.client.upsert, collection, rows[i : i + self.limits.write_batch])
 
-    def _pack_clips(self, layout: DatasetLayout, clips: list[dict]) -> list[dict]:
-        """The clip rows with their packed copy, a fingerprint (empty when unknown) and a thumbnail within budget."""
+    def _pack_clips(self, layout: DatasetLayout, clips: list[dict]) -> tuple[list[dict], list[dict]]:
+        """Clip rows (scalars, fingerprint, thumbnail within budget, int8 packed copy) and their searchable rows."""
         if not clips:
-            return []
+            return [], []
         fields = [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
         vectors = [np.asarray([c[f] for c in clips], dtype=np.float32) for f in fields]
         packed = clip_codec(layout).pack(vectors)
         budget = self.limits.thumbnail_chars
-        return [
-            {**c, S.PACKED: to_text(raw), S.FINGERPRINT: c.get(S.FINGERPRINT) or "",
-             S.THUMBNAIL: fit_thumbnail(c.get(S.THUMBNAIL) or "", budget)}
+        clip_rows = [
+            {**{k: v for k, v in c.items() if k not in fields}, S.PACKED: to_text(raw),
+             S.FINGERPRINT: c.get(S.FINGERPRINT) or "", S.THUMBNAIL: fit_thumbnail(c.get(S.THUMBNAIL) or "", budget),
+             S.PLACEHOLDER: PLACEHOLDER}
             for c, raw in zip(clips, packed)
         ]  # fmt: skip
+        vector_rows = [{S.CLIP_ID: c[S.CLIP_ID], S.LABEL: c[S.LABEL], **{f: c[f] for f in fields}} for c in clips]
+        return clip_rows, vector_rows
 
     def _pack_parts(self, layout: DatasetLayout, which: str, parts: list[dict]) -> list[dict]:
         """One row per clip (per chunk of `per_row` parts): where each part is and its int8 vectors, in index order."""
@@ -272,31 +300,37 @@ class MilvusStore:
         """Clips stored; for "timeline" or "crops", the clips that have them."""
         layout = self._registered(layout, check=False)
         total = 0
-        for collection in [layout.clips] if which == "clips" else layout.shards(which):
+        for collection in layout.shard_names(which):
             self._load(collection)
-            expr = "" if which == "clips" else f"{S.INDEX} == 0"
+            expr = f"{S.INDEX} == 0" if which in WHERE else ""
             rows = self._call(self.client.query, collection, filter=expr, output_fields=["count(*)"], **self._read)
             total += int(rows[0]["count(*)"])
         return total
 
     def clip_records(self, layout: DatasetLayout, fields: list[str]) -> Iterator[dict]:
-        """Some fields of every stored clip, in pages, without loading the collection at once."""
-        return (r for page in self._pages(layout.clips, fields) for r in page)
+        """Some fields of every stored clip, in pages, one shard at a time."""
+        layout = self._registered(layout, check=False)
+        for collection in layout.shard_names("clips"):
+            for page in self._pages(collection, fields):
+                yield from page
+            self._evict()
 
     def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix:
         """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row.
 
-        Read from the packed int8 copy: each page keeps its bytes (1 per dimension) and the float32 matrix is
-        made once at the end, in manifest order, so memory peaks at the matrix plus a quarter of it.
+        Read from the packed int8 copy, shard by shard: each page keeps its bytes (1 per dimension) and the
+        float32 matrix is made once at the end, so memory peaks at the matrix plus a quarter of it.
         """
         layout = self._registered(layout)
         codec = clip_codec(layout)
         records, raws = [], []
-        for page in self._pages(layout.clips, CLIP_COLUMNS + [S.PACKED]):
-            kept = [r for r in page if clip_ids is None or r[S.CLIP_ID] in clip_ids]
-            if kept:
-                raws.append(codec.rows_in([r.pop(S.PACKED) for r in kept])[0])
-                records += kept
+        for collection in layout.shard_names("clips"):
+            for page in self._pages(collection, CLIP_COLUMNS + [S.PACKED]):
+                kept = [r for r in page if clip_ids is None or r[S.CLIP_ID] in clip_ids]
+                if kept:
+                    raws.append(codec.rows_in([r.pop(S.PACKED) for r in kept])[0])
+                    records += kept
+            self._evict()
         raw = np.concatenate(raws) if raws else np.zeros((0, codec.row_bytes), np.uint8)
         order = np.argsort([r[S.ROW] for r in records], kind="stable")
         vectors = [np.empty((len(order), w), np.float32) for w in codec.widths]
@@ -306,7 +340,6 @@ class MilvusStore:
                 out[start : start + len(chunk)] = unit_rows(decoded)
         table = pd.DataFrame.from_records([records[i] for i in order], columns=CLIP_COLUMNS)
         table[S.SPLIT] = table[S.SPLIT].replace("", None)
-        self._evict()
         return ClipMatrix(table, vectors[0], vectors[1] if layout.text_dim else None)
 
     def companions(self, layout: DatasetLayout, which: str, clip_ids: list[str]) -> dict[str, Parts]:
@@ -314,7 +347,7 @@ class MilvusStore:
         layout = self._registered(layout)
         out: dict[str, Parts] = {}
         for shard, ids in self._by_shard(layout, clip_ids).items():
-            out |= self._parts_in(layout, which, layout.shards(which)[shard], ids)
+            out |= self._parts_in(layout, which, layout.shard_names(which)[shard], ids)
         return out
 
     def companion_pages(
@@ -329,14 +362,68 @@ class MilvusStore:
         for shard, ids in sorted(self._by_shard(layout, clip_ids).items()):
             for start in range(0, len(ids), self.limits.read_batch):
                 page = ids[start : start + self.limits.read_batch]
-                got = {w: self._parts_in(layout, w, layout.shards(w)[shard], page) for w in which}
+                got = {w: self._parts_in(layout, w, layout.shard_names(w)[shard], page) for w in which}
                 yield {c: {w: got[w][c] for w in which if c in got[w]} for c in page}
             self._evict()
 
-    def _by_shard(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[int, list[str]]:
-        by_shard: dict[int, list[str]] = {}
-        for clip_id in clip_ids:
-            by_shard.setdefault(layout.shard_of(clip_id), []).append(clip_id)
+    def thumbnails(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, str]:
+        """Base64 JPEG per clip id."""
+        layout = self._registered(layout, check=False)
+        out = {}
+        for shard, ids in self._by_shard(layout, clip_ids).items():
+            rows = self._get(layout.shard_names("clips")[shard], S.CLIP_ID, ids, [S.CLIP_ID, S.THUMBNAIL])
+            out |= {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in rows}
+        return out
+
+    def search(
+        self, layout: DatasetLayout, queries: np.ndarray, k: int, *, text: bool = False, label: str | None = None
+    ) -> list[Hits]:
+        """The k most similar clips per query (in the text space with `text`), optionally of one label."""
+        layout = self._registered(layout)
+        field_name = S.TEXT_VECTOR if text and layout.text_dim else S.VECTOR
+        expr = filter_eq(S.LABEL, label) if label is not None else ""
+        return self._search(layout, queries, field_name, min(k, self.limits.max_top_k), expr=expr)
+
+    def neighbours(self, layout: DatasetLayout, matrix: ClipMatrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each clip's k nearest other clips of `matrix` (positions and cosines), from Milvus's own index."""
+        layout = self._registered(layout)
+        n = len(matrix.table)
+        k = min(k, n - 1)
+        position = {c: i for i, c in enumerate(matrix.table[S.CLIP_ID])}
+        stale = max(0, self.count(layout) - n)  # stored clips outside this matrix may come back too
+        limit = min(self.limits.max_top_k, k + 1 + stale)
+        idx = np.zeros((n, k), dtype=np.int64)
+        sim = np.full((n, k), -1.0, dtype=np.float32)
+        for start in range(0, n, self.limits.read_batch):
+            batch = matrix.vectors[start : start + self.limits.read_batch]
+            for offset, hits in enumerate(self._search(layout, batch, S.VECTOR, limit)):
+                i = start + offset
+                found = [(position[c], s) for c, s in hits if position.get(c, i) != i][:k]
+                idx[i, : len(found)] = [j for j, _ in found]
+                sim[i, : len(found)] = [s for _, s in found]
+        return idx, sim
+
+    def pairs_above(
+        self, layout: DatasetLayout, matrix: ClipMatrix, similarity: float, k: int
+    ) -> list[tuple[int, int, float]]:
+        """(i, j, cosine) with i < j for every pair of clips at least `similarity` alike (range search, k per clip)."""
+        layout = self._registered(layout)
+        position = {c: i for i, c in enumerate(matrix.table[S.CLIP_ID])}
+        params = {"params": {"radius": similarity, "range_filter": 1.0 + 1e-6}}
+        found: dict[tuple[int, int], float] = {}
+        for start in range(0, len(position), self.limits.read_batch):
+            batch = matrix.vectors[start : start + self.limits.read_batch]
+            for offset, hits in enumerate(self._search(layout, batch, S.VECTOR, k + 1, params=params)):
+                for clip_id, s in hits:
+                    j = position.get(clip_id)
+                    if j is not None and j != start + offset:
+                        found[tuple(sorted((start + offset, j)))] = s
+        return [(a, b, s) for (a, b), s in sorted(found.items())]
+
+    def _by_shard(self, layout: DatasetLayout, items: list, key=lambda item: item) -> dict[int, list]:
+        by_shard: dict[int, list] = {}
+        for item in items:
+            by_shard.setdefault(layout.shard_of(key(item)), []).append(item)
         return by_shard
 
     def _parts_in(self, layout: DatasetLayout, which: str, collection: str, clip_ids: list[str]) -> dict[str, Parts]:
@@ -359,55 +446,6 @@ class MilvusStore:
             start += n
         return out
 
-    def thumbnails(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, str]:
-        """Base64 JPEG per clip id."""
-        rows = self._get(layout.clips, S.CLIP_ID, clip_ids, [S.CLIP_ID, S.THUMBNAIL])
-        return {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in rows}
-
-    def search(
-        self, layout: DatasetLayout, queries: np.ndarray, k: int, *, text: bool = False, label: str | None = None
-    ) -> list[Hits]:
-        """The k most similar clips per query (in the text space with `text`), optionally of one label."""
-        field_name = S.TEXT_VECTOR if text and layout.text_dim else S.VECTOR
-        expr = filter_eq(S.LABEL, label) if label is not None else ""
-        results = self._search(layout.clips, queries, field_name, min(k, self.limits.max_top_k), expr=expr)
-        return [[(h[S.CLIP_ID], float(h["distance"])) for h in hits] for hits in results]
-
-    def neighbours(self, layout: DatasetLayout, matrix: ClipMatrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each clip's k nearest other clips of `matrix` (positions and cosines), from Milvus's own index."""
-        n = len(matrix.table)
-        k = min(k, n - 1)
-        position = {c: i for i, c in enumerate(matrix.table[S.CLIP_ID])}
-        stale = max(0, self.count(layout) - n)  # stored clips outside this matrix may come back too
-        limit = min(self.limits.max_top_k, k + 1 + stale)
-        idx = np.zeros((n, k), dtype=np.int64)
-        sim = np.full((n, k), -1.0, dtype=np.float32)
-        for start in range(0, n, self.limits.read_batch):
-            batch = matrix.vectors[start : start + self.limits.read_batch]
-            for offset, hits in enumerate(self._search(layout.clips, batch, S.VECTOR, limit)):
-                i = start + offset
-                found = [(position[h[S.CLIP_ID]], h["distance"]) for h in hits if position.get(h[S.CLIP_ID], i) != i]
-                found = found[:k]
-                idx[i, : len(found)] = [j for j, _ in found]
-                sim[i, : len(found)] = [s for _, s in found]
-        return idx, sim
-
-    def pairs_above(
-        self, layout: DatasetLayout, matrix: ClipMatrix, similarity: float, k: int
-    ) -> list[tuple[int, int, float]]:
-        """(i, j, cosine) with i < j for every pair of clips at least `similarity` alike (range search, k per clip)."""
-        position = {c: i for i, c in enumerate(matrix.table[S.CLIP_ID])}
-        params = {"params": {"radius": similarity, "range_filter": 1.0 + 1e-6}}
-        found: dict[tuple[int, int], float] = {}
-        for start in range(0, len(position), self.limits.read_batch):
-            batch = matrix.vectors[start : start + self.limits.read_batch]
-            for offset, hits in enumerate(self._search(layout.clips, batch, S.VECTOR, k + 1, params=params)):
-                for h in hits:
-                    j = position.get(h[S.CLIP_ID])
-                    if j is not None and j != start + offset:
-                        found[tuple(sorted((start + offset, j)))] = float(h["distance"])
-        return [(a, b, s) for (a, b), s in sorted(found.items())]
-
     def _pages(self, collection: str, fields: list[str]) -> Iterator[list[dict]]:
         self._load(collection)
         iterator = self._call(
@@ -422,6 +460,8 @@ class MilvusStore:
 
     def _get(self, collection: str, key: str, values: list[str], fields: list[str]) -> list[dict]:
         """Rows whose `key` is one of `values`; fast where `key` is the primary key (an unindexed field scans)."""
+        if not values:
+            return []
         self._load(collection)
         out: list[dict] = []
         for i in range(0, len(values), self.limits.read_batch):
@@ -429,13 +469,19 @@ class MilvusStore:
             out += self._call(self.client.query, collection, filter=expr, output_fields=fields, **self._read)
         return out
 
-    def _search(self, collection: str, queries: np.ndarray, field_name: str, limit: int, expr: str = "", params=None):
-        self._load(collection)
+    def _search(self, layout: DatasetLayout, queries: np.ndarray, field_name: str, limit: int, expr="", params=None):
+        """Hits per query over every shard of the searchable vectors, best first."""
         data = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1).tolist()
-        return self._call(
-            self.client.search, collection, data=data, anns_field=field_name, limit=limit, filter=expr,
-            output_fields=[S.CLIP_ID], search_params={**COSINE, **(params or {})}, **self._read,
-        )  # fmt: skip
+        merged: list[Hits] = [[] for _ in data]
+        for collection in layout.shard_names("vectors"):
+            self._load(collection)
+            results = self._call(
+                self.client.search, collection, data=data, anns_field=field_name, limit=limit, filter=expr,
+                output_fields=[S.CLIP_ID], search_params={**COSINE, **(params or {})}, **self._read,
+            )  # fmt: skip
+            for hits, found in zip(merged, results):
+                hits += [(h[S.CLIP_ID], float(h["distance"])) for h in found]
+        return [sorted(hits, key=lambda h: -h[1])[:limit] for hits in merged]
 
     # --- internals --------------------------------------------------------------------------
 
@@ -446,11 +492,16 @@ class MilvusStore:
             raise StoreError(f"Milvus at {self.uri} failed in {getattr(fn, '__name__', fn)}: {e.message}") from e
 
     def _load(self, collection: str) -> None:
-        if collection not in self._loaded:
-            if not self._call(self.client.has_collection, collection):
-                raise StoreError(f"no collection {collection} at {self.uri}; index the dataset first (`indexer index`)")
-            self._call(self.client.load_collection, collection)
-            self._loaded.add(collection)
+        """Open a collection for reads; on Lite, first close the file if what is open would pass the budget."""
+        if collection in self._loaded:
+            return
+        size = 0 if is_server(self.uri) else _folder_bytes(Path(self.uri) / "collections" / collection)
+        if sum(self._loaded.values()) + size > self.limits.resident_bytes:
+            self._evict()
+        if not self._call(self.client.has_collection, collection):
+            raise StoreError(f"no collection {collection} at {self.uri}; index the dataset first (`indexer index`)")
+        self._call(self.client.load_collection, collection)
+        self._loaded[collection] = size
 
     def _registered(self, layout: DatasetLayout, check: bool = True) -> DatasetLayout:
         """The layout as the registry records it (its storage version and shards), whatever the caller built."""
@@ -467,7 +518,7 @@ class MilvusStore:
     def _evict(self) -> None:
         """Milvus Lite keeps every collection it has opened in memory until its file is closed: close and reopen
         it (only when this is the process's one store on the file; the reopen waits for a moment's holder)."""
-        if is_server(self.uri) or _LITE_USERS[self.uri] != 1:
+        if is_server(self.uri) or _LITE_USERS[self.uri] != 1 or not self._loaded:
             return
         from milvus_lite.server_manager import server_manager_instance
 
@@ -488,7 +539,7 @@ class MilvusStore:
         if layout.storage != STORAGE_VERSION:
             raise StoreError(
                 f"{layout.dataset} ({layout.model_id}) at {self.uri} is stored in layout {layout.storage}; this "
-                f"version reads layout {STORAGE_VERSION} (packed int8 vectors, one companion row per clip).\n"
+                f"version reads layout {STORAGE_VERSION} (packed int8 copies, one companion row per clip, shards).\n"
                 f"Fix: re-index it: `indexer drop {layout.dataset} --model {layout.model_id}`, then "
                 "`indexer index MANIFEST` again (or index into a new --dataset name)"
             )
@@ -535,11 +586,19 @@ class MilvusStore:
         schema.add_field(S.EXTRA, DataType.JSON)
         schema.add_field(S.THUMBNAIL, DataType.VARCHAR, max_length=lim.max_thumbnail_chars)
         schema.add_field(S.FINGERPRINT, DataType.VARCHAR, max_length=lim.max_fingerprint_chars)
-        schema.add_field(S.VECTOR, DataType.FLOAT_VECTOR, dim=layout.dim)  # searched by Milvus
-        if layout.text_dim:
-            schema.add_field(S.TEXT_VECTOR, DataType.FLOAT_VECTOR, dim=layout.text_dim)
         packed_chars = 4 * math.ceil(clip_codec(layout).row_bytes / 3)
         schema.add_field(S.PACKED, DataType.VARCHAR, max_length=packed_chars)  # read back in bulk
+        schema.add_field(S.PLACEHOLDER, DataType.FLOAT_VECTOR, dim=2)  # never searched: Milvus needs one
+        return schema
+
+    def _vector_schema(self, layout: DatasetLayout):
+        """What Milvus searches: the float32 vectors, and the label a search may be filtered by."""
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(S.CLIP_ID, DataType.VARCHAR, max_length=64, is_primary=True)
+        schema.add_field(S.LABEL, DataType.VARCHAR, max_length=self.limits.max_label_chars)
+        schema.add_field(S.VECTOR, DataType.FLOAT_VECTOR, dim=layout.dim)
+        if layout.text_dim:
+            schema.add_field(S.TEXT_VECTOR, DataType.FLOAT_VECTOR, dim=layout.text_dim)
         return schema
 
     def _part_schema(self):
