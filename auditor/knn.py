@@ -91,14 +91,19 @@ def sample_recall(vectors: np.ndarray, idx: np.ndarray, sample: np.ndarray) -> f
 
 
 def exact_rows(vectors: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """Exact k nearest other rows of a few rows."""
+    """Exact k nearest other rows of a few rows (in blocks: never more than SCORES_PER_BLOCK scores at once)."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+    block = max(1, SCORES_PER_BLOCK // len(x))
+    out = np.empty((len(rows), k), dtype=np.int64)
     with torch.inference_mode():
-        scores = x[torch.from_numpy(rows)] @ x.T
-        scores[torch.arange(len(rows)), torch.from_numpy(rows)] = -torch.inf
-        return torch.topk(scores, k, dim=1).indices.numpy()
+        for start in range(0, len(rows), block):
+            some = torch.from_numpy(np.asarray(rows[start : start + block]))
+            scores = x[some] @ x.T
+            scores[torch.arange(len(some)), some] = -torch.inf
+            out[start : start + len(some)] = torch.topk(scores, k, dim=1).indices.numpy()
+    return out
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
