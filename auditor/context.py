@@ -17,6 +17,7 @@ from taxonomy_core.store import CLIP_COLUMNS, ClipMatrix, DatasetLayout, Store, 
 
 __all__ = ["CLIP_COLUMNS", "AuditContext", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
+BLOCK = 8192  # rows per block where a whole-matrix temporary would double the memory
 
 
 @dataclass
@@ -39,9 +40,9 @@ class AuditContext:
     def __post_init__(self):
         self._pairs: dict[float, list[tuple[int, int, float]]] = {}
         self.clips = self.clips.reset_index(drop=True)
-        self.vectors = unit_rows(self.vectors)
+        self.vectors = _unit(self.vectors)
         if self.text_vectors is not None:
-            self.text_vectors = unit_rows(self.text_vectors)
+            self.text_vectors = _unit(self.text_vectors)
 
     @classmethod
     def from_store(
@@ -107,11 +108,18 @@ class AuditContext:
 
     @cached_property
     def loo_prototypes(self) -> np.ndarray:
-        """Each clip's class centroid without the clip itself (its own class judged fairly)."""
-        own = self.class_sums[self.codes] - self.vectors
-        alone = self.counts[self.codes] <= 1
-        own[alone] = self.vectors[alone]
-        return unit_rows(own)
+        """Each clip's class centroid without the clip itself (its own class judged fairly).
+
+        Made in blocks: the float64 sums of all clips at once would take twice the vectors' memory again.
+        """
+        out = np.empty_like(self.vectors)
+        for start in range(0, len(out), BLOCK):
+            rows = slice(start, start + BLOCK)
+            own = self.class_sums[self.codes[rows]] - self.vectors[rows]
+            alone = self.counts[self.codes[rows]] <= 1
+            own[alone] = self.vectors[rows][alone]
+            out[rows] = unit_rows(own)
+        return out
 
     @cached_property
     def own_similarity(self) -> np.ndarray:
@@ -195,3 +203,10 @@ class AuditContext:
         flat = self.text_encoder([p for group in prompts for p in group])
         bounds = np.cumsum([0] + [len(g) for g in prompts])
         return {label: unit_rows(flat[a:b].mean(axis=0)) for label, a, b in zip(self.classes, bounds[:-1], bounds[1:])}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Unit rows as float32, without a copy when they already are (a store's clip matrix is)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1)
+    return x if np.all((np.abs(norms - 1) < 1e-4) | (norms == 0)) else unit_rows(x)

@@ -79,6 +79,11 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
+def _row_bytes(row: dict) -> int:
+    """Roughly what a row takes in Milvus Lite's memory: its text, 4 bytes a float, 8 a number."""
+    return sum(len(v) if isinstance(v, str) else 4 * len(v) if isinstance(v, list) else 8 for v in row.values())
+
+
 def _folder_bytes(path: Path) -> int:
     """What a Lite collection takes on disk: about what it takes in memory once open."""
     return sum(f.stat().st_size for f in path.rglob("*.parquet")) if path.is_dir() else 0
@@ -128,6 +133,7 @@ class MilvusStore:
         self.client, self.uri = client, uri
         self.limits = SERVER_LIMITS if is_server(uri) else LITE_LIMITS
         self._loaded: dict[str, int] = {}  # open collections and their size on disk (Lite; 0 on a server)
+        self._written = 0  # bytes written since the Lite file was last closed
         self._layouts: dict[str, DatasetLayout] = {}  # as registered, by clips collection
         # A server defaults to Bounded consistency: a row written a moment ago could be missing from a read.
         self._read = {"consistency_level": "Strong"}
@@ -227,6 +233,9 @@ class MilvusStore:
         ]:
             for shard, part in self._by_shard(layout, rows, key=lambda r: r[S.CLIP_ID]).items():
                 self._upsert(layout.shard_names(which)[shard], part)
+            self._written += sum(_row_bytes(r) for r in rows)
+        if self._written > self.limits.resident_bytes:  # Lite keeps what it flushed in memory too
+            self._evict()
 
     def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None:
         """Change scalar fields of stored clips without touching their vectors (a label in both its rows)."""
@@ -518,7 +527,8 @@ class MilvusStore:
     def _evict(self) -> None:
         """Milvus Lite keeps every collection it has opened in memory until its file is closed: close and reopen
         it (only when this is the process's one store on the file; the reopen waits for a moment's holder)."""
-        if is_server(self.uri) or _LITE_USERS[self.uri] != 1 or not self._loaded:
+        self._written = 0
+        if is_server(self.uri) or _LITE_USERS[self.uri] != 1:
             return
         from milvus_lite.server_manager import server_manager_instance
 
