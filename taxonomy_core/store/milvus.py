@@ -79,6 +79,15 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
 
+def _return_arrow_memory(uri: str) -> None:
+    """Milvus Lite reads Parquet inside this process with transient memory several times a file's size; Arrow's
+    allocator keeps what was freed for Arrow alone. Give it back to the system, where numpy can use it."""
+    if not is_server(uri):
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+
+
 def _row_bytes(row: dict) -> int:
     """Roughly what a row takes in Milvus Lite's memory: its text, 4 bytes a float, 8 a number."""
     return sum(len(v) if isinstance(v, str) else 4 * len(v) if isinstance(v, list) else 8 for v in row.values())
@@ -511,6 +520,7 @@ class MilvusStore:
             raise StoreError(f"no collection {collection} at {self.uri}; index the dataset first (`indexer index`)")
         self._call(self.client.load_collection, collection)
         self._loaded[collection] = size
+        _return_arrow_memory(self.uri)
 
     def _registered(self, layout: DatasetLayout, check: bool = True) -> DatasetLayout:
         """The layout as the registry records it (its storage version and shards), whatever the caller built."""
@@ -535,6 +545,7 @@ class MilvusStore:
         self.client.close()
         server_manager_instance.release_server(self.uri)
         self._loaded.clear()
+        _return_arrow_memory(self.uri)
         deadline = time.monotonic() + 30
         while True:
             try:
