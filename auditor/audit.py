@@ -88,21 +88,38 @@ def run_audit(
             "not_indexed": len(index.failed),
             "read_options": index_config.read.to_dict(),
         }
-        findings, check_edits = reconcile(results)
-        edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
-        findings = note_consequences(ctx, findings, edits, index_config.validation.min_per_class)
-        report = build_report(ctx, results, index.findings + findings, meta, params_of(built))
-        report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
-        # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
-        # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix.
-        html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
-        manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
-        write_edits(edits, out_dir / EDITS_FILE, run_id)
-        json_path = write_json(report, out_dir / "report.json")
+        written = write_outputs(
+            ctx, results, meta, params_of(built), out_dir, index, index_config.validation.min_per_class
+        )
     finally:
         if own_store:
             store.close()
-    return AuditOutcome(report, index, results, edits, out_dir, json_path, html_path, manifest_path)
+    return AuditOutcome(written.report, index, results, written.edits, out_dir, *written.paths)
+
+
+@dataclass
+class Written:
+    report: dict[str, Any]
+    edits: list[Edit]
+    paths: tuple[Path, Path, Path]  # report.json, report.html, the fixed manifest
+
+
+def write_outputs(
+    ctx, results, meta: dict[str, Any], params, out_dir: Path, index: IndexReport, min_per_class: int
+) -> Written:
+    """Reconcile the checks' findings and edits with the rows indexing skipped, then write every output."""
+    findings, check_edits = reconcile(results)
+    edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
+    findings = note_consequences(ctx, findings, edits, min_per_class)
+    report = build_report(ctx, results, index.findings + findings, meta, params)
+    report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
+    # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
+    # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix.
+    html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
+    manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
+    write_edits(edits, out_dir / EDITS_FILE, meta["run_id"])
+    json_path = write_json(report, out_dir / "report.json")
+    return Written(report, edits, (json_path, html_path, manifest_path))
 
 
 def flagged_thumbnails(ctx, report: dict[str, Any], limit: int = 2000) -> dict[str, str]:

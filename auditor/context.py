@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -11,13 +12,14 @@ import pandas as pd
 
 from auditor.config import AuditConfig
 from auditor.copies import find_copies
-from auditor.knn import knn
+from auditor.knn import Neighbours, neighbours, sample_recall
 from auditor.probe import Probe, fit_probe
 from taxonomy_core import schema as S
-from taxonomy_core.store import CLIP_COLUMNS, DatasetLayout, Store, unit_rows
+from taxonomy_core.store import CLIP_COLUMNS, ClipMatrix, DatasetLayout, Store, unit_rows
 
 __all__ = ["CLIP_COLUMNS", "AuditContext", "ReferenceFootage", "clip_record", "unit_rows"]
 TextEncoder = Callable[[list[str]], np.ndarray]
+BLOCK = 8192  # rows per block where a whole-matrix temporary would double the memory
 
 
 def clip_record(clip) -> dict:
@@ -72,9 +74,9 @@ class AuditContext:
         self.frame_matches: dict[tuple[int, int], float] = {}  # pair -> share of frames matched (fingerprints)
         self._probes: dict[int, Probe | None] = {}
         self.clips = self.clips.reset_index(drop=True)
-        self.vectors = unit_rows(self.vectors)
+        self.vectors = _unit(self.vectors)
         if self.text_vectors is not None:
-            self.text_vectors = unit_rows(self.text_vectors)
+            self.text_vectors = _unit(self.text_vectors)
 
     @classmethod
     def from_store(
@@ -140,11 +142,18 @@ class AuditContext:
 
     @cached_property
     def loo_prototypes(self) -> np.ndarray:
-        """Each clip's class centroid without the clip itself (its own class judged fairly)."""
-        own = self.class_sums[self.codes] - self.vectors
-        alone = self.counts[self.codes] <= 1
-        own[alone] = self.vectors[alone]
-        return unit_rows(own)
+        """Each clip's class centroid without the clip itself (its own class judged fairly).
+
+        Made in blocks: the float64 sums of all clips at once would take twice the vectors' memory again.
+        """
+        out = np.empty_like(self.vectors)
+        for start in range(0, len(out), BLOCK):
+            rows = slice(start, start + BLOCK)
+            own = self.class_sums[self.codes[rows]] - self.vectors[rows]
+            alone = self.counts[self.codes[rows]] <= 1
+            own[alone] = self.vectors[rows][alone]
+            out[rows] = unit_rows(own)
+        return out
 
     @cached_property
     def own_similarity(self) -> np.ndarray:
@@ -159,17 +168,24 @@ class AuditContext:
         return sims
 
     @cached_property
-    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each clip's k nearest others (positions, cosines), computed once for every check and the map.
+    def neighbour_graph(self) -> Neighbours:
+        """Each clip's k nearest others, computed once for every check and the map, with how and how well.
 
-        From the store's own index where it declares that faster (a Milvus server), else in memory.
+        From the store's own index where it declares that faster (a Milvus server or cluster), else in memory
+        (exact for small sets, clustered above); an approximate answer carries its recall@k against exact.
         """
-        if self.has_companions and self.store.limits.server_side_neighbours:
-            from taxonomy_core.store import ClipMatrix
+        k = self.config.knn_k
+        if not (self.has_companions and self.store.limits.server_side_neighbours):
+            return neighbours(self.vectors, k, seed=self.config.seed)
+        t0 = time.perf_counter()
+        idx, sim = self.store.neighbours(self.layout, ClipMatrix(self.clips, self.vectors, self.text_vectors), k)
+        sample = np.random.default_rng(self.config.seed).choice(len(idx), min(len(idx), 500), replace=False)
+        return Neighbours(idx, sim, "milvus", sample_recall(self.vectors, idx, sample), time.perf_counter() - t0)
 
-            matrix = ClipMatrix(self.clips, self.vectors, self.text_vectors)
-            return self.store.neighbours(self.layout, matrix, self.config.knn_k)
-        return knn(self.vectors, self.config.knn_k)
+    @cached_property
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, cosines) [N, k] of each clip's nearest others, best first (see `neighbour_graph`)."""
+        return self.neighbour_graph.idx, self.neighbour_graph.sim
 
     def copy_pairs(self, similarity: float) -> list[tuple[int, int, float]]:
         """(i, j, cosine), i < j, for clips showing the same footage (auditor.copies), shared by checks."""
@@ -190,15 +206,16 @@ class AuditContext:
 
     # --- companions -----------------------------------------------------------------------
 
-    def each_with_parts(self, *which: str, chunk: int = 512):
-        """(position, {which: Parts}) for every clip that has all the asked-for companions, in pages."""
-        ids = self.clip_ids.tolist()
-        for start in range(0, len(ids), chunk):
-            page = ids[start : start + chunk]
-            fetched = {w: self.store.companions(self.layout, w, page) for w in which}
-            for i, clip_id in enumerate(page, start):
-                if all(clip_id in fetched[w] for w in which):
-                    yield i, {w: fetched[w][clip_id] for w in which}
+    def each_with_parts(self, *which: str):
+        """(position, {which: Parts}) for every clip that has all the asked-for companions.
+
+        In the order the store reads them best (a Lite file: shard by shard, so only one shard is in memory),
+        not in position order: results are keyed by clip, findings sorted by the report.
+        """
+        for page in self.store.companion_pages(self.layout, which, self.clip_ids.tolist()):
+            for clip_id, parts in page.items():
+                if all(w in parts for w in which):
+                    yield self.position[clip_id], parts
 
     def text_space(self) -> np.ndarray:
         """Clip vectors in the space text queries live in."""
@@ -222,3 +239,10 @@ class AuditContext:
         flat = self.text_encoder([p for group in prompts for p in group])
         bounds = np.cumsum([0] + [len(g) for g in prompts])
         return {label: unit_rows(flat[a:b].mean(axis=0)) for label, a, b in zip(self.classes, bounds[:-1], bounds[1:])}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Unit rows as float32, without a copy when they already are (a store's clip matrix is)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1)
+    return x if np.all((np.abs(norms - 1) < 1e-4) | (norms == 0)) else unit_rows(x)

@@ -1,26 +1,38 @@
-"""Audit time on 10k and 100k synthetic clip vectors (512-d, clustered, planted defects), by check.
+"""Audit time and memory at scale on synthetic clips: in memory (vectors only), or through a real store.
 
-    python bench/audit_scale.py [--sizes 10000 100000]
+    python bench/audit_scale.py [--sizes 10000 100000]                  in memory, 512-d, the store-free checks
+    python bench/audit_scale.py --store --sizes 100000 [--uri URI]      a store of N clips with companions
 
-Temporal and spatial checks read timeline/crop vectors from Milvus and are timed by the demo audit
-instead (they are per-clip and linear). Peak memory is reported to show there is no N x N matrix.
+`--store` builds a Milvus store of N synthetic clips with the offline model's shapes (1280-d visual, 384-d
+text, 3 timeline steps and 10 crops a clip, real-footage thumbnails, fingerprints) through `Store.write_clips`,
+in one process, then runs the `auditor audit` path on it in a fresh one (read the clip matrix, neighbours, every
+check including temporal and spatial, UMAP + HDBSCAN, report.json, report.html, fixed manifest), printing the
+seconds of each stage and the audit's peak memory. It ends with `TOTAL_SECONDS` (the audit, not the build) and
+`STORE_BYTES_PER_CLIP` (the Lite folder on disk, thumbnails included; not measured for a server URI).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic import synthetic_dataset  # noqa: E402
+import numpy as np  # noqa: E402
+from synthetic import StoreShape, synthetic_dataset, synthetic_layout, write_synthetic_store  # noqa: E402
 
-from auditor.checks import build_checks, run_checks  # noqa: E402
+from auditor.checks import build_checks, params_of, run_checks  # noqa: E402
+from auditor.config import AuditConfig  # noqa: E402
 
 CHECKS = ["tightness", "mislabels", "duplicates", "search", "diversity", "structure", "shortcut"]
 
@@ -28,22 +40,201 @@ CHECKS = ["tightness", "mislabels", "duplicates", "search", "diversity", "struct
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--store", action="store_true", help="build a store and audit through it")
+    parser.add_argument("--uri", help="a Milvus server to use instead of a Lite file in a temporary folder")
+    parser.add_argument("--dir", help="where the temporary folders go (default: the system's)")
+    parser.add_argument("--batch", type=int, default=32, help="clips per write_clips call (the indexer's default)")
+    parser.add_argument("--phase", choices=["build", "audit"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phase == "build":
+        return build(args.sizes[0], args.uri, Path(args.folder), args.batch)
+    if args.phase == "audit":
+        return audit(args.uri, Path(args.folder))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for n in args.sizes:
-        planted = synthetic_dataset(n)
-        ctx = planted.context
-        t0 = time.perf_counter()
-        _ = ctx.neighbours  # shared by several checks: timed on its own
-        knn_s = time.perf_counter() - t0
-        results = run_checks(ctx, build_checks(CHECKS))
-        total = knn_s + sum(r.seconds for r in results)
-        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-        print(f"\nN={n} x 512-d, 50 classes: total {total:.1f}s, peak RSS {rss_gb:.1f} GB")
-        print(f"  {'knn (k=10, blocked)':24s} {knn_s:8.1f}s")
-        for r in results:
-            note = f"  ERROR {r.error.splitlines()[0]}" if r.error else ""
-            print(f"  {r.name:24s} {r.seconds:8.1f}s  {len(r.findings):6d} findings{note}")
+        (store_run if args.store else in_memory)(n, args)
+
+
+# --- in memory ----------------------------------------------------------------------------------------------
+
+
+def in_memory(n: int, args) -> None:
+    planted = synthetic_dataset(n)
+    ctx = planted.context
+    t0 = time.perf_counter()
+    graph = ctx.neighbour_graph  # shared by several checks and the map: timed on its own
+    knn_s = time.perf_counter() - t0
+    results = run_checks(ctx, build_checks(CHECKS))
+    total = knn_s + sum(r.seconds for r in results)
+    print(f"\nN={n} x 512-d, 50 classes: total {total:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
+    print(f"  {'k-NN (k=10)':24s} {knn_s:8.1f}s  {graph.method} {graph.detail} recall {graph.recall}")
+    for r in results:
+        note = f"  ERROR {r.error.splitlines()[0]}" if r.error else ""
+        print(f"  {r.name:24s} {r.seconds:8.1f}s  {len(r.findings):6d} findings{note}")
+
+
+# --- through a store ----------------------------------------------------------------------------------------
+
+
+def store_run(n: int, args) -> None:
+    folder = Path(tempfile.mkdtemp(prefix=f"audit_scale_{n}_", dir=args.dir))
+    uri = args.uri or str(folder / "store.db")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    script = [sys.executable, __file__, "--folder", str(folder), "--uri", uri]
+    print(f"\nN={n}: store {uri}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    subprocess.run([*script, "--phase", "build", "--sizes", str(n), "--batch", str(args.batch)], env=env, check=True)
+    per_clip = folder_bytes(Path(uri)) / n if not args.uri else float("nan")
+    subprocess.run([*script, "--phase", "audit"], env=env, check=True)
+    total = json.loads((folder / "audit.json").read_text())["total_seconds"]
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"TOTAL_SECONDS {total:.1f}")
+    print(f"STORE_BYTES_PER_CLIP {per_clip:.0f}")
+
+
+def build(n: int, uri: str, folder: Path, batch: int) -> None:
+    from taxonomy_core.store import open_store
+
+    t0 = time.perf_counter()
+    planted = synthetic_dataset(n, dim=StoreShape().dim)
+    made = time.perf_counter() - t0
+    store = open_store(uri)
+    layout = synthetic_layout(StoreShape())
+    if store.layout(layout.dataset, layout.model_id):
+        store.drop(layout)
+    t0 = time.perf_counter()
+    made_store = write_synthetic_store(store, planted, StoreShape(), batch=batch)
+    store.close()
+    wall, stats = time.perf_counter() - t0, made_store.stats
+    write_manifest(planted, folder / "manifest.csv")
+    truth = {
+        "mislabelled": sorted(planted.mislabelled),
+        "copies": sorted(planted.copies),
+        "temporal": sorted(made_store.loose),
+        "spatial": sorted(made_store.small),
+        "text_centres": made_store.text_centres.tolist(),
+    }
+    (folder / "planted.json").write_text(json.dumps(truth))
+    print(f"  build: vectors made in {made:.1f}s; {stats.clips} clips written in {wall:.1f}s wall "
+          f"({stats.seconds:.1f}s inside write_clips, batches of {batch})")  # fmt: skip
+    print(f"  write rate: {stats.clips_per_s:.0f} clips/s, {stats.rows_per_s:.0f} input rows/s "
+          f"(1 clip + {StoreShape().steps} steps + {StoreShape().crops} crops a clip); "
+          f"peak RSS of the build {peak_rss_gb():.2f} GB", flush=True)  # fmt: skip
+
+
+def audit(uri: str, folder: Path) -> None:
+    """The `auditor audit` path after indexing (auditor/audit.py's run_audit), stage by stage."""
+    from auditor.audit import write_outputs
+    from auditor.context import AuditContext
+    from indexer.pipeline import IndexReport
+    from indexer.validation import ValidationConfig
+    from taxonomy_core.formats import read_manifest
+    from taxonomy_core.store import open_store
+
+    truth = json.loads((folder / "planted.json").read_text())
+    encoder = text_encoder(np.array(truth.pop("text_centres"), dtype=np.float32))
+    stages: dict[str, float] = {}
+    out = folder / "report"
+    out.mkdir(exist_ok=True)
+    with timed(stages, "open the store"):
+        store = open_store(uri)
+        layout = store.layout(synthetic_layout(StoreShape()).dataset)
+    with timed(stages, "read the clip matrix"):
+        ctx = AuditContext.from_store(store, layout, None, config=AuditConfig(), text_encoder=encoder)
+    with timed(stages, "neighbours"):
+        graph = ctx.neighbour_graph
+    n = len(ctx.clips)
+    built = build_checks(None, ctx.config)
+    results = run_checks(ctx, built, lambda name, result: PEAKS.update({f"check {name}": peak_rss_gb()}))
+    for r in results:
+        stages[f"check {r.name}"] = r.seconds
+    with timed(stages, "report (json, html, fixed manifest)"):
+        manifest = read_manifest(folder / "manifest.csv")
+        index = IndexReport(layout.dataset, layout.model_id, uri, manifest, layout)
+        meta = {"run_id": "bench", "model": layout.model_id, "dataset": layout.dataset, "uri": uri, "rows": n}
+        min_per_class = ValidationConfig().min_per_class
+        report = write_outputs(ctx, results, meta, params_of(built), out, index, min_per_class).report
+    store.close()
+    total = sum(stages.values())
+    print(f"  audit of {len(ctx.clips)} clips ({layout.dim}-d + {layout.text_dim}-d):")
+    for name, seconds in stages.items():
+        result = next((r for r in results if f"check {r.name}" == name), None)
+        note = f"  {len(result.findings)} findings" if result else ""
+        note += f"  SKIPPED {result.skipped}" if result and result.skipped else ""
+        note += f"  ERROR {result.error.splitlines()[0]}" if result and result.error else ""
+        note += (
+            f"  {graph.method} ({graph.detail}) recall@{ctx.config.knn_k} {graph.recall}"
+            if name == "neighbours"
+            else ""
+        )
+        print(f"    {name:38s} {seconds:8.1f}s  peak {PEAKS.get(name, 0):.2f} GB{note}")
+    print(f"  peak RSS of the audit {peak_rss_gb():.2f} GB (Milvus Lite runs inside this process)")
+    print(f"  planted defects found: {planted_found(ctx, report, truth)}")
+    (folder / "audit.json").write_text(json.dumps({"total_seconds": total, "stages": stages}))
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def timed(stages: dict[str, float], name: str):
+    t0 = time.perf_counter()
+    yield
+    stages[name] = time.perf_counter() - t0
+    PEAKS[name] = peak_rss_gb()
+
+
+PEAKS: dict[str, float] = {}  # peak RSS after each stage
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def write_manifest(planted, path: Path) -> None:
+    from taxonomy_core import schema as S
+
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video", "start", "end", "label", "split"])
+        for clip in planted.context.clips[[S.VIDEO, S.START, S.END, S.LABEL, S.SPLIT]].itertuples(index=False):
+            writer.writerow(clip)
+
+
+def text_encoder(centres: np.ndarray):
+    """A stand-in text model: a prompt naming class_NNN embeds near that class's text centre."""
+
+    def encode(prompts: list[str]) -> np.ndarray:
+        return np.stack([centres[int(p.rsplit("class", 1)[1].strip(" _")[:3])] for p in prompts])
+
+    return encode
+
+
+def planted_found(ctx, report, truth) -> str:
+    """Recall of each planted defect kind among the findings (rows accused)."""
+    accused: dict[str, set[int]] = {}
+    for f in report["findings"]:
+        accused.setdefault(f["kind"], set()).update(f["rows"])
+    rows = ctx.rows
+    wanted = {
+        "likely_mislabel": {int(rows[i]) for i in truth["mislabelled"]},
+        "split_leak": {int(rows[t]) for _, t in truth["copies"]},
+        "temporal_looseness": {int(rows[i]) for i in truth["temporal"]},
+        "spatial_looseness": {int(rows[i]) for i in truth["spatial"]},
+    }
+    parts = []
+    for kind, want in wanted.items():
+        got = accused.get(kind, set())
+        parts.append(f"{kind} {len(want & got)}/{len(want)} (+{len(got - want)} others)")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

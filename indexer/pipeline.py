@@ -159,7 +159,6 @@ def _layout(embedder: Embedder, config: IndexConfig, manifest: Manifest) -> Data
         sampling=asdict(_sampling(embedder, config)),
         manifest=str(Path(manifest.path).resolve()),
         manifest_format=manifest.format,
-        fingerprints=True,
     )
 
 

@@ -28,12 +28,17 @@ THUMBNAIL = "thumbnail"
 FINGERPRINT = "fingerprint"  # perceptual hashes of the clip's frames (copy detection), hex
 VECTOR = "vector"
 TEXT_VECTOR = "text_vector"
+PACKED = "packed"  # int8 copies of the row's vectors as base64 text (taxonomy_core.store.codec): fast bulk reads
 
-# Companion collections (timeline steps, spatial crops), keyed by "<clip_id>:<index>".
+# Companion rows (timeline steps, spatial crops) as the indexer writes them, keyed by "<clip_id>:<index>".
+# The store packs a clip's parts into rows keyed "<clip_id>:<chunk>" (INDEX: the chunk's first part, PARTS: how
+# many parts the clip has), with a PLACEHOLDER vector because every Milvus collection needs one.
 PART_ID = "part_id"
 INDEX = "index"
 TIME = "time"
 BOX = "box"
+PARTS = "parts"
+PLACEHOLDER = "placeholder"
 
 SCALAR_FIELDS = (ROW, VIDEO, START, END, LABEL, SPLIT, EXTRA)
 

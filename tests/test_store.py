@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from auditor.knn import knn
 from taxonomy_core import schema as S
@@ -104,7 +108,8 @@ def test_neighbours_and_pairs_above_match_exact_search(store):
     matrix = store.clip_matrix(LAYOUT, {f"c{i}" for i in range(60)})
     idx, sim = store.neighbours(LAYOUT, matrix, 5)
     exact_idx, exact_sim = knn(matrix.vectors, 5)
-    assert np.allclose(sim, exact_sim, atol=1e-4) and (idx[:, 0] == exact_idx[:, 0]).mean() > 0.95
+    # the matrix is read from the int8 copy, Milvus searches the float32 vectors: cosines agree to ~1e-3
+    assert np.allclose(sim, exact_sim, atol=5e-3) and (idx[:, 0] == exact_idx[:, 0]).mean() > 0.95
     pairs = store.pairs_above(LAYOUT, matrix, 0.999, 5)
     assert (0, 1) in [(a, b) for a, b, _ in pairs] and all(s >= 0.999 for *_, s in pairs)
 
@@ -174,14 +179,89 @@ def test_closing_gives_the_lite_file_back_to_other_processes(milvus_uri):
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
-def test_fingerprints_are_stored_with_new_layouts_and_left_out_of_old_ones(milvus_uri):
+# --- storage layout 2: packed vectors, shards, fingerprints, thumbnails, the layout version ---------------------
+
+
+def test_fingerprint_is_a_clip_matrix_column_and_empty_when_unknown(store):
+    store.write_clips(LAYOUT, [{**clip_row("a", "x", row=0), S.FINGERPRINT: "ab" * 1024}, clip_row("b", "x", row=1)])
+    table = store.clip_matrix(LAYOUT).table
+    assert table[S.FINGERPRINT].tolist() == ["ab" * 1024, ""]
+
+
+def test_packed_copy_keeps_cosines_within_half_a_percent(milvus_uri):
+    layout = DatasetLayout(dataset="wide", model_id="toy", dim=512, text_dim=64, text_space="semantic")
     store = open_store(milvus_uri)
-    new = DatasetLayout(dataset="fp", model_id="toy", dim=4, fingerprints=True)
-    old = DatasetLayout(dataset="old", model_id="toy", dim=4)  # recorded before fingerprints existed
-    for layout in (new, old):
-        store.ensure(layout)
-        row = {k: v for k, v in clip_row("a", "x").items() if k != S.TEXT_VECTOR}
-        store.write_clips(layout, [{**row, S.FINGERPRINT: "p1:00000000000000ff"}])
-    assert store.clip_matrix(new).table[S.FINGERPRINT].tolist() == ["p1:00000000000000ff"]
-    assert S.FINGERPRINT not in store.clip_matrix(old).table
+    store.ensure(layout)
+    vectors = np.random.default_rng(0).normal(size=(20, 512)) ** 3  # heavy tails: the hard case for int8
+    rows = [{**clip_row(f"c{i}", "x", v, row=i), S.TEXT_VECTOR: list(v[:64])} for i, v in enumerate(vectors)]
+    store.write_clips(layout, rows)
+    matrix = store.clip_matrix(layout)
     store.close()
+    exact = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert np.abs(np.einsum("nd,nd->n", matrix.vectors, exact) - 1).max() < 1e-3
+    assert np.abs(matrix.vectors @ matrix.vectors.T - exact @ exact.T).max() < 5e-3  # 3e-3 on these
+
+
+def test_a_long_timeline_spans_several_packed_rows_and_reads_back_in_order(store):
+    store.limits = replace(store.limits, max_packed_chars=200)  # 7 parts of this layout's 27 bytes fit a row
+    steps = [part("a", k, S.TIME, 0.5 * k, (1, k, 0, 0)) for k in range(30)]
+    store.write_clips(LAYOUT, [clip_row("a", "x")], steps[::-1])
+    parts = store.companions(LAYOUT, "timeline", ["a"])["a"]
+    assert parts.where.tolist() == [0.5 * k for k in range(30)] and parts.text.shape == (30, 3)
+    expected = np.array([[1, k, 0, 0] for k in range(30)]) / np.hypot(1, np.arange(30))[:, None]
+    assert np.allclose(parts.vectors, expected, atol=0.01)
+    assert store.count(LAYOUT, "timeline") == 1
+
+
+def test_crops_keep_boxes_and_visual_vectors_only(store):
+    crops = [part("a", k, S.BOX, [0, 0, 0.1 * (k + 1), 1], (0, 1, k, 0)) for k in range(3)]
+    store.write_clips(LAYOUT, [clip_row("a", "x")], crops=crops)
+    parts = store.companions(LAYOUT, "crops", ["a"])["a"]
+    assert np.allclose(parts.where[:, 2], [0.1, 0.2, 0.3]) and parts.text is None
+    assert np.allclose(np.linalg.norm(parts.vectors, axis=1), 1)
+
+
+def test_companions_are_sharded_and_read_one_shard_at_a_time(store):
+    registered = store.layout(LAYOUT.dataset)
+    assert registered.shards == store.limits.shards > 1
+    ids = [f"c{i}" for i in range(40)]
+    timeline = [part(c, k, S.TIME, float(k), (1, k, 0, 0)) for c in ids for k in range(2)]
+    crops = [part(c, 0, S.BOX, [0, 0, 1, 1], (0, 1, 0, 0)) for c in ids]
+    store.write_clips(LAYOUT, [clip_row(c, "x", row=i) for i, c in enumerate(ids)], timeline, crops)
+    assert len({registered.shard_of(c) for c in ids}) > 1
+    seen = []
+    for page in store.companion_pages(LAYOUT, ("crops", "timeline"), ids[::-1]):
+        shards = {registered.shard_of(c) for c in page}
+        assert len(shards) == 1  # a page never mixes shards: one shard in memory at a time
+        seen += [c for c, parts in page.items() if parts["timeline"].where.tolist() == [0.0, 1.0] and "crops" in parts]
+    assert sorted(seen) == sorted(ids)
+    assert store.count(LAYOUT, "crops") == 40 and store.count(LAYOUT) == 40  # the Lite file was reopened meanwhile
+
+
+def test_thumbnails_larger_than_the_budget_are_reencoded_smaller(store):
+    noise = np.random.default_rng(0).integers(0, 255, size=(300, 400, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="JPEG", quality=95)
+    big = base64.b64encode(buffer.getvalue()).decode()
+    store.write_clips(LAYOUT, [{**clip_row("a", "x"), S.THUMBNAIL: big}])
+    stored = store.thumbnails(LAYOUT, ["a"])["a"]
+    assert len(big) > store.limits.thumbnail_chars >= len(stored) > 0
+    assert max(Image.open(io.BytesIO(base64.b64decode(stored))).size) <= 128
+
+
+def test_a_store_written_in_the_old_layout_asks_to_be_reindexed(store):
+    old = {k: v for k, v in asdict(LAYOUT).items() if k not in ("storage", "shards")}
+    record = {"name": LAYOUT.clips, "dataset": LAYOUT.dataset, "model_id": LAYOUT.model_id, "layout": old,
+              "vector": [0.0, 0.0]}  # fmt: skip
+    store.client.upsert("ta_registry", [record])  # what version 1 recorded
+    reopened = MilvusStore(store.client, store.uri)
+    assert reopened.layout(LAYOUT.dataset).storage == 1
+    for attempt in (lambda: reopened.clip_matrix(LAYOUT), lambda: reopened.ensure(LAYOUT)):
+        with pytest.raises(StoreError, match="re-index it: `indexer drop sports --model toy`"):
+            attempt()
+
+
+def test_milvus_itself_refuses_a_field_past_its_length(store):
+    """pymilvus's own length check is off (taxonomy_core.store.milvus says why): Milvus still refuses."""
+    with pytest.raises(StoreError, match="fingerprint.*exceeds max_length=2048"):
+        store.write_clips(LAYOUT, [{**clip_row("a", "x"), S.FINGERPRINT: "f" * 2049}])

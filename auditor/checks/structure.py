@@ -28,7 +28,7 @@ class Structure(Check):
     def run(self, ctx) -> CheckResult:
         cfg = self.params
         result = self.result()
-        points = project(ctx.vectors, ctx.config.seed, cfg.umap_max_fit)
+        points = project(ctx.vectors, ctx.config.seed, cfg.umap_max_fit, neighbours=ctx.neighbours)
         clusters = cluster(points, cfg.hdbscan_min_cluster)
         for i, (xy, c) in enumerate(zip(points, clusters)):
             result.clips[ctx.clip_ids[i]] = {

@@ -6,7 +6,8 @@ module of the project that imports pymilvus.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -20,8 +21,14 @@ Companion = Literal["timeline", "crops"]
 # Scalar columns of the clip matrix, in this order.
 CLIP_COLUMNS = [
     S.CLIP_ID, S.ROW, S.VIDEO, S.START, S.END, S.LABEL, S.SPLIT, S.DURATION,
-    S.FPS, S.WIDTH, S.HEIGHT, S.CODEC, S.BRIGHTNESS, S.EXTRA,
+    S.FPS, S.WIDTH, S.HEIGHT, S.CODEC, S.BRIGHTNESS, S.EXTRA, S.FINGERPRINT,
 ]  # fmt: skip
+
+# What a store writes and reads; a layout records the version it was written in (see DatasetLayout.storage).
+# 1: float32 vectors in every row. 2: the searchable float32 vectors apart from the clip rows, which add an int8
+# packed copy and a fingerprint; companions packed per clip, int8, crops without text vectors; thumbnails within a
+# budget; every kind sharded by clip id on Lite.
+STORAGE_VERSION = 2
 
 
 class StoreError(RuntimeError):
@@ -37,9 +44,17 @@ class StoreLimits:
     max_video_chars: int = 4096
     max_thumbnail_chars: int = 65535
     max_fingerprint_chars: int = 2048
+    max_packed_chars: int = 65535  # a VARCHAR's ceiling: a clip's companions take as many rows as they need
+    thumbnail_chars: int = 4096  # larger thumbnails are re-encoded smaller on the way in (~3.6 KB at 128 px)
     max_top_k: int = 16384
     write_batch: int = 256
-    read_batch: int = 1000
+    read_batch: int = 1000  # rows per query by primary key
+    scan_batch: int = 4000  # rows per page of a whole-collection read
+    shards: int = 16  # for new datasets; see DatasetLayout.shards (at 10^5 clips a crops shard is ~110 MB)
+    resident_bytes: int = 1 << 30  # Lite: collections kept open at most (their files' size), else closed first
+    # None: no vector index (Milvus Lite searches its segments by brute force; an index would keep another copy
+    # of every vector on disk and in memory); else the index type a server builds.
+    vector_index: str | None = None
     # True where the store's own index answers k-NN for every clip faster than shipping vectors back
     # (a Milvus server or cluster); False for Milvus Lite, a pure-Python engine.
     server_side_neighbours: bool = False
@@ -57,11 +72,20 @@ class DatasetLayout:
     sampling: dict[str, Any] = field(default_factory=dict)
     manifest: str = ""
     manifest_format: str = ""
-    fingerprints: bool = False  # clips carry S.FINGERPRINT (layouts recorded before it existed do not)
+    # How the store lays the rows out (set by the store when it registers the dataset; not part of equality).
+    storage: int = field(default=STORAGE_VERSION, compare=False)  # an older layout must be re-indexed
+    # Every kind of row split over this many collections by clip id: a Lite file holds each collection it has
+    # opened in memory, and loads a file with transient memory several times its size, so on Lite no collection
+    # may grow large (1 on a server, which pages its segments itself).
+    shards: int = field(default=1, compare=False)
 
     @property
     def clips(self) -> str:
         return S.collection_name(self.dataset, self.model_id, "clips")
+
+    @property
+    def vectors(self) -> str:
+        return S.collection_name(self.dataset, self.model_id, "vectors")
 
     @property
     def timeline(self) -> str:
@@ -72,7 +96,21 @@ class DatasetLayout:
         return S.collection_name(self.dataset, self.model_id, "crops")
 
     def collection(self, which: str) -> str:
-        return {"clips": self.clips, "timeline": self.timeline, "crops": self.crops}[which]
+        return {"clips": self.clips, "vectors": self.vectors, "timeline": self.timeline, "crops": self.crops}[which]
+
+    def shard_names(self, which: str) -> list[str]:
+        """The collections holding one kind of row ("clips", "vectors", "timeline", "crops"), by shard."""
+        base = self.collection(which)
+        return [base] if self.shards == 1 else [f"{base}_{k}" for k in range(self.shards)]
+
+    def shard_of(self, clip_id: str) -> int:
+        """Which shard holds a clip's rows (a stable hash of its id)."""
+        digest = hashlib.blake2b(clip_id.encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big") % self.shards
+
+    def collections(self) -> list[str]:
+        kinds = ("clips", "timeline", "crops") if self.storage < 2 else ("clips", "vectors", "timeline", "crops")
+        return [name for which in kinds for name in self.shard_names(which)]
 
 
 @dataclass
@@ -90,7 +128,7 @@ class Parts:
 
     where: np.ndarray  # [P] seconds, or [P, 4] relative boxes
     vectors: np.ndarray  # [P, dim]
-    text: np.ndarray | None = None  # [P, text_dim]
+    text: np.ndarray | None = None  # [P, text_dim] for timeline steps; crops keep no text vectors
 
 
 Hits = list[tuple[str, float]]  # (clip_id, cosine similarity), best first
@@ -122,6 +160,9 @@ class Store(Protocol):
     def clip_records(self, layout: DatasetLayout, fields: list[str]) -> Iterator[dict]: ...
     def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix: ...
     def companions(self, layout: DatasetLayout, which: Companion, clip_ids: list[str]) -> dict[str, Parts]: ...
+    def companion_pages(
+        self, layout: DatasetLayout, which: Sequence[Companion], clip_ids: list[str]
+    ) -> Iterator[dict[str, dict[str, Parts]]]: ...  # {clip_id: {which: Parts}} a page at a time, in read order
     def thumbnails(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, str]: ...
     def search(
         self, layout: DatasetLayout, queries: np.ndarray, k: int, *, text: bool = False, label: str | None = None
