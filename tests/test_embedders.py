@@ -10,6 +10,7 @@ import pytest
 from indexer.embedders import EmbedderUnavailable, load_embedder
 from indexer.video import SamplingConfig, sample_video
 from taxonomy_core.schema import ClipSpec
+from tests.stored import stored_clips
 
 CFG = SamplingConfig(frames_per_clip=4, timeline_fps=1.0)
 
@@ -165,16 +166,10 @@ def loose(outcome) -> dict[tuple[str, int], dict]:
     }
 
 
-def clip_vectors(uri: str, dataset: str) -> dict[str, list[float]]:
+def clip_vectors(uri: str, dataset: str) -> dict[str, np.ndarray]:
     from taxonomy_core import schema as S
-    from taxonomy_core.store import open_store
 
-    store = open_store(uri)
-    try:
-        layout = store.layout(dataset, "effnet-lite0")
-        return {r[S.CLIP_ID]: r[S.VECTOR] for r in store.clip_records(layout, [S.CLIP_ID, S.VECTOR])}
-    finally:
-        store.close()
+    return {k: clip[S.VECTOR] for k, clip in stored_clips(uri, dataset, [])[0].items()}
 
 
 def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):

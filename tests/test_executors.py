@@ -17,6 +17,7 @@ from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
 from taxonomy_core.store import open_store
 from tests.conftest import write_csv
+from tests.stored import stored_clips
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
 RAY_OPTIONS = {"num_cpus": 2, "object_store_memory": 300 * 2**20, "include_dashboard": False}
@@ -57,19 +58,9 @@ def config(uri: str, dataset: str, executor: str, **overrides) -> IndexConfig:
     )
 
 
-def stored(uri: str, dataset: str) -> dict[str, dict]:
+def stored(uri: str, dataset: str) -> tuple[dict[str, dict], dict[str, int]]:
     """Per clip id: its row, vectors, and its timeline and crop vectors by index."""
-    store = open_store(uri)
-    try:
-        layout = store.layout(dataset, "effnet-lite0")
-        clips = {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, S.ROW, S.VECTOR, S.TEXT_VECTOR])}
-        for which in ("timeline", "crops"):
-            for clip_id, parts in store.companions(layout, which, list(clips)).items():
-                clips[clip_id][which] = parts
-        counts = {which: store.count(layout, which) for which in ("clips", "timeline", "crops")}
-    finally:
-        store.close()
-    return clips, counts
+    return stored_clips(uri, dataset, [S.ROW])
 
 
 def test_ray_executor_stores_what_the_local_one_stores(corpus, milvus_server, ray_cluster, effnet):
@@ -102,7 +93,7 @@ run_indexing(sys.argv[1], config)
 """
 
 
-def stored_clips(store, dataset: str) -> int:
+def clip_count(store, dataset: str) -> int:
     layout = store.layout(dataset, "effnet-lite0")
     return store.count(layout) if layout else 0
 
@@ -115,12 +106,12 @@ def test_ray_job_killed_mid_way_resumes_without_duplicates(corpus, milvus_server
     store = open_store(milvus_server)
     try:
         deadline = time.time() + 300
-        while job.poll() is None and stored_clips(store, "killed") == 0 and time.time() < deadline:
+        while job.poll() is None and clip_count(store, "killed") == 0 and time.time() < deadline:
             time.sleep(0.2)
         job.send_signal(signal.SIGKILL)
         assert job.wait(timeout=30) == -signal.SIGKILL, job.stderr.read()[-3000:]
         time.sleep(2)  # the cluster drops a dead driver's actors; a write already in flight may still land
-        partial = stored_clips(store, "killed")
+        partial = clip_count(store, "killed")
     finally:
         store.close()
     assert 0 < partial < 6

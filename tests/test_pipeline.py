@@ -9,8 +9,8 @@ from indexer.pipeline import IndexConfig, run_indexing
 from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
-from taxonomy_core.store import open_store
 from tests.conftest import write_csv
+from tests.stored import stored_clips
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
 
@@ -42,13 +42,9 @@ def config(uri: str, **overrides) -> IndexConfig:
     return IndexConfig(dataset="demo", model="effnet-lite0", uri=uri, device="cpu", sampling=SAMPLING, **overrides)
 
 
-def stored(uri: str, fields: list[str]) -> dict[str, dict]:
-    store = open_store(uri)
-    layout = store.layout("demo", "effnet-lite0")
-    rows = {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, *fields])}
-    counts = (store.count(layout, "timeline"), store.count(layout, "crops"))
-    store.close()
-    return rows, counts
+def stored(uri: str, fields: list[str]) -> tuple[dict[str, dict], tuple[int, int]]:
+    clips, counts = stored_clips(uri, "demo", fields)
+    return clips, (counts["timeline"], counts["crops"])
 
 
 def test_index_reports_every_row_and_stores_all_parts(corpus, milvus_uri, effnet):

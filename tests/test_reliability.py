@@ -364,11 +364,13 @@ except SystemExit as e:
     assert not e.code, e.code
 real, renamed = os.replace, []
 
-def replace(src, dst, *rest, **kwargs):
-    if Path(dst).name in {outputs!r} and len(renamed) == kill_at:
+def replace(src, dst, *rest, **kwargs):  # other files (Milvus Lite's own) are renamed too: only outputs count
+    output = Path(dst).name in {outputs!r}
+    if output and len(renamed) == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
     real(src, dst, *rest, **kwargs)
-    renamed.append(Path(dst).name)
+    if output:
+        renamed.append(Path(dst).name)
 
 os.replace = replace
 app(args)

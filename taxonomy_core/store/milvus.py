@@ -393,6 +393,16 @@ class MilvusStore:
             out |= {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in rows}
         return out
 
+    def exact_vectors(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        """The float32 vectors as written (the searchable copy), per clip id: slow on Lite, for a few clips."""
+        layout = self._registered(layout)
+        fields = [S.CLIP_ID, S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
+        out = {}
+        for shard, ids in self._by_shard(layout, clip_ids).items():
+            for row in self._get(layout.shard_names("vectors")[shard], S.CLIP_ID, ids, fields):
+                out[row[S.CLIP_ID]] = {k: np.asarray(row[k], np.float32) for k in fields[1:]}
+        return out
+
     def search(
         self, layout: DatasetLayout, queries: np.ndarray, k: int, *, text: bool = False, label: str | None = None
     ) -> list[Hits]:
