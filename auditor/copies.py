@@ -18,33 +18,44 @@ from taxonomy_core import schema as S
 KEY_BANDS = 4  # 16-bit bands: two keys within KEY_DISTANCE bits share at least one band exactly
 KEY_DISTANCE = 12  # bits: summary keys sharing a band and this close make a candidate (as frames do)
 MAX_BUCKET = 64  # a band value shared by more clips than this says nothing (flat or generic footage)
+BLOCK = 65536  # pairs whose cosines are computed at once
 
 
 def find_copies(ctx, similarity: float) -> tuple[list[tuple[int, int, float]], dict[tuple[int, int], float]]:
     """((i, j, cosine) with i < j for every pair judged the same footage, {pair: frame-match score})."""
     idx, _ = ctx.neighbours
-    pairs = {tuple(sorted((int(i), int(j)))) for i, row in enumerate(idx) for j in row if j >= 0 and j != i}
+    n = len(idx)
+    rows = np.repeat(np.arange(n, dtype=np.int64), idx.shape[1])
+    cols = idx.ravel().astype(np.int64)
+    keep = (cols >= 0) & (cols != rows)
+    codes = [np.minimum(rows[keep], cols[keep]) * n + np.maximum(rows[keep], cols[keep])]  # pair (a, b) as a*n+b
     fingerprints = ctx.clips[S.FINGERPRINT] if S.FINGERPRINT in ctx.clips else None
     table = FingerprintTable.from_fingerprints(fingerprints.fillna("").tolist()) if fingerprints is not None else None
     if table is not None:
-        pairs |= key_candidates(clip_keys(table))
-    if not pairs:
+        codes.append(np.array([a * n + b for a, b in key_candidates(clip_keys(table))], dtype=np.int64))
+    pairs = np.unique(np.concatenate(codes))
+    if not len(pairs):
         return [], {}
-    i, j = np.array(sorted(pairs)).T
-    cosine = np.einsum("nd,nd->n", ctx.vectors[i], ctx.vectors[j])
+    i, j = pairs // n, pairs % n
+    cosine = np.concatenate(
+        [
+            np.einsum("nd,nd->n", ctx.vectors[i[s : s + BLOCK]], ctx.vectors[j[s : s + BLOCK]])
+            for s in range(0, len(i), BLOCK)
+        ]
+    )  # in blocks: a million pairs of 1280-d rows at once would be 10 GB
     same_video = ctx.clips[S.VIDEO].to_numpy(dtype=object)
     same_video = same_video[i] == same_video[j]
     copy = cosine >= similarity
-    matches: dict[tuple[int, int], float] = {}
+    frames = np.zeros(len(i), np.float32)
+    hashed = np.zeros(len(i), bool)
     if table is not None:
         hashed = (table.lengths[i] > 0) & (table.lengths[j] > 0)
-        frames = np.zeros(len(i), np.float32)
         frames[hashed] = pair_scores(table, i[hashed], j[hashed])
         by_frames = hashed & ~same_video
         copy = np.where(by_frames, is_copy(frames, cosine, cosine_min=similarity), copy)
-        matches = {(int(a), int(b)): float(s) for a, b, s, h in zip(i, j, frames, hashed) if h}
-    found = [(int(a), int(b), float(c)) for a, b, c, hit in zip(i, j, cosine, copy) if hit]
-    return found, {p: matches[p] for p in ((a, b) for a, b, _ in found) if p in matches}
+    found = np.flatnonzero(copy)
+    pairs_found = [(int(i[p]), int(j[p]), float(cosine[p])) for p in found]
+    return pairs_found, {(int(i[p]), int(j[p])): float(frames[p]) for p in found if hashed[p]}
 
 
 def key_candidates(keys: np.ndarray) -> set[tuple[int, int]]:
