@@ -76,6 +76,24 @@ def numbered_video(tmp_path_factory) -> Path:
     return path
 
 
+def with_vectors(store, layout, records: dict[str, dict]) -> dict[str, dict]:
+    """`records` (by clip id) with each clip's vectors, read from the packed copy (store layout 2 keeps them there)."""
+    from taxonomy_core import schema as S
+
+    matrix = store.clip_matrix(layout, set(records))
+    for i, clip_id in enumerate(matrix.table[S.CLIP_ID]):
+        records[clip_id][S.VECTOR] = matrix.vectors[i]
+        if matrix.text_vectors is not None:
+            records[clip_id][S.TEXT_VECTOR] = matrix.text_vectors[i]
+    return records
+
+
+def part_counts(store, layout, clip_ids: list[str]) -> tuple[int, int]:
+    """Timeline steps and crops stored for `clip_ids` (layout 2 counts the clips that have them)."""
+    parts = [store.companions(layout, which, clip_ids).values() for which in ("timeline", "crops")]
+    return tuple(sum(len(p.where) for p in stored) for stored in parts)
+
+
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
     columns = columns or list(rows[0])
     with path.open("w", newline="") as handle:

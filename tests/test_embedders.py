@@ -168,11 +168,13 @@ def loose(outcome) -> dict[tuple[str, int], dict]:
 def clip_vectors(uri: str, dataset: str) -> dict[str, list[float]]:
     from taxonomy_core import schema as S
     from taxonomy_core.store import open_store
+    from tests.conftest import with_vectors
 
     store = open_store(uri)
     try:
         layout = store.layout(dataset, "effnet-lite0")
-        return {r[S.CLIP_ID]: r[S.VECTOR] for r in store.clip_records(layout, [S.CLIP_ID, S.VECTOR])}
+        records = with_vectors(store, layout, {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID])})
+        return {clip_id: r[S.VECTOR] for clip_id, r in records.items()}
     finally:
         store.close()
 

@@ -16,7 +16,7 @@ from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
 from taxonomy_core.store import open_store
-from tests.conftest import write_csv
+from tests.conftest import part_counts, with_vectors, write_csv
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
 RAY_OPTIONS = {"num_cpus": 2, "object_store_memory": 300 * 2**20, "include_dashboard": False}
@@ -62,11 +62,12 @@ def stored(uri: str, dataset: str) -> dict[str, dict]:
     store = open_store(uri)
     try:
         layout = store.layout(dataset, "effnet-lite0")
-        clips = {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, S.ROW, S.VECTOR, S.TEXT_VECTOR])}
+        clips = with_vectors(store, layout, {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, S.ROW])})
         for which in ("timeline", "crops"):
             for clip_id, parts in store.companions(layout, which, list(clips)).items():
                 clips[clip_id][which] = parts
-        counts = {which: store.count(layout, which) for which in ("clips", "timeline", "crops")}
+        timeline, crops = part_counts(store, layout, list(clips))
+        counts = {"clips": store.count(layout), "timeline": timeline, "crops": crops}
     finally:
         store.close()
     return clips, counts
