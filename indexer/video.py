@@ -42,8 +42,10 @@ class SamplingConfig:
     # that overlapping segments of a video ask for the same frames, decoded and embedded once (`snap`). 0.125 s
     # keeps 8 frames of a segment of 1 s or more apart; 0: each segment's exact times.
     frame_grid_s: float = 0.125
-    # The same for the middle frame (thumbnail, brightness, and the crops or region pass: the costliest image).
-    middle_grid_s: float = 0.5
+    # The same for the middle frame (thumbnail, brightness, and the crops or region pass: the costliest image, 2.4 to
+    # 4.9 images of compute for effnet-lite0). 1 s: the nearest whole second inside the segment; the demo keeps its
+    # decisions (tests/test_embedders.py).
+    middle_grid_s: float = 1.0
 
     @classmethod
     def recorded(cls, sampling: dict) -> SamplingConfig:
