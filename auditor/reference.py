@@ -85,7 +85,7 @@ def load_reference(
     """Index the reference footage like the dataset (its model and its stored sampling) and load clips and vectors."""
     source = Path(source)
     manifest = reference_manifest(source, out_dir, index_config.read.video_root)
-    sampling = SamplingConfig(**layout.sampling) if layout.sampling else index_config.sampling
+    sampling = SamplingConfig.recorded(layout.sampling) if layout.sampling else index_config.sampling
     config = replace(
         index_config, dataset=reference_dataset(index_config.dataset), manifest_format="auto", sampling=sampling
     )

@@ -38,6 +38,19 @@ class SamplingConfig:
     region_size: int | None = None
     # A timeline step takes the vector of the clip frame inside its span, where there is one (no extra image).
     timeline_reuse: bool = True
+    # Clip frames and timeline steps are sampled at the nearest multiple of this (seconds) inside the segment, so
+    # that overlapping segments of a video ask for the same frames, decoded and embedded once (`snap`). 0.125 s
+    # keeps 8 frames of a segment of 1 s or more apart; 0: each segment's exact times.
+    frame_grid_s: float = 0.125
+    # The same for the middle frame (thumbnail, brightness, and the crops or region pass: the costliest image, 2.4 to
+    # 4.9 images of compute for effnet-lite0). 1 s: the nearest whole second inside the segment; the demo keeps its
+    # decisions (tests/test_embedders.py).
+    middle_grid_s: float = 1.0
+
+    @classmethod
+    def recorded(cls, sampling: dict) -> SamplingConfig:
+        """The config a store layout recorded; layouts from before the grid sampled each segment's exact times."""
+        return cls(**{"frame_grid_s": 0.0, "middle_grid_s": 0.0, **sampling})
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,9 @@ class SampledClip:
     end: float
     info: VideoInfo
     images: np.ndarray  # [U, S, S, 3] uint8
+    image_keys: list[tuple[int, int]]  # per row of `images`: (frame number in the decode pass, crop box or -1)
     frame_idx: np.ndarray  # [N] rows of `images` for the clip embedding
+    frame_times: np.ndarray  # [N] seconds the clip frames were sampled at, in the source video
     timeline_idx: np.ndarray  # [T] rows of `images`, one per timeline step
     timeline_times: np.ndarray  # [T] seconds in the source video
     crop_idx: np.ndarray  # [C] rows of `images`
@@ -67,6 +82,7 @@ class SampledClip:
     brightness: float  # mean luma of the middle frame, 0-255 (a shortcut-risk feature)
     fingerprint: str = ""  # perceptual hashes of the whole decoded frames, in time order (indexer.fingerprint)
     middle: np.ndarray | None = None  # [H, W, 3] the whole middle frame when crops are pooled regions
+    middle_key: int = -1  # the middle frame's number in the decode pass
 
 
 @dataclass(frozen=True)
@@ -85,14 +101,16 @@ class _Plan:
     start: float
     end: float
     clip_times: np.ndarray
-    timeline_times: np.ndarray
+    timeline_times: np.ndarray  # each step's centre, as stored
+    step_times: np.ndarray  # the times its frames are sampled at
     middle_time: float
     frames: dict[float, tuple[int, np.ndarray]] = field(default_factory=dict)
     middle: np.ndarray | None = None
+    middle_key: int = -1
     hashes: dict[int, int] = field(default_factory=dict)  # frame number -> perceptual hash
 
     def __post_init__(self) -> None:
-        self._times = sorted({*self.clip_times.tolist(), *self.timeline_times.tolist(), self.middle_time})
+        self._times = sorted({*self.clip_times.tolist(), *self.step_times.tolist(), self.middle_time})
 
     def times(self) -> list[float]:
         return self._times
@@ -102,7 +120,7 @@ class _Plan:
         self.frames[t] = (frame.number, frame.small(cfg))
         self.hashes[frame.number] = frame.phash(cfg)
         if t == self.middle_time:
-            self.middle = frame.large(cfg)
+            self.middle, self.middle_key = frame.large(cfg), frame.number
         return len(self.frames) == len(self._times)
 
 
@@ -124,6 +142,19 @@ def even_times(start: float, end: float, count: int) -> np.ndarray:
 
 def timeline_count(start: float, end: float, cfg: SamplingConfig) -> int:
     return int(min(cfg.max_timeline_steps, max(1, math.ceil((end - start) * cfg.timeline_fps - 1e-6))))
+
+
+def snap(times: np.ndarray, start: float, end: float, grid: float) -> np.ndarray:
+    """`times` moved to the nearest multiples of `grid` in [start, end), so that overlapping segments share frames;
+    the exact times where the grid is too coarse for them (two on one point, or no point in the segment)."""
+    if grid <= 0:
+        return times
+    k = np.floor(times / grid + 0.5)
+    k += (k * grid < start).astype(float) - (k * grid >= end).astype(float)
+    snapped = k * grid
+    if len(np.unique(snapped)) < len(times) or ((snapped < start) | (snapped >= end)).any():
+        return times
+    return snapped
 
 
 def crop_boxes(grid: int) -> np.ndarray:
@@ -197,9 +228,10 @@ def _plan(spec: ClipSpec, info: VideoInfo, cfg: SamplingConfig, path: str) -> _P
         end = info.duration if end is None else min(end, info.duration)
     elif end is None:
         return SegmentFailure(spec, "unreadable_video", f"{path} reports no duration; give the segment an explicit end")
-    steps = timeline_count(start, end, cfg)
-    times = even_times(start, end, cfg.frames_per_clip), even_times(start, end, steps)
-    return _Plan(spec, info, start, end, *times, middle_time=(start + end) / 2)
+    steps = even_times(start, end, timeline_count(start, end, cfg))
+    clip_times = snap(even_times(start, end, cfg.frames_per_clip), start, end, cfg.frame_grid_s)
+    middle = snap(np.array([(start + end) / 2]), start, end, cfg.middle_grid_s)[0]
+    return _Plan(spec, info, start, end, clip_times, steps, snap(steps, start, end, cfg.frame_grid_s), float(middle))
 
 
 def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> Iterator[SampledClip | SegmentFailure]:
@@ -331,16 +363,20 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
 
     boxes = crop_boxes(cfg.crop_grid)
     crop_start = len(images)
+    image_keys = [(key, -1) for key in keys]
     if cfg.region_size is None:  # else the embedder pools each box from one pass over `middle`
         images.extend(_crop(plan.middle, box, cfg.image_size) for box in boxes)
+        image_keys += [(plan.middle_key, k) for k in range(len(boxes))]
     return SampledClip(
         spec=plan.spec,
         start=plan.start,
         end=plan.end,
         info=_displayed(plan.info, plan.middle),
         images=np.stack(images),
+        image_keys=image_keys,
         frame_idx=rows(plan.clip_times),
-        timeline_idx=rows(plan.timeline_times),
+        frame_times=plan.clip_times,
+        timeline_idx=rows(plan.step_times),
         timeline_times=plan.timeline_times.astype(np.float32),
         crop_idx=np.arange(crop_start, len(images), dtype=np.int32),
         crop_boxes=boxes,
@@ -348,6 +384,7 @@ def _assemble(plan: _Plan, cfg: SamplingConfig) -> SampledClip:
         brightness=float(plan.middle.mean()),
         fingerprint=encode_fingerprint([plan.hashes[key] for key in keys]),
         middle=plan.middle if cfg.region_size is not None else None,
+        middle_key=plan.middle_key,
     )
 
 

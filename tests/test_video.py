@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -13,7 +14,7 @@ from PIL import Image
 
 from indexer import video as video_module
 from indexer.synthetic import read_number, write_video
-from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure, even_times, sample_video, snap
 from taxonomy_core.schema import ClipSpec
 
 CFG = SamplingConfig(frames_per_clip=4, timeline_fps=2.0, crop_grid=3)
@@ -63,6 +64,48 @@ def test_each_video_is_opened_once_for_all_segments(numbered_video, monkeypatch)
     results = sample(numbered_video, [(t, t + 1.0) for t in range(0, 19, 2)])
     assert len(results) == 10 and all(isinstance(r, SampledClip) for r in results.values())
     assert opened == [str(numbered_video)]
+
+
+def test_overlapping_segments_ask_for_the_same_grid_frames(numbered_video):
+    cfg = SamplingConfig(frames_per_clip=8)
+    a, b = sample(numbered_video, [(1.03, 2.28), (1.33, 2.58)], cfg).values()
+    for clip in (a, b):
+        assert np.allclose(clip.frame_times / 0.125, np.round(clip.frame_times / 0.125))  # on the grid
+        assert numbers(clip, clip.frame_idx) == [int(t * 10 + 1e-6) for t in clip.frame_times]  # the frame shown
+    shared = set(a.frame_times.tolist()) & set(b.frame_times.tolist())
+    assert len(shared) == 6  # of 8: the segments overlap by 0.95 s
+    keys = lambda clip: {t: clip.image_keys[r] for t, r in zip(clip.frame_times.tolist(), clip.frame_idx)}  # noqa: E731
+    assert all(keys(a)[t] == keys(b)[t] for t in shared)  # one decoded frame, one key: embedded once
+
+
+@pytest.mark.parametrize("start,end", [(0.0, 1.25), (0.03, 1.28), (0.97, 1.6), (2.3, 2.55), (4.01, 4.06), (7.0, 7.9)])
+def test_grid_frames_stay_in_their_segment_and_apart(numbered_video, start, end):
+    cfg = SamplingConfig(frames_per_clip=8, timeline_fps=4.0)
+    clip = sample(numbered_video, [(start, end)], cfg)[0]
+    exact = even_times(start, end, 8)
+    assert ((clip.frame_times >= start) & (clip.frame_times < end)).all()
+    assert len(set(clip.frame_times.tolist())) == 8  # never two samples on one grid point
+    assert len(set(clip.frame_idx.tolist())) == len({int(t * 10 + 1e-6) for t in exact})  # no frame lost to the grid
+    grid = cfg.frame_grid_s
+    if np.ceil(end / grid) - np.ceil(start / grid) < 8:  # fewer grid points than frames inside: the exact times
+        assert clip.frame_times.tolist() == exact.tolist()
+
+
+def test_snap_falls_back_to_exact_times():
+    assert snap(np.array([0.3, 0.7]), 0.25, 1.0, 0.125).tolist() == [0.25, 0.75]
+    assert snap(np.array([0.06]), 0.03, 0.09, 0.125).tolist() == [0.06]  # no grid point inside
+    assert snap(np.array([0.26]), 0.26, 0.27, 0.5).tolist() == [0.26]
+    assert snap(np.array([0.1, 0.15]), 0.0, 0.3, 0.125).tolist() == [0.1, 0.15]  # both on 0.125: exact
+    assert snap(np.array([1.0, 1.1]), 0.9, 1.2, 0.0).tolist() == [1.0, 1.1]
+
+
+def test_grid_zero_samples_each_segment_exactly(numbered_video):
+    bounds = [(1.03, 2.28), (1.33, 2.58)]
+    cfg = SamplingConfig(frames_per_clip=8, frame_grid_s=0.0, middle_grid_s=0.0)
+    for (start, end), clip in zip(bounds, sample(numbered_video, bounds, cfg).values()):
+        assert clip.frame_times.tolist() == even_times(start, end, 8).tolist()
+        assert numbers(clip, clip.frame_idx) == [int(t * 10) for t in even_times(start, end, 8)]
+    assert SamplingConfig.recorded({"frames_per_clip": 8}) == replace(cfg, frames_per_clip=8)  # layouts before the grid
 
 
 def test_long_timeline_is_capped(numbered_video):

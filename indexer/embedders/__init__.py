@@ -44,6 +44,9 @@ class Embedder(Protocol):
     # Short side of the one pass over a clip's middle frame whose feature map gives every crop's vector
     # (see `embed_regions`); None: crops are cut from the frame and embedded as images.
     region_size: int | None
+    # A clip's vector pools its frames' outputs (`frame_outputs`, `from_outputs`), so a frame that overlapping
+    # clips share is embedded once per job; False for a video-native model, whose clip vector sees them together.
+    pools_frames: bool
 
     def embed_images(self, images: np.ndarray) -> Vectors: ...
 
@@ -51,6 +54,14 @@ class Embedder(Protocol):
 
     def embed_batch(self, images: np.ndarray, clip_rows: list[np.ndarray]) -> tuple[Vectors, Vectors]:
         """Per-image vectors for `images`, and one vector per clip from its rows of `images`."""
+        ...
+
+    def frame_outputs(self, images: np.ndarray) -> list[np.ndarray]:
+        """The model's per-image arrays, before they become vectors. Only where `pools_frames`."""
+        ...
+
+    def from_outputs(self, outputs: list[np.ndarray], clip_rows: list[np.ndarray]) -> tuple[Vectors, Vectors]:
+        """`embed_batch` from `frame_outputs` of its images. Only where `pools_frames`."""
         ...
 
     def embed_regions(self, frames: list[np.ndarray], boxes: np.ndarray) -> Vectors:

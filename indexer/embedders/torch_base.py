@@ -68,6 +68,7 @@ class FrameEmbedder:
 
     frames_per_clip: int | None = None
     region_size: int | None = None
+    pools_frames: bool = True
     region_stride: int = 32
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -91,9 +92,14 @@ class FrameEmbedder:
 
     def embed_batch(self, images: np.ndarray, clip_rows: list[np.ndarray]) -> tuple[Vectors, Vectors]:
         """Each image once; a clip's vector pools the outputs of its rows (frames shared with the timeline)."""
-        arrays = self._run(images)
-        pooled = [np.stack([a[rows].mean(axis=0) for rows in clip_rows]) for a in arrays]
-        return self._vectors(*arrays), self._vectors(*pooled)
+        return self.from_outputs(self.frame_outputs(images), clip_rows)
+
+    def frame_outputs(self, images: np.ndarray) -> list[np.ndarray]:
+        return self._run(images)
+
+    def from_outputs(self, outputs: list[np.ndarray], clip_rows: list[np.ndarray]) -> tuple[Vectors, Vectors]:
+        pooled = [np.stack([a[rows].mean(axis=0) for rows in clip_rows]) for a in outputs]
+        return self._vectors(*outputs), self._vectors(*pooled)
 
     def _feature_map(self, batch: torch.Tensor) -> torch.Tensor:
         """A normalised image batch -> the last spatial feature map [B, C, h, w]."""

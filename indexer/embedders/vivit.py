@@ -17,6 +17,7 @@ class VivitEmbedder(FrameEmbedder):
     text_dim = None
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
+    pools_frames = False
 
     def __init__(self, arg: str | None, device: str = "auto", batch_size: int | None = None):
         from transformers import VivitModel

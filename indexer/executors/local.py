@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from indexer.decode_pool import decode_all
 from indexer.embedders import Embedder
 from indexer.executors import ExecutorUnavailable, Job
-from indexer.executors.stages import Outcome, embed_rows, write_rows
+from indexer.executors.stages import FrameCache, Outcome, embed_rows, write_rows
 from indexer.video import SampledClip, SegmentFailure
 from taxonomy_core.store import Store
 
@@ -23,6 +23,7 @@ class LocalExecutor:
 
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         batch: list[SampledClip] = []
+        cache = FrameCache()
         waited = 0.0
         results = decode_all(job.groups, job.sampling, job.workers)
         while True:
@@ -36,13 +37,13 @@ class LocalExecutor:
                 continue
             batch.append(result)
             if len(batch) >= job.clips_per_write or sum(len(c.images) for c in batch) >= 4 * embedder.batch_size:
-                yield self._flush(batch, embedder, store, job, waited)
+                yield self._flush(batch, embedder, store, job, cache, waited)
                 batch, waited = [], 0.0
         if batch:
-            yield self._flush(batch, embedder, store, job, waited)
+            yield self._flush(batch, embedder, store, job, cache, waited)
 
     @staticmethod
-    def _flush(batch: list[SampledClip], embedder: Embedder, store: Store, job: Job, waited: float):
-        rows = embed_rows(embedder, job.layout, batch, job.sampling)
+    def _flush(batch: list[SampledClip], embedder: Embedder, store: Store, job: Job, cache: FrameCache, waited: float):
+        rows = embed_rows(embedder, job.layout, batch, job.sampling, cache)
         rows.seconds["decode_wait"] = waited
         return write_rows(store, job.layout, rows)

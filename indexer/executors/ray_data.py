@@ -20,7 +20,7 @@ import numpy as np
 
 from indexer.embedders import Embedder, load_embedder
 from indexer.executors import ExecutorUnavailable, Job
-from indexer.executors.stages import Outcome, Rows, embed_rows, write_rows
+from indexer.executors.stages import FrameCache, Outcome, Rows, embed_rows, write_rows
 from indexer.video import SampledClip, SamplingConfig
 from taxonomy_core.store import Store, is_server, open_store
 
@@ -118,13 +118,14 @@ class _Embed:
     def __init__(self, job: Job):
         self.job = job
         self.embedder = load_embedder(job.model, job.device, job.batch_size)
+        self.cache = FrameCache()  # frames of overlapping segments that reach this actor are embedded once
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [pickle.loads(p) for p in batch["payload"]]
         clips = [i for i in items if isinstance(i, SampledClip)]
         out = [i for i in items if not isinstance(i, SampledClip)]
         if clips:
-            out.append(embed_rows(self.embedder, self.job.layout, clips, self.job.sampling))
+            out.append(embed_rows(self.embedder, self.job.layout, clips, self.job.sampling, self.cache))
         return {"payload": _pickled(out)}
 
 

@@ -8,14 +8,15 @@ manifests, resume or reports; `indexer.pipeline` decides what to index and reads
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from indexer.embedders import Embedder, Vectors
-from indexer.video import SampledClip, SamplingConfig, SegmentFailure, even_times, sample_video
+from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
 from taxonomy_core import schema as S
 from taxonomy_core.schema import ClipSpec
 from taxonomy_core.store.base import DatasetLayout, Store
@@ -56,24 +57,34 @@ def decode_group(video: str, specs: list[ClipSpec], sampling: SamplingConfig) ->
         yield from (SegmentFailure(spec, "unreadable_video", reason) for spec in pending.values())
 
 
-def embed_rows(embedder: Embedder, layout: DatasetLayout, clips: list[SampledClip], sampling: SamplingConfig) -> Rows:
-    """Clip, timeline and crop rows for a batch of decoded clips, each image through the model once."""
+def embed_rows(
+    embedder: Embedder, layout: DatasetLayout, clips: list[SampledClip], sampling: SamplingConfig, cache: FrameCache
+) -> Rows:
+    """Clip, timeline and crop rows for a batch of decoded clips; each distinct frame goes through the model once
+    per job (the job's `cache`), however many overlapping clips of its video use it."""
     started = time.perf_counter()
     plans = [_Companions.of(c, sampling.timeline_reuse) for c in clips]
-    offsets = np.cumsum([0] + [len(p.used) for p in plans])
-    images = np.concatenate([c.images[p.used] for c, p in zip(clips, plans)])
-    clip_rows = [offset + plan.local(c.frame_idx) for offset, c, plan in zip(offsets, clips, plans)]
-    per_image, per_clip = embedder.embed_batch(images, clip_rows)
-    middles = [c.middle for c in clips if c.middle is not None]
-    regions = embedder.embed_regions(middles, clips[0].crop_boxes) if middles else None
-    rows = Rows([], [], [], len(images) + len(middles))
-    for i, (offset, clip, plan) in enumerate(zip(offsets, clips, plans)):
-        rows.timeline += _parts(clip, per_image, offset + plan.local(plan.timeline), S.TIME, clip.timeline_times)
+    first: dict[tuple, tuple[int, int]] = {}  # a frame's key -> (clip, row of its `images`) that holds its pixels
+    for i, (clip, plan) in enumerate(zip(clips, plans)):
+        for row in plan.used.tolist():
+            first.setdefault(_key(clip, row), (i, row))
+    position = {key: n for n, key in enumerate(first)}
+
+    def at(i: int, rows: np.ndarray) -> np.ndarray:
+        return np.array([position[_key(clips[i], r)] for r in rows.tolist()], dtype=np.int64)
+
+    clip_rows = [at(i, c.frame_idx) for i, c in enumerate(clips)]
+    pixels = [clips[i].images[row] for i, row in first.values()]
+    (per_image, per_clip), embedded = _embed_frames(embedder, cache, list(first), pixels, clip_rows)
+    regions, passes = _embed_regions(embedder, cache, clips)
+    rows = Rows([], [], [], embedded + passes)
+    for i, (clip, plan) in enumerate(zip(clips, plans)):
+        rows.timeline += _parts(clip, per_image, at(i, plan.timeline), S.TIME, clip.timeline_times)
         if regions is not None:
             boxes = len(clip.crop_boxes)
             rows.crops += _parts(clip, regions, np.arange(i * boxes, (i + 1) * boxes), S.BOX, clip.crop_boxes)
         else:
-            rows.crops += _parts(clip, per_image, offset + plan.local(clip.crop_idx), S.BOX, clip.crop_boxes)
+            rows.crops += _parts(clip, per_image, at(i, clip.crop_idx), S.BOX, clip.crop_boxes)
         rows.clips.append(_clip_row(clip, layout, per_clip, i))
     rows.seconds["embed"] = time.perf_counter() - started
     return rows
@@ -85,6 +96,73 @@ def write_rows(store: Store, layout: DatasetLayout, rows: Rows) -> Written:
     store.write_clips(layout, _lists(rows.clips), _lists(rows.timeline), _lists(rows.crops))
     seconds = {**rows.seconds, "write": time.perf_counter() - started}
     return Written(len(rows.clips), rows.images, seconds)
+
+
+class FrameCache:
+    """What the frames embedded so far in a job gave, least recently used out first past `limit` entries.
+
+    Keys name a frame by its video and its number in that video's one decoding pass, so an entry is never
+    reused for other pixels; a job's overlapping segments need only their neighbours' frames.
+    """
+
+    def __init__(self, limit: int = 1024):
+        self.limit = limit
+        self.entries: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get(self, keys: list[tuple], make: Callable[[list[tuple]], list]) -> tuple[list, int]:
+        """Each key's entry, the missing ones from one call of `make`; and how many were made."""
+        missing = [k for k in keys if k not in self.entries]
+        made = dict(zip(missing, make(missing))) if missing else {}
+        found = [made[k] if k in made else self.entries[k] for k in keys]
+        for key, entry in zip(keys, found):
+            self.entries[key] = entry
+            self.entries.move_to_end(key)
+        while len(self.entries) > self.limit:
+            self.entries.popitem(last=False)
+        return found, len(missing)
+
+
+def _key(clip: SampledClip, row: int) -> tuple:
+    return ("image", clip.spec.video, *clip.image_keys[row])
+
+
+def _embed_frames(
+    embedder: Embedder, cache: FrameCache, keys: list[tuple], pixels: list[np.ndarray], clip_rows: list[np.ndarray]
+) -> tuple[tuple[Vectors, Vectors], int]:
+    """Per-image vectors of the batch's distinct frames, per-clip ones pooled from them; and the images embedded."""
+    if not embedder.pools_frames:  # a video-native clip vector: the batch's frames, each once
+        return embedder.embed_batch(np.stack(pixels), clip_rows), len(pixels)
+    index = dict(zip(keys, range(len(keys))))
+
+    def make(missing: list[tuple]) -> list[list[np.ndarray]]:
+        outputs = embedder.frame_outputs(np.stack([pixels[index[k]] for k in missing]))
+        return [[a[j] for a in outputs] for j in range(len(missing))]
+
+    entries, made = cache.get(keys, make)
+    outputs = [np.stack(parts) for parts in zip(*entries)]
+    return embedder.from_outputs(outputs, clip_rows), made
+
+
+def _embed_regions(embedder: Embedder, cache: FrameCache, clips: list[SampledClip]) -> tuple[Vectors | None, int]:
+    """Each clip's crop vectors pooled from one pass over its middle frame, once per distinct frame in the job."""
+    if any(c.middle is None for c in clips):
+        return None, 0
+    boxes = clips[0].crop_boxes
+    middles = {("region", c.spec.video, c.middle_key): c.middle for c in clips}
+
+    def make(missing: list[tuple]) -> list[Vectors]:
+        v = embedder.embed_regions([middles[k] for k in missing], boxes)
+        return [_rows(v, slice(j * len(boxes), (j + 1) * len(boxes))) for j in range(len(missing))]
+
+    entries, made = cache.get(list(middles), make)
+    per_frame = dict(zip(middles, entries))
+    per_clip = [per_frame["region", c.spec.video, c.middle_key] for c in clips]
+    semantic = None if per_clip[0].semantic is None else np.concatenate([v.semantic for v in per_clip])
+    return Vectors(np.concatenate([v.visual for v in per_clip]), semantic), made
+
+
+def _rows(vectors: Vectors, rows: slice) -> Vectors:
+    return Vectors(vectors.visual[rows], None if vectors.semantic is None else vectors.semantic[rows])
 
 
 @dataclass(frozen=True)
@@ -112,7 +190,7 @@ class _Companions:
 def _steps_on_clip_frames(clip: SampledClip) -> np.ndarray:
     """For each timeline step, the clip frame nearest its time within its span, else the step's own frame."""
     steps = len(clip.timeline_times)
-    clip_times = even_times(clip.start, clip.end, len(clip.frame_idx))
+    clip_times = clip.frame_times
     bounds = clip.start + np.arange(steps + 1) * (clip.end - clip.start) / steps
     timeline = clip.timeline_idx.copy()
     for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
