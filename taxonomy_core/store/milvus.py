@@ -156,7 +156,7 @@ class MilvusStore:
         lite_log = _Captured()
         logging.getLogger("milvus_lite").addHandler(lite_log)
         try:
-            client = MilvusClient(uri=uri, token=token, timeout=10)
+            client = MilvusClient(uri=uri, token=token, timeout=10, grpc_options=GRPC_OPTIONS)
         except Exception as e:  # pymilvus and milvus-lite raise many unrelated types here
             _release_lite(uri)
             raise StoreError(_connect_advice(uri, e, lite_log.texts)) from e
@@ -564,7 +564,7 @@ class MilvusStore:
         deadline = time.monotonic() + 30
         while True:
             try:
-                self.client = MilvusClient(uri=self.uri, timeout=10)
+                self.client = MilvusClient(uri=self.uri, timeout=10, grpc_options=GRPC_OPTIONS)
                 return
             except Exception as e:  # another process took the file in between (the app, for one query)
                 if time.monotonic() > deadline:
@@ -649,6 +649,10 @@ class MilvusStore:
 
 
 WHERE = {"timeline": S.TIME, "crops": S.BOX}
+# pymilvus pings every 10 s even while idle; gRPC servers with default settings (Milvus Lite's, in-process or
+# `milvus-lite server`) answer the third idle ping with GOAWAY "too_many_pings", and the next call on that
+# channel fails as UNAVAILABLE. Ping only during calls, no more often than such a server accepts.
+GRPC_OPTIONS = {"grpc.keepalive_permit_without_calls": False, "grpc.keepalive_time_ms": 300_000}
 PLACEHOLDER = [1.0, 0.0]
 
 
