@@ -26,9 +26,15 @@ by_row = {c["row"]: c for c in report["clips"]}
 findings = report["findings"]
 
 
+accusing_row: dict[int, list[dict]] = {}  # once per run: a scan of every finding per edit is 10^7 steps at 100k
+for f in findings:
+    for r in f["rows"]:
+        accusing_row.setdefault(r, []).append(f)
+
+
 def finding_of(edit) -> dict | None:
     """The finding that proposed an edit: of its kind and accusing its row (else any finding accusing the row)."""
-    accusing = [f for f in findings if edit.row in f["rows"]]
+    accusing = accusing_row.get(edit.row, [])
     return next((f for f in accusing if f["kind"] == edit.kind), accusing[0] if accusing else None)
 
 
@@ -116,8 +122,11 @@ with fixes_tab:
     if buttons[1].button("Reset shown", key="reset_all", disabled=not fixes):
         decisions = {k: v for k, v in decisions.items() if k not in {e.key for e, _ in fixes}}
         save_decisions(folder, decisions)
-    images = thumbnails(report, [by_row[e.row]["clip_id"] for e, _ in fixes if e.row in by_row])
-    for edit, finding in fixes:
+    fix_pages = max(1, math.ceil(len(fixes) / PER_PAGE))
+    fix_page = st.number_input("Page", 1, fix_pages, 1, key="fixes_page") if fix_pages > 1 else 1
+    page_fixes = fixes[(fix_page - 1) * PER_PAGE : fix_page * PER_PAGE]
+    images = thumbnails(report, [by_row[e.row]["clip_id"] for e, _ in page_fixes if e.row in by_row])
+    for edit, finding in page_fixes:
         show_fix(edit, finding, images)
 
     accepted = sum(1 for e in edits if decisions.get(e.key) == "accepted")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app_pages.shared import clip_caption, clip_gallery, current_audit, live, thumbnails
 from auditor import service
+from indexer.embedders import EmbedderUnavailable
 
 PER_PAGE = 12
 
@@ -77,7 +78,11 @@ if ctx is None:
     st.stop()
 layout = ctx.layout
 has_text = layout.text_space is not None
-encoder = text_encoder(layout.model_id) if has_text else None
+try:
+    encoder = text_encoder(layout.model_id) if has_text else None
+except EmbedderUnavailable as e:  # e.g. a local checkpoint that is not on this machine
+    st.warning(f"Text queries are off: the model that indexed this dataset cannot be loaded here ({e}).")
+    encoder = None
 comparison = live(
     lambda: service.compare_queries(
         ctx, uri, label, int(k), text=text or None, examples=[c["clip_id"] for c in examples], encoder=encoder
