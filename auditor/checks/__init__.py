@@ -72,6 +72,8 @@ def run_checks(ctx, checks: list[Check], progress=None) -> list[CheckResult]:
             result = CheckResult(check.name, skipped=reason)
         else:
             result = _run_isolated(ctx, check)
+        if ctx.has_companions:
+            ctx.store.release()  # what this check read from the store is not the next one's
         result.seconds = time.perf_counter() - t0
         results.append(result)
         if progress:

@@ -141,6 +141,7 @@ class Store(Protocol):
     limits: StoreLimits
 
     def close(self) -> None: ...
+    def release(self) -> None: ...  # give back memory held for earlier reads (between the audit's stages)
 
     # the registry of (dataset, model) pairs
     def layouts(self) -> list[DatasetLayout]: ...

@@ -164,6 +164,11 @@ class MilvusStore:
             logging.getLogger("milvus_lite").removeHandler(lite_log)
         return cls(client, uri)
 
+    def release(self) -> None:
+        """Give back what earlier reads loaded: on Lite, close and reopen the file (a server pages by itself)."""
+        if self._loaded:
+            self._evict()
+
     def close(self) -> None:
         """Close the client; for a Lite file, give the file back once this process's last store closes."""
         self.client.close()
