@@ -47,7 +47,7 @@ class IndexConfig:
     sampling: SamplingConfig = SamplingConfig()
     validation: ValidationConfig = ValidationConfig()
     prune: bool = False  # delete stored clips whose rows left the manifest
-    clips_per_write: int = 32  # at most this many clips are lost, and re-embedded, if the job is killed
+    clips_per_write: int = 32  # twice this many clips at most are lost, and re-embedded, if the job is killed
     executor: str = "local"  # "local" (this machine) or "ray" (a Ray cluster; writes need a Milvus server)
     ray_address: str | None = None  # None: the cluster this process is connected to, or a new local one
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from indexer.decode_pool import decode_all
 from indexer.embedders import Embedder
@@ -22,8 +23,28 @@ class LocalExecutor:
         """Any store: a Lite file or a server."""
 
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
-        batch: list[SampledClip] = []
+        """Decode in workers; embed a batch here while the previous one is written by a writer thread, so a
+        fast model (a GPU) does not wait on Milvus. At most two batches are lost if the job is killed."""
         cache = FrameCache()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-writer") as writer:
+            writing: Future | None = None
+            for item in self._batches(job, embedder):
+                if isinstance(item, SegmentFailure):
+                    yield item
+                    continue
+                batch, waited = item
+                rows = embed_rows(embedder, job.layout, batch, job.sampling, cache)
+                rows.seconds["decode_wait"] = waited
+                if writing is not None:
+                    yield writing.result()
+                writing = writer.submit(write_rows, store, job.layout, rows)
+            if writing is not None:
+                yield writing.result()
+
+    @staticmethod
+    def _batches(job: Job, embedder: Embedder) -> Iterator[SegmentFailure | tuple[list[SampledClip], float]]:
+        """Decoded clips in batches, with the seconds spent waiting on the decoders for them; failures at once."""
+        batch: list[SampledClip] = []
         waited = 0.0
         results = decode_all(job.groups, job.sampling, job.workers)
         while True:
@@ -37,13 +58,7 @@ class LocalExecutor:
                 continue
             batch.append(result)
             if len(batch) >= job.clips_per_write or sum(len(c.images) for c in batch) >= 4 * embedder.batch_size:
-                yield self._flush(batch, embedder, store, job, cache, waited)
+                yield batch, waited
                 batch, waited = [], 0.0
         if batch:
-            yield self._flush(batch, embedder, store, job, cache, waited)
-
-    @staticmethod
-    def _flush(batch: list[SampledClip], embedder: Embedder, store: Store, job: Job, cache: FrameCache, waited: float):
-        rows = embed_rows(embedder, job.layout, batch, job.sampling, cache)
-        rows.seconds["decode_wait"] = waited
-        return write_rows(store, job.layout, rows)
+            yield batch, waited
