@@ -60,6 +60,7 @@ def build_report(
             "classes": classes,
             "grading_rule": list(RULE),
             "findings": [f.to_dict() for f in findings],
+            "neighbours": _neighbours(ctx),
             **sections,
             "checks": [
                 {
@@ -220,9 +221,23 @@ def finding_counts(report) -> list[tuple[str, str, int]]:
     return [(s, k, n) for (s, k), n in sorted(counts.items(), key=lambda x: (SEVERITY_ORDER[x[0][0]], x[0][1]))]
 
 
+def _neighbours(ctx) -> dict[str, Any] | None:
+    """How the shared k-NN was found (exact, clustered in memory, or Milvus's index) and its measured recall@k."""
+    graph = ctx.__dict__.get("neighbour_graph")  # only if a check needed it: never computed for the report alone
+    return graph.summary() if graph is not None else None
+
+
 def _summary(report) -> str:
     rows = "".join(f"<tr><td class='{s}'>{s}</td><td>{k}</td><td>{n}</td></tr>" for s, k, n in finding_counts(report))
-    return f"<table><tr><th>severity</th><th>kind</th><th>findings</th></tr>{rows}</table>"
+    table = f"<table><tr><th>severity</th><th>kind</th><th>findings</th></tr>{rows}</table>"
+    graph = report.get("neighbours")
+    if not graph or graph["recall"] is None:
+        return table
+    how = f"{graph['method']}, {graph['detail']}" if graph.get("detail") else graph["method"]
+    return table + (
+        f"<p>Nearest neighbours (k = {graph['k']}) were found approximately ({html.escape(how)}): "
+        f"recall@{graph['k']} {graph['recall']:.3f} against exact search on a sample.</p>"
+    )
 
 
 def _class_table(report) -> str:
