@@ -172,29 +172,25 @@ def clip_vectors(uri: str, dataset: str) -> dict[str, np.ndarray]:
     return {k: clip[S.VECTOR] for k, clip in stored_clips(uri, dataset, [])[0].items()}
 
 
-def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
-    """Region-pooled crops and timeline steps on clip frames flag the same clips, with the same box and trim,
-    as 10 crops at full resolution and a timeline of its own frames; clip vectors do not change."""
+def audit_again(manifest, tmp_path, dataset: str, embedder, sampling: SamplingConfig):
+    """The demo indexed again under its own name and file with other sampling, its temporal and spatial checks run."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
     from indexer.pipeline import IndexConfig
-    from indexer.video import SamplingConfig
 
-    cheap, planted, manifest, _, uri = demo
-    full = run_audit(
-        manifest,
-        IndexConfig(
-            dataset="full",
-            model="effnet-lite0",
-            uri=str(tmp_path / "full.db"),
-            workers=1,
-            sampling=SamplingConfig(timeline_reuse=False),
-        ),  # fmt: skip
-        AuditConfig(),
-        tmp_path / "report",
-        embedder=CropImages(effnet),
-        checks=["temporal", "spatial"],
+    config = IndexConfig(
+        dataset=dataset, model="effnet-lite0", uri=str(tmp_path / f"{dataset}.db"), workers=1, sampling=sampling
     )
+    return run_audit(
+        manifest, config, AuditConfig(), tmp_path / "report", embedder=embedder, checks=["temporal", "spatial"]
+    )
+
+
+def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
+    """Region-pooled crops and timeline steps on clip frames flag the same clips, with the same box and trim,
+    as 10 crops at full resolution and a timeline of its own frames; clip vectors do not change."""
+    cheap, planted, manifest, _, uri = demo
+    full = audit_again(manifest, tmp_path, "full", CropImages(effnet), SamplingConfig(timeline_reuse=False))
     assert full.index.layout.sampling["region_size"] is None and cheap.index.layout.sampling["region_size"] == 320
     assert loose(cheap) == loose(full)
     assert loose(cheap)[("spatial_looseness", planted.loose_in_space)] == {"box": [0.667, 0.667, 1.0, 1.0]}
@@ -212,25 +208,8 @@ def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
 def test_sampling_grid_keeps_the_demo_decisions(demo, effnet, tmp_path):
     """The demo sampled at each segment's exact times (grid 0, as before the grid) flags the same clips with the
     same box and trim as on the grid."""
-    from auditor.audit import run_audit
-    from auditor.config import AuditConfig
-    from indexer.pipeline import IndexConfig
-
     grid, planted, manifest, _, uri = demo
-    exact = run_audit(
-        manifest,
-        IndexConfig(
-            dataset="exact",
-            model="effnet-lite0",
-            uri=str(tmp_path / "exact.db"),
-            workers=1,
-            sampling=SamplingConfig(frame_grid_s=0.0, middle_grid_s=0.0),
-        ),  # fmt: skip
-        AuditConfig(),
-        tmp_path / "report",
-        embedder=effnet,
-        checks=["temporal", "spatial"],
-    )
+    exact = audit_again(manifest, tmp_path, "exact", effnet, SamplingConfig(frame_grid_s=0.0, middle_grid_s=0.0))
     assert grid.index.layout.sampling["frame_grid_s"] == 0.125 and exact.index.layout.sampling["frame_grid_s"] == 0
     assert loose(grid) == loose(exact)
     grid_vectors, exact_vectors = clip_vectors(uri, "demo"), clip_vectors(str(tmp_path / "exact.db"), "exact")
