@@ -431,3 +431,15 @@ def test_a_killed_audit_leaves_a_complete_consistent_set(audit_manifest, tmp_pat
     else:
         assert interrupted(out) is None
     assert {p.name for p in out.iterdir() if not p.name.endswith(".tmp")} == set(OUTPUTS)
+
+
+def test_a_killed_writers_temporary_file_is_cleared_by_the_next_write(tmp_path):
+    from taxonomy_core.atomic import write_atomic
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    stale = tmp_path / f".report.json.{gone}.0badc0de.tmp"  # what a writer killed before its rename leaves
+    stale.write_text('{"half": ')
+    live = tmp_path / f".report.json.{os.getpid()}.12345678.tmp"  # a writer still running: not ours to remove
+    live.write_text("{}")
+    write_atomic(tmp_path / "report.json", "{}")
+    assert not stale.exists() and live.exists() and (tmp_path / "report.json").read_text() == "{}"
