@@ -393,14 +393,14 @@ class MilvusStore:
         """Base64 JPEG per clip id. A bulk read (the report's) holds one clip shard in memory at a time."""
         layout = self._registered(layout, check=False)
         bulk = len(clip_ids) > self.limits.read_batch
-        if bulk:
-            self._evict()
         out = {}
         for shard, ids in self._by_shard(layout, clip_ids).items():
+            if bulk:
+                self.release()
             rows = self._get(layout.shard_names("clips")[shard], S.CLIP_ID, ids, [S.CLIP_ID, S.THUMBNAIL])
             out |= {r[S.CLIP_ID]: r[S.THUMBNAIL] for r in rows}
-            if bulk:
-                self._evict()
+        if bulk:
+            self.release()
         return out
 
     def exact_vectors(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
