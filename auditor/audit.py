@@ -12,13 +12,14 @@ from typing import Any
 from auditor.checks import CheckResult, build_checks, params_of, run_checks
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.reconcile import note_consequences, reconcile
+from auditor.fixplan import plan_fixes
+from auditor.reconcile import reconcile
 from auditor.reference import load_reference
 from auditor.report import build_report, write_html, write_json
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
 from taxonomy_core import schema as S
-from taxonomy_core.edits import EDITS_FILE, Edit, edits_records, resolve, write_edits
+from taxonomy_core.edits import EDITS_FILE, Edit, edits_records, write_edits
 from taxonomy_core.formats import write_fixed_manifest
 from taxonomy_core.store import Store, StoreError, open_store
 
@@ -109,9 +110,10 @@ def write_outputs(
 ) -> Written:
     """Reconcile the checks' findings and edits with the rows indexing skipped, then write every output."""
     findings, check_edits = reconcile(results)
-    edits = resolve([Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits)
-    findings = note_consequences(ctx, findings, edits, min_per_class)
+    plan = plan_fixes(ctx, [Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits, min_per_class)
+    edits = plan.edits
     report = build_report(ctx, results, index.findings + findings, meta, params)
+    report["fix_plan"] = plan.to_dict()
     report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
     # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
     # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix.

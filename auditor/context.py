@@ -72,6 +72,8 @@ class AuditContext:
     def __post_init__(self):
         self._pairs: dict[float, list[tuple[int, int, float]]] = {}
         self.frame_matches: dict[tuple[int, int], float] = {}  # pair -> share of frames matched (fingerprints)
+        self.frame_bits: dict[tuple[int, int], float] = {}  # pair -> mean Hamming bits between matched frames
+        self.copy_reasons: dict[tuple[int, int], str] = {}  # pair -> how it was judged (auditor.copies)
         self._probes: dict[int, Probe | None] = {}
         self.clips = self.clips.reset_index(drop=True)
         self.vectors = _unit(self.vectors)
@@ -190,8 +192,11 @@ class AuditContext:
     def copy_pairs(self, similarity: float) -> list[tuple[int, int, float]]:
         """(i, j, cosine), i < j, for clips showing the same footage (auditor.copies), shared by checks."""
         if similarity not in self._pairs:
-            self._pairs[similarity], matches = find_copies(self, similarity)
-            self.frame_matches.update(matches)
+            found = find_copies(self, similarity)
+            self._pairs[similarity] = found.pairs
+            self.frame_matches.update(found.frames)
+            self.frame_bits.update(found.bits)
+            self.copy_reasons.update(found.reason)
         return self._pairs[similarity]
 
     @cached_property

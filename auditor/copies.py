@@ -2,27 +2,49 @@
 confirmed by their frame hashes (indexer.fingerprint; bench/copy_detection.py measures the rule).
 
 Heavy re-encoding can move a copy's embedding out of its original's k nearest neighbours, so candidates
-also come from a band index over each clip's 64-bit summary key. Segments of one source video are judged
-by the embedding alone: a static camera makes different moments of one shot hash alike.
+also come from a band index over each clip's 64-bit summary key.
+
+A copy needs frame evidence that is specific to the pair: a static camera makes different moments of one
+shot hash alike, so a pair is a copy only when its frames lie much closer to each other (Hamming bits) than
+either clip's frames lie to any other clip's (`SPECIFIC_RATIO`), or are near-exact (`EXACT_BITS`).
+Segments of one video file are never copies of each other: the manifest's own times say whether they
+overlap (the duplicates check reports that), and different moments of one video are siblings, not copies.
+Only a context without fingerprints (arrays in benchmarks) falls back to the embedding alone, and says so.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.fingerprint import MIRROR, NO_HASH, FingerprintTable, clip_keys, is_copy, pair_scores
+from indexer.fingerprint import MIRROR, NO_HASH, FingerprintTable, clip_keys, is_copy, pair_distances, pair_scores
 from taxonomy_core import schema as S
 
 KEY_BANDS = 4  # 16-bit bands: two keys within KEY_DISTANCE bits share at least one band exactly
 KEY_DISTANCE = 12  # bits: summary keys sharing a band and this close make a candidate (as frames do)
 MAX_BUCKET = 64  # a band value shared by more clips than this says nothing (flat or generic footage)
 BLOCK = 65536  # pairs whose cosines are computed at once
+EXACT_BITS = 1.0  # mean Hamming bits per frame under which two clips show the same pictures, whatever else matches
+SPECIFIC_RATIO = 0.5  # ... else a copy's frames must be this much closer than either clip's next frame match
+
+SAME_FRAMES = "same_frames"  # confirmed by frame fingerprints
+EMBEDDING_ONLY = "near_identical_embedding"  # no fingerprints stored: the cosine alone, unconfirmed
 
 
-def find_copies(ctx, similarity: float) -> tuple[list[tuple[int, int, float]], dict[tuple[int, int], float]]:
-    """((i, j, cosine) with i < j for every pair judged the same footage, {pair: frame-match score})."""
+@dataclass(frozen=True)
+class CopyPairs:
+    """Pairs (i < j) judged the same footage, with how each was judged."""
+
+    pairs: list[tuple[int, int, float]]  # (i, j, cosine)
+    frames: dict[tuple[int, int], float]  # pair -> share of frames matched
+    bits: dict[tuple[int, int], float]  # pair -> mean Hamming bits between matched frames
+    reason: dict[tuple[int, int], str]  # pair -> SAME_FRAMES | EMBEDDING_ONLY
+
+
+def find_copies(ctx, similarity: float) -> CopyPairs:
+    """Every pair of clips judged the same footage (see the module docstring for the rule)."""
     idx, _ = ctx.neighbours
     n = len(idx)
     rows = np.repeat(np.arange(n, dtype=np.int64), idx.shape[1])
@@ -34,8 +56,10 @@ def find_copies(ctx, similarity: float) -> tuple[list[tuple[int, int, float]], d
     if table is not None:
         codes.append(np.array([a * n + b for a, b in key_candidates(clip_keys(table))], dtype=np.int64))
     pairs = np.unique(np.concatenate(codes))
+    video = ctx.clips[S.VIDEO].to_numpy(dtype=object)
+    pairs = pairs[video[pairs // n] != video[pairs % n]] if len(pairs) else pairs
     if not len(pairs):
-        return [], {}
+        return CopyPairs([], {}, {}, {})
     i, j = pairs // n, pairs % n
     cosine = np.concatenate(
         [
@@ -43,19 +67,42 @@ def find_copies(ctx, similarity: float) -> tuple[list[tuple[int, int, float]], d
             for s in range(0, len(i), BLOCK)
         ]
     )  # in blocks: a million pairs of 1280-d rows at once would be 10 GB
-    same_video = ctx.clips[S.VIDEO].to_numpy(dtype=object)
-    same_video = same_video[i] == same_video[j]
-    copy = cosine >= similarity
+    hashed = np.zeros(len(i), bool) if table is None else (table.lengths[i] > 0) & (table.lengths[j] > 0)
+    copy = ~hashed & (cosine >= similarity)
     frames = np.zeros(len(i), np.float32)
-    hashed = np.zeros(len(i), bool)
-    if table is not None:
-        hashed = (table.lengths[i] > 0) & (table.lengths[j] > 0)
+    bits = np.full(len(i), 64.0, np.float32)
+    if hashed.any():
         frames[hashed] = pair_scores(table, i[hashed], j[hashed])
-        by_frames = hashed & ~same_video
-        copy = np.where(by_frames, is_copy(frames, cosine, cosine_min=similarity), copy)
+        matched = np.flatnonzero(hashed & is_copy(frames, cosine, cosine_min=similarity))
+        bits[matched] = pair_distances(table, i[matched], j[matched])
+        copy[matched] = specific(i[matched], j[matched], bits[matched], n)
     found = np.flatnonzero(copy)
-    pairs_found = [(int(i[p]), int(j[p]), float(cosine[p])) for p in found]
-    return pairs_found, {(int(i[p]), int(j[p])): float(frames[p]) for p in found if hashed[p]}
+    key = [(int(i[p]), int(j[p])) for p in found]
+    return CopyPairs(
+        [(a, b, float(cosine[p])) for (a, b), p in zip(key, found)],
+        {k: float(frames[p]) for k, p in zip(key, found) if hashed[p]},
+        {k: float(bits[p]) for k, p in zip(key, found) if hashed[p]},
+        {k: SAME_FRAMES if hashed[p] else EMBEDDING_ONLY for k, p in zip(key, found)},
+    )
+
+
+def specific(i: np.ndarray, j: np.ndarray, bits: np.ndarray, n: int) -> np.ndarray:
+    """Which frame-matched pairs match more tightly than either clip matches anything else (or near-exactly).
+
+    Different moments of one static shot all match each other a few bits apart; a copy matches its original
+    far closer than it matches the shot's other moments.
+    """
+    best = np.full((n, 2), np.inf, np.float32)  # each clip's two closest frame matches
+    for a, d in zip(np.concatenate([i, j]), np.concatenate([bits, bits])):
+        if d < best[a, 0]:
+            best[a] = (d, best[a, 0])
+        elif d < best[a, 1]:
+            best[a, 1] = d
+
+    def other(a, d):  # the clip's closest match other than this pair (ties count as another match)
+        return np.where(best[a, 0] < d, best[a, 0], best[a, 1])
+    reference = np.minimum(other(i, bits), other(j, bits))
+    return (bits <= EXACT_BITS) | (bits <= SPECIFIC_RATIO * reference)
 
 
 def key_candidates(keys: np.ndarray) -> set[tuple[int, int]]:

@@ -1,4 +1,10 @@
-"""Reconcile what the checks say about one clip, before the report and the fixed manifest are written."""
+"""Reconcile what the checks say about one clip or one pair of classes, so each problem is one finding.
+
+- A clip cut too loose looks like another class for that reason: its relabel waits for the trim or crop.
+- Two classes mixed in each other's neighbourhoods (synonyms, or an unclear boundary) are one
+  `confusable_classes` finding: the relabels between them are folded into it as evidence, not made.
+- A copy under two labels is one `label_conflict`, unless a `likely_mislabel` already accuses one side.
+"""
 
 from __future__ import annotations
 
@@ -6,66 +12,67 @@ from dataclasses import replace
 
 from auditor.checks.base import CheckResult
 from taxonomy_core.edits import Edit
-from taxonomy_core.findings import Finding
+from taxonomy_core.findings import Evidence, Finding
 
 LOOSE_KINDS = ("temporal_looseness", "spatial_looseness")
 
 
 def reconcile(results: list[CheckResult]) -> tuple[list[Finding], list[Edit]]:
-    """A clip cut too loose looks like another class for that reason: its relabel waits for the trim or crop."""
     findings = [f for r in results for f in r.findings]
     edits = [e for r in results for e in r.edits]
-    loose = {row for f in findings if f.kind in LOOSE_KINDS for row in f.rows}
-    held = set()
+    findings, held = _hold_loose_relabels(findings)
+    findings, folded = _fold_confusable_relabels(findings)
+    findings = _drop_explained_conflicts(findings)
+    gone = held | folded
+    kept = [e for e in edits if not (e.action == "relabel" and e.row in gone and e.kind == "likely_mislabel")]
+    return findings, kept
+
+
+def _hold_loose_relabels(findings: list[Finding]) -> tuple[list[Finding], set[int]]:
+    """A loose clip's mislabel is not a second finding: the looseness finding carries it, as a sentence."""
+    loose = {row: f for f in findings if f.kind in LOOSE_KINDS for row in f.rows}
+    held = {f.rows[0]: f for f in findings if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose}
     out = []
     for f in findings:
-        if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose:
-            held.add(f.rows[0])
+        if f.kind == "likely_mislabel" and f.rows and f.rows[0] in held:
+            continue
+        if f.kind in LOOSE_KINDS and any(r in held for r in f.rows):
+            others = sorted({held[r].labels[-1] for r in f.rows if r in held})
             f = replace(
                 f,
-                severity="info",
-                suggestion=None,
-                message=f.message + "; it is also cut loosely, which may explain this: fix the bounds or crop first",
+                message=f.message + f"; the whole clip sits among {', '.join(map(repr, others))} clips, "
+                "which the loose cut explains: fix the cut, then re-audit before relabelling",
             )
         out.append(f)
-    kept = [e for e in edits if not (e.action == "relabel" and e.row in held and e.kind == "likely_mislabel")]
-    return out, kept
+    return out, set(held)
 
 
-def note_consequences(ctx, findings: list[Finding], edits: list[Edit], min_count: int = 10) -> list[Finding]:
-    """Say so where applying every proposed fix would empty a split of a class or leave it under the minimum."""
-    before = _split_counts(ctx, {})
-    after = _split_counts(ctx, {e.row: e for e in edits})
-    notes: dict[str, list[str]] = {}
-    for label in sorted({lab for lab, _ in before}):
-        total = sum(n for (lab, _), n in after.items() if lab == label)
-        for (lab, split), n in before.items():
-            if lab == label and n and not after.get((lab, split)):
-                notes.setdefault(label, []).append(f"leaves {label!r} with no {split or 'unsplit'} clips")
-        if total < min_count <= sum(n for (lab, _), n in before.items() if lab == label):
-            notes.setdefault(label, []).append(f"leaves {label!r} with {total} clips, under the minimum of {min_count}")
-    if not notes:
-        return findings
-    edited = {e.row for e in edits}
+def _fold_confusable_relabels(findings: list[Finding]) -> tuple[list[Finding], set[int]]:
+    """Mislabels from one class of a confusable pair into the other become evidence of the pair's finding."""
+    pairs = {frozenset(f.labels): f for f in findings if f.kind == "confusable_classes"}
+    folded: dict[frozenset, list[Finding]] = {}
     out = []
     for f in findings:
-        hits = [n for label in f.labels for n in notes.get(label, []) if set(f.rows) & edited]
-        if hits:
-            note = "; applying every proposed fix " + " and ".join(dict.fromkeys(hits))
-            f = replace(f, action=(f.action or "") + note, message=f.message + note)
-        out.append(f)
-    return out
+        key = frozenset(f.labels)
+        if f.kind == "likely_mislabel" and len(f.labels) == 2 and key in pairs:
+            folded.setdefault(key, []).append(f)
+        else:
+            out.append(f)
+    rows = set()
+    for key, members in folded.items():
+        pair = pairs[key]
+        named = [Evidence(m.rows[0], f"looks_like_{m.labels[1]}", None) for m in members]
+        rows |= {m.rows[0] for m in members}
+        index = out.index(pair)
+        out[index] = replace(
+            pair,
+            evidence=pair.evidence + tuple(named),
+            message=pair.message + f"; {len(named)} clip(s) sit among the other class (in evidence), "
+            "so they are not accused one by one",
+        )
+    return out, rows
 
 
-def _split_counts(ctx, edits: dict[int, Edit]) -> dict[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for row, label, split in zip(ctx.rows, ctx.labels, ctx.clips["split"].fillna("")):
-        edit = edits.get(int(row))
-        if edit is not None and edit.action == "drop":
-            continue
-        if edit is not None and edit.action == "relabel":
-            label = edit.value
-        if edit is not None and edit.action == "split":
-            split = edit.value
-        counts[(label, split)] = counts.get((label, split), 0) + 1
-    return counts
+def _drop_explained_conflicts(findings: list[Finding]) -> list[Finding]:
+    accused = {row for f in findings if f.kind == "likely_mislabel" for row in f.rows}
+    return [f for f in findings if not (f.kind == "label_conflict" and {e.row for e in f.evidence} & accused)]

@@ -248,3 +248,41 @@ else:
 
     def _popcount(x: np.ndarray) -> np.ndarray:
         return _BITS[x.view(np.uint8)].reshape(*x.shape, 8).sum(-1, dtype=np.uint8)
+
+
+def self_distances(table: FingerprintTable, gap: int = 2) -> np.ndarray:
+    """[N] how far apart a clip's own frames are: the median, over its frames, of the Hamming distance to
+    the closest other frame at least `gap` samples away (inf with too few frames to tell).
+
+    A static shot's frames all lie a few bits apart, so a frame match with another clip says only "same
+    camera"; a copy must match more tightly than the clip matches itself at another moment.
+    """
+    hashes = table.hashes
+    width = hashes.shape[1]
+    xor = _popcount(hashes[:, :, None] ^ hashes[:, None, :]).astype(np.float32)
+    valid = (hashes != NO_HASH)[:, :, None] & (hashes != NO_HASH)[:, None, :]
+    far = np.abs(np.arange(width)[:, None] - np.arange(width)[None, :]) >= gap
+    xor[~(valid & far)] = np.inf
+    closest = xor.min(2)
+    closest[~np.isfinite(closest)] = np.nan
+    enough = np.isfinite(closest).sum(1) >= MIN_FRAMES
+    out = np.full(len(hashes), np.inf, np.float32)
+    if enough.any():
+        out[enough] = np.nanmedian(closest[enough], axis=1)
+    return out
+
+
+def pair_distances(
+    table: FingerprintTable, i: np.ndarray, j: np.ndarray, *, mirrored: bool = MATCH_MIRRORED
+) -> np.ndarray:
+    """Mean Hamming distance from each frame of the shorter clip to its closest frame in the other (the better
+    orientation when `mirrored`): about 0-2 bits for a re-encoded or resized copy (64 when nothing is hashed)."""
+    out = np.full(len(i), 64.0, np.float32)
+    for p, (a, b) in enumerate(zip(np.asarray(i), np.asarray(j))):
+        x, y = table.hashes[a, : table.lengths[a]], table.hashes[b, : table.lengths[b]]
+        x, y = (x, y) if len(x) <= len(y) else (y, x)
+        x, y = x[x != NO_HASH], y[y != NO_HASH]
+        if len(x) and len(y):
+            flips = (y, y ^ MIRROR) if mirrored else (y,)
+            out[p] = min(float(_popcount(x[:, None] ^ f[None, :]).min(1).mean()) for f in flips)
+    return out

@@ -193,19 +193,25 @@ def test_duplicates_within_and_across_splits_and_videos_in_two_splits():
     clips.loc[3, S.SPLIT] = "test"  # ... and a copy in test
     clips.loc[[10, 11, 12], S.VIDEO] = clips.loc[11, S.VIDEO]  # one source video, cut into train and val
     clips.loc[11, S.SPLIT] = "val"
+    clips.loc[[10, 11, 12], S.START] = [0.0, 2.0, 4.0]  # three moments of it, not overlapping
+    clips.loc[[10, 11, 12], S.END] = [2.0, 4.0, 6.0]
     ctx = AuditContext(clips, vectors, config=ctx.config)
     [result] = run_checks(ctx, build_checks(["duplicates"]))
     (first, second), (train_row, test_row), val_row = sorted(rows_of(ctx, 0, 1)), rows_of(ctx, 2, 3), rows_of(ctx, 11)
 
     [repeat] = [f for f in result.findings if f.kind == "near_duplicate"]
-    assert repeat.rows == (second,) and [(e.row, e.role) for e in repeat.evidence] == [(first, "kept_copy")]
+    [kept] = [e.row for e in repeat.evidence if e.role == "kept_copy"]
+    assert {kept, *repeat.rows} == {first, second} and len(repeat.rows) == 1
+    second = repeat.rows[0]
     leaks = {f.rows: f for f in result.findings if f.kind == "split_leak"}
     assert set(leaks) == {(test_row,), val_row}
     copy = leaks[(test_row,)]
     assert [(e.row, e.role) for e in copy.evidence] == [(train_row, "train_original")]
-    assert copy.severity == "error" and copy.action == f"drop test row {test_row}: copies of train row {train_row}"
+    assert copy.severity == "error" and copy.suggestion["reason"] == "near_identical_embedding"  # no fingerprints here
+    assert copy.action.startswith(f"drop test row {test_row}: ") and f"train row {train_row}" in copy.action
     moved = leaks[val_row]
     assert moved.suggestion["split"] == "train" and {e.row for e in moved.evidence} == set(rows_of(ctx, 10, 12))
+    assert moved.suggestion["reason"] == "same_source_video"
     assert {(e.row, e.action) for e in result.edits} == {(test_row, "drop"), (val_row[0], "split")}
     innocent = set(ctx.rows.tolist()) - {second, test_row, *val_row}
     assert not innocent & {r for f in result.findings for r in f.rows}
@@ -221,6 +227,7 @@ def test_segments_of_one_video_across_splits_fold_into_the_video_finding():
     [result] = run_checks(ctx, build_checks(["duplicates"]))
     [leak] = [f for f in result.findings if f.kind == "split_leak"]
     assert leak.rows == rows_of(ctx, 7) and leak.videos == ("/data/static_shot.mp4",)
+    assert not [f for f in result.findings if f.kind == "near_duplicate"]  # moments of one video are not copies
 
 
 def test_confusable_classes_and_split_candidates():

@@ -19,7 +19,10 @@ class Mislabels(Check):
     @dataclass(frozen=True, kw_only=True)
     class Params:
         knn_fraction: float = 0.6  # share of similarity-weighted neighbour votes for another class
-        margin: float = 0.02  # and closer to that class's centroid than to its own by this much
+        margin: float = 0.02  # and closer to that class's centroid than to its own by this much (cosine) ...
+        margin_spread: float = 1.0  # ... and by this many of its own class's spreads (robust std of the cosines
+        # to the class centroid): a broad class's atypical members need more than a tight class's
+        probe_agrees: bool = True  # and the cross-validated probe predicts that class too (where it saw the clip)
         outlier_z: float = 3.0  # robust z below which a clip is far from its class
         identical_similarity: float = 0.95  # a near-identical clip with another label is evidence too
         min_target_count: int = 10  # never suggest a class under AutoML's minimum
@@ -33,10 +36,23 @@ class Mislabels(Check):
         z = robust_z(ctx)
         typical_nearest = np.median(ctx.neighbours[1][:, 0])
         suspects: dict[int, int | None] = {}  # position -> suggested class code (None: no healthy target)
+        spread = class_spread(ctx)
+        margin = np.maximum(p.margin, p.margin_spread * spread[ctx.codes])
+        probe = probe_predictions(ctx) if p.probe_agrees else None
+        tally = np.zeros((len(ctx.classes), 3), dtype=np.int64)  # per class: votes, + margin, + probe
         for i in range(len(own)):
             top = int(np.argmax(votes[i]))
-            if top != ctx.codes[i] and votes[i, top] >= p.knn_fraction and sims[i, top] > own[i] + p.margin:
-                suspects[i] = top
+            if top == ctx.codes[i] or votes[i, top] < p.knn_fraction:
+                continue
+            tally[ctx.codes[i], 0] += 1
+            if sims[i, top] <= own[i] + margin[i]:
+                continue
+            tally[ctx.codes[i], 1] += 1
+            if probe is not None and probe[i] >= 0 and probe[i] != top:
+                continue
+            tally[ctx.codes[i], 2] += 1
+            suspects[i] = top
+        result.sections["mislabel_calibration"] = calibration(ctx, spread, tally, p, probe is not None)
         twins = identical_other_label(ctx, p.identical_similarity)
         for i, partners in twins.items():
             suspects.setdefault(i, int(ctx.codes[partners[0][0]]))
@@ -61,6 +77,48 @@ def identical_other_label(ctx, similarity: float) -> dict[int, list[tuple[int, f
             suspect, other = (i, j) if ctx.own_similarity[i] < ctx.own_similarity[j] else (j, i)
             twins.setdefault(suspect, []).append((other, s))
     return {i: sorted(found, key=lambda x: -x[1]) for i, found in twins.items()}
+
+
+def class_spread(ctx) -> np.ndarray:
+    """[C] robust std (1.4826 MAD) of each class's leave-one-out cosines to its centroid: the model's own scale."""
+    out = np.zeros(len(ctx.classes))
+    for c in range(len(ctx.classes)):
+        values = ctx.own_similarity[ctx.codes == c]
+        if len(values) >= 3:
+            out[c] = 1.4826 * np.median(np.abs(values - np.median(values)))
+    return out
+
+
+def probe_predictions(ctx) -> np.ndarray | None:
+    """[N] the probe's out-of-fold class code per clip (-1 where it did not see the clip), or None."""
+    probe = ctx.probe()
+    if probe is None:
+        return None
+    lookup = {label: i for i, label in enumerate(ctx.classes)}
+    out = np.full(len(ctx.codes), -1, dtype=np.int64)
+    out[probe.positions] = [lookup.get(label, -1) for label in probe.predicted]
+    return out
+
+
+def calibration(ctx, spread: np.ndarray, tally: np.ndarray, p, probed: bool) -> dict:
+    """How each signal narrowed the suspects, per class: the report shows why a clip was or was not accused."""
+    return {
+        "rule": (
+            f"neighbour votes >= {p.knn_fraction} for another class, closer to its centroid by more than "
+            f"max({p.margin}, {p.margin_spread} x the class's spread)"
+            + (", and the cross-validated probe predicts it" if probed else " (no probe: too few clips)")
+        ),
+        "classes": {
+            label: {
+                "spread": round(float(spread[c]), 4),
+                "margin": round(float(max(p.margin, p.margin_spread * spread[c])), 4),
+                "by_votes": int(tally[c, 0]),
+                "and_margin": int(tally[c, 1]),
+                "and_probe": int(tally[c, 2]),
+            }
+            for c, label in enumerate(ctx.classes)
+        },
+    }
 
 
 def healthy_classes(ctx, suspects: set[int], p) -> set[int]:

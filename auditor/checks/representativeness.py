@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from auditor.checks.base import Check, CheckResult, Requirement
-from auditor.checks.duplicates import components
 from auditor.context import clip_record
+from auditor.sources import components
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Evidence, Finding, clamp
 
