@@ -26,7 +26,7 @@ KEY_BANDS = 4  # 16-bit bands: two keys within KEY_DISTANCE bits share at least 
 KEY_DISTANCE = 12  # bits: summary keys sharing a band and this close make a candidate (as frames do)
 MAX_BUCKET = 64  # a band value shared by more clips than this says nothing (flat or generic footage)
 BLOCK = 65536  # pairs whose cosines are computed at once
-EXACT_BITS = 1.0  # mean Hamming bits per frame under which two clips show the same pictures, whatever else matches
+EXACT_BITS = 0.5  # mean Hamming bits per frame under which two clips show the same pictures, whatever else matches
 SPECIFIC_RATIO = 0.5  # ... else a copy's frames must be this much closer than either clip's next frame match
 
 SAME_FRAMES = "same_frames"  # confirmed by frame fingerprints

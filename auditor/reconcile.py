@@ -74,5 +74,16 @@ def _fold_confusable_relabels(findings: list[Finding]) -> tuple[list[Finding], s
 
 
 def _drop_explained_conflicts(findings: list[Finding]) -> list[Finding]:
+    """A label conflict that a mislabel accuses a side of, or between two confusable classes, is not one more
+    finding: the mislabel or the pair's finding says it (the pair's takes the conflict's rows as evidence)."""
     accused = {row for f in findings if f.kind == "likely_mislabel" for row in f.rows}
-    return [f for f in findings if not (f.kind == "label_conflict" and {e.row for e in f.evidence} & accused)]
+    pairs = [f for f in findings if f.kind == "confusable_classes"]
+    out = [f for f in findings if not (f.kind == "label_conflict" and {e.row for e in f.evidence} & accused)]
+    for f in [f for f in out if f.kind == "label_conflict"]:
+        pair = next((p for p in pairs if set(f.labels) <= set(p.labels)), None)
+        if pair is not None:
+            out.remove(f)
+            index = out.index(pair)
+            out[index] = pair = replace(pair, evidence=pair.evidence + f.evidence)
+            pairs = [pair if set(p.labels) == set(pair.labels) else p for p in pairs]
+    return out

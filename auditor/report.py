@@ -146,6 +146,7 @@ def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -
         classes_html,
         _class_table(report),
         *_guidance(report, go),
+        *_fix_plan(report),
         "<h2>Findings</h2>",
         _findings_table(report, thumbnails),
     ]
@@ -325,6 +326,26 @@ def _guidance(report, go) -> list[str]:
     if report.get("reference"):
         parts += ["<h2>Reference footage</h2>", _reference(report["reference"])]
     return parts
+
+
+def _fix_plan(report) -> list[str]:
+    """Class x split counts before and after every proposed fix, and what the plan could not repair (once)."""
+    plan = report.get("fix_plan")
+    if not plan or not plan.get("table"):
+        return []
+    splits = sorted({s for row in plan["table"] for s in (*row["before"], *row["after"])})
+    rows = [
+        [row["label"], *(f"{row['before'].get(s, 0)} → {row['after'].get(s, 0)}" for s in splits), row["status"]]
+        for row in plan["table"]
+    ]
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in plan.get("notes", []))
+    return [
+        "<h2>The fix set, applied whole</h2>",
+        "<p>Clips per class and split, before → after every proposed edit (a re-split moves whole source videos "
+        "and groups of copies where drops and moves would leave a class without evaluation clips).</p>",
+        _table(["class", *(s or "no split" for s in splits), "status"], rows),
+        f"<ul>{notes}</ul>" if notes else "",
+    ]
 
 
 def _table(head: list[str], rows: list[list]) -> str:
