@@ -18,7 +18,7 @@ from auditor.grades import RULE, grade_classes
 from taxonomy_core.atomic import write_atomic
 from taxonomy_core.findings import SEVERITY_ORDER, Finding
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CLASS_KEYS = [
     "label",
     "count",

@@ -67,7 +67,7 @@ def test_inconsistent_folders_are_refused_with_a_reason(audit_copy, tmp_path, mo
     rewrite(audit_copy, schema_version=1)
     with pytest.raises(AuditFolderError, match="schema version 1"):
         open_audit(audit_copy)
-    rewrite(audit_copy, schema_version=2, clips=[{"row": "zero"}])
+    rewrite(audit_copy, schema_version=3, clips=[{"row": "zero"}])
     with pytest.raises(AuditFolderError, match="clip 0 lacks a valid row"):
         open_audit(audit_copy)
     (audit_copy / "report.json").write_text("[]")

@@ -23,7 +23,7 @@ def findings(outcome, kind, row=None):
 def test_report_contract(demo):
     outcome, *_ = demo
     report = json.loads(outcome.json_path.read_text())
-    assert report["schema_version"] == 2 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
+    assert report["schema_version"] == 3 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
     assert report["thresholds"]["checks"]["duplicates"]["similarity"] == 0.95
     clip = report["clips"][0]
     assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(
