@@ -93,9 +93,11 @@ def real_dataset(folder: Path):
     store = open_store(config.uri)
     ctx = AuditContext.from_store(store, store.layout("vs_cleanlab"))
     at = {int(r): i for i, r in enumerate(ctx.rows)}
-    return Planted(
-        ctx, {at[r] for r in REAL_MISLABELS}, {(at[answers.copy_original], at[answers.copy_row])}
-    ), {int(r) for r in ctx.rows}
+    truth = ctx.labels.copy()
+    for row in REAL_MISLABELS:
+        truth[at[row]] = next(r["label"] for i, r in enumerate(csv.DictReader(manifest.open(newline=""))) if i == row)
+    copies = {(at[answers.copy_original], at[answers.copy_row])}
+    return Planted(ctx, truth, {at[r] for r in REAL_MISLABELS}, copies), {int(r) for r in ctx.rows}
 
 
 def main() -> None:
