@@ -92,7 +92,7 @@ def cast(report: dict[str, Any], finding: dict[str, Any], limit: int = PLAYERS) 
         if row in similarity:
             same = similarity[row] >= threshold or reason == "same_frames"
             note = f"similarity {similarity[row]:.2f} · " + (
-                "same footage" if same else f"not the same frames (< {threshold:.2f})"
+                "same footage" if same else f"similar, not a copy (copies from {threshold:.2f})"
             )
         elif reason == "same_source_video" or "same_source_video" in row_roles:
             note = "cut from the same source video"
