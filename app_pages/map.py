@@ -123,25 +123,27 @@ def figure(frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for value in values:
         part = frame[frame[column].astype(str) == value]
-        name = kind_name(value) if column == "finding" else value
+        name = "no finding" if value == "none" else kind_name(value) if column == "finding" else value
         relabel = part["row"].isin(relabelled.keys())
         fig.add_trace(
             go.Scattergl(
-                x=part["x"], y=part["y"], mode="markers", name=name, legendgroup=value,
+                x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, legendgroup=value,
                 marker={"size": 8, "color": colours[value], "symbol": ["diamond" if x else "circle" for x in relabel]},
-                customdata=part[["row"]].to_numpy(), hovertext=hover(part), hoverinfo="text",
+                customdata=part[["row"]].values.tolist(), hovertext=hover(part), hoverinfo="text",
             )
         )  # fmt: skip
     if column == "finding":  # every other finding of a clip as a ring in its kind's colour
-        for kind in [v for v in values if v != "none"]:
+        every = sorted({k for kinds in frame["kinds"] for k in kinds})
+        colours = {**group_colour(column, every + ["none"]), **colours}
+        for kind in every:
             ringed = frame[frame["kinds"].map(lambda k, kind=kind: kind in k[1:])]
             if len(ringed):
                 fig.add_trace(
                     go.Scattergl(
-                        x=ringed["x"], y=ringed["y"], mode="markers", name=kind_name(kind), legendgroup=kind,
-                        showlegend=False, marker={"size": 15, "color": colours[kind], "symbol": "circle-open",
-                                                  "line": {"width": 2}},
-                        customdata=ringed[["row"]].to_numpy(), hovertext=hover(ringed), hoverinfo="text",
+                        x=ringed["x"].tolist(), y=ringed["y"].tolist(), mode="markers", name=kind_name(kind),
+                        legendgroup=kind, showlegend=kind not in values,
+                        marker={"size": 15, "color": colours[kind], "symbol": "circle-open", "line": {"width": 2}},
+                        customdata=ringed[["row"]].values.tolist(), hovertext=hover(ringed), hoverinfo="text",
                     )
                 )  # fmt: skip
     ring = {"size": 18, "symbol": "circle-open", "color": "#111", "line": {"width": 2}}
@@ -151,12 +153,11 @@ def figure(frame: pd.DataFrame) -> go.Figure:
         if len(part):
             fig.add_trace(
                 go.Scattergl(
-                    x=part["x"], y=part["y"], mode="markers", name=name, marker=marker,
-                    customdata=part[["row"]].to_numpy(), hovertext=hover(part), hoverinfo="text",
+                    x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, marker=marker,
+                    customdata=part[["row"]].values.tolist(), hovertext=hover(part), hoverinfo="text",
                 )
             )  # fmt: skip
     fig.update_layout(
-        dragmode="lasso",
         height=520,
         margin={"l": 0, "r": 0, "t": 10, "b": 0},
         xaxis={"title": None, "showticklabels": False},
@@ -190,7 +191,9 @@ if len(drawn) > HOVER_THUMBNAILS:
 
 st.multiselect("…or pick rows", sorted(clips["row"].tolist()), key="picked_rows")
 if not rows:
-    st.caption("Click a point, or select points with the lasso or box tool (or pick rows), to see its findings.")
+    st.caption(
+        "Click a point (or pick rows, or choose the lasso or box tool in the chart's toolbar) to see its findings."
+    )
     st.stop()
 
 chosen = [by_row[r] for r in rows if r in by_row]
