@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages.shared import clip_gallery, current_audit
+from app_pages.words import escape
 from auditor.report import confusion_figure
 
 report = current_audit().report
@@ -46,9 +47,12 @@ if any(c.get("hard_negatives") is not None for c in classes.values()):
     label = st.selectbox("Class", sorted(classes), key="guidance_class")
     for f in findings_of("missing_hard_negatives"):
         if f["labels"][:1] == [label]:
-            st.warning(f"missing_hard_negatives · {f['message']}. **{f['action']}**")
+            st.warning(f"missing hard negatives · {escape(f['message'])}. **{escape(f['action'])}**")
     examples = classes[label].get("hard_negative_examples") or []
-    st.caption(f"The clips of other labels nearest {label!r}'s centroid; ★ sits within its spread (a hard negative).")
+    st.caption(
+        f"The clips of other labels nearest {escape(repr(label))}'s centroid; "
+        "★ sits within its spread (a hard negative)."
+    )
     clip_gallery(
         report,
         [by_row[e["row"]] for e in examples if e["row"] in by_row],
@@ -99,7 +103,7 @@ if reference:
     st.plotly_chart(fig, key="reference_map")
     reference_clips = {c["clip_id"]: c for c in report.get("reference_clips", [])}
     for f in findings_of("unrepresented_reference"):
-        st.markdown(f"**unrepresented reference footage** · {f['message']}. {f['action']}")
+        st.markdown(f"**unrepresented reference footage** · {escape(f['message'])}. {escape(f['action'])}")
         far = [reference_clips[i] for i in f["suggestion"]["reference_clips"][:12] if i in reference_clips]
         clip_gallery({**report, "dataset": reference["dataset"]}, far)
 else:
@@ -147,7 +151,7 @@ if splits:
         },
     )
     for f in findings_of("split_mismatch"):
-        st.warning(f"split_mismatch · {f['message']}. **{f['action']}**")
+        st.warning(f"split mismatch · {escape(f['message'])}. **{escape(f['action'])}**")
 else:
     not_measured("needs at least two splits")
 
@@ -209,7 +213,7 @@ if slices:
             "shortfall and its significance both pass their thresholds (hover the column names)."
         )
     for f in findings_of("weak_slice"):
-        st.warning(f"weak_slice · {f['message']}. **{f['action']}**")
+        st.warning(f"weak slice · {escape(f['message'])}. **{escape(f['action'])}**")
     if not findings_of("weak_slice"):
         st.success("No metadata slice is clearly worse than the rest.")
 else:

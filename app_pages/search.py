@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import streamlit as st
 
 from app_pages.shared import clip_caption, current_audit, live, player, thumbnails
-from app_pages.words import tip
+from app_pages.words import escape, tip
 from auditor import service
 
 PER_PAGE = 12
@@ -83,7 +83,7 @@ def toggle(chosen: set[int], row: int, key: str) -> None:
 def audit_numbers(report: dict, label: str) -> None:
     """What the audit measured for the class, when live search cannot run."""
     metrics = next(c for c in report["classes"] if c["label"] == label)
-    st.subheader(f"{label}: {metrics.get('search_verdict') or 'no verdict in the audit'} (from the audit)")
+    st.subheader(f"{escape(label)}: {metrics.get('search_verdict') or 'no verdict in the audit'} (from the audit)")
     m = st.columns(4)
     for col, key in zip(m, ["text_precision", "example_precision", "centroid_precision", "text_example_agreement"]):
         value = metrics.get(key)
@@ -122,7 +122,7 @@ if comparison is None:
     st.stop()
 result = comparison.consistency
 
-st.subheader(f"{label}: {result.verdict}", help=VERDICT_RULE)
+st.subheader(f"{escape(label)}: {result.verdict}", help=VERDICT_RULE)
 m = st.columns(4)
 shown = [
     (f"text precision@{result.k}", result.text_precision, "text_precision"),
@@ -166,12 +166,14 @@ def results(ids: list[str], scores: dict[str, float], side: str) -> None:
 
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**Text → video** ({text or 'the label prompts'})")
+    st.markdown(f"**Text → video** ({escape(text) if text else 'the label prompts'})")
     note = service.text_search_note(layout.model_id, layout.text_space)
     if note:
         st.info(note)
     elif result.text_precision is not None and result.text_precision < 0.3:
-        st.caption(f"Few text results are {label}: try other words, or give the class prompts in the audit config.")
+        st.caption(
+            f"Few text results are {escape(label)}: try other words, or give the class prompts in the audit config."
+        )
     results(text_ids, comparison.scores.get("text", {}), "text")
 with right:
     which = f"rows {', '.join(str(c['row']) for c in examples)}" if examples else f"every clip of {label}"

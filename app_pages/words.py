@@ -145,3 +145,9 @@ def fix_text(edit: Any, clip: dict | None) -> str:
 def kind_name(kind: str) -> str:
     """A finding kind in words (kinds this app does not know yet read the same way)."""
     return kind.replace("_", " ")
+
+
+def escape(text: Any) -> str:
+    """User text for a markdown context (a subheader, a warning box): every markdown character escaped, and a
+    zero-width space after each colon so no `:emoji:` shortcode or `:red[...]` directive can form."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$&])", r"\\\1", str(text)).replace(":", ":\u200b")
