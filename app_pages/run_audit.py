@@ -1,5 +1,6 @@
 """Run an audit from the app: a manifest in, a job process the page follows, then the new audit opens."""
 
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -52,7 +53,8 @@ def follow(job: str) -> None:
     elif status.state == "stopped":
         st.info("Stopped. Whatever was indexed stays in Milvus; running the audit again resumes from there.")
     else:
-        st.progress(status.fraction, text=status.message)
+        started = (Path(job) / "spec.json").stat().st_mtime  # written when the job started
+        st.progress(status.fraction, text=f"{status.message} · {time.time() - started:.0f} s so far")
         st.caption("Milvus is busy while the job runs: a Lite file is held by the job until it ends.")
         if st.button("Stop the job", key="run_stop"):
             service.stop_job(Path(job))
