@@ -152,13 +152,13 @@ with findings_tab:
     page = st.number_input("Page", 1, pages, 1, key="findings_page") if pages > 1 else 1
     for i, finding in enumerate(shown[(page - 1) * PER_PAGE : page * PER_PAGE]):
         key = D.finding_key(finding)
-        with st.container(border=True, key=f"finding_{i}"):
+        with st.container(border=True, key=f"findingcard_{i}"):
             st.markdown(finding_title(finding) + f" · `{decided.state(key)}`")
             plain(finding.get("action") or finding["message"], strong=True)
             rows = f"rows {', '.join(map(str, finding['rows']))}: " if finding["rows"] else ""
             evidence = f" · {evidence_text(finding)}" if finding.get("evidence") else ""
             plain(f"{rows}{finding['message']}{evidence}", small=True)
             play, locate = st.columns(2)
-            evidence_strip(report, finding, key=f"finding_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
+            evidence_strip(report, finding, key=f"findingcard_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
             if finding["rows"] and locate.button("Show on the map", key=f"fmap_{i}"):
                 show_on_map(finding, finding["rows"])
