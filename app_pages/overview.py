@@ -10,7 +10,7 @@ from app_pages.words import column_config, kind_name, plain, tip
 from auditor import decisions as D
 from auditor import service
 
-START_HERE = 3
+START_HERE = 4
 
 audit = current_audit()
 report = audit.report
@@ -48,7 +48,11 @@ def open_review(key: str | None = None) -> None:
 
 with st.container(border=True, key="start_here"):
     st.subheader("Start here")
-    fixes = [(k, f) for k, f in zip(plan.keys, plan.findings) if plan.edits.get(k) or f["severity"] == "error"]
+    fixes, kinds_seen = [], set()
+    for k, f in zip(plan.keys, plan.findings):  # the first fix of each kind, in review order: one of each problem
+        if (plan.edits.get(k) or f["severity"] == "error") and f["kind"] not in kinds_seen:
+            fixes.append((k, f))
+            kinds_seen.add(f["kind"])
     for key, finding in (fixes or list(zip(plan.keys, plan.findings)))[:START_HERE]:
         left, right = st.columns([6, 1])
         with left:

@@ -411,18 +411,22 @@ def test_map_shows_the_finding_picked_colours_kinds_and_opens_a_clicked_point(se
     pick(page, "Colour by", "finding kind")
     traces = plotted(page)
     assert {"temporal looseness", "spatial looseness", "likely mislabel", "near duplicate"} <= set(traces)
-    row, x, y = page.evaluate(
-        """(rows) => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
-            const fl = gd._fullLayout, box = gd.getBoundingClientRect(), points = [];
-            gd.data.forEach(t => Array.from(t.customdata).forEach((c, i) => points.push(
-                [c[0], box.left + fl._size.l + fl.xaxis.l2p(t.x[i]), box.top + fl._size.t + fl.yaxis.l2p(t.y[i])])));
-            const gap = ([r, x, y]) => Math.min(
-                ...points.filter(p => p[0] != r).map(p => Math.hypot(p[1] - x, p[2] - y)));
-            return points.filter(p => rows.includes(p[0])).sort((a, b) => gap(b) - gap(a))[0]; }""",
-        [r for r, c in enumerate_findings(demo)],
-    )  # the accused clip standing furthest from any other point: a click there can only hit it
-    page.mouse.move(x - 20, y - 20)
-    page.mouse.move(x, y, steps=4)
+    for _ in range(5):  # the chart may still be settling its axes: click only once the pointer is over the point
+        row, x, y = page.evaluate(
+            """(rows) => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
+                const fl = gd._fullLayout, box = gd.getBoundingClientRect(), points = [];
+                gd.data.forEach(t => Array.from(t.customdata).forEach((c, i) => points.push(
+                    [c[0], box.left + fl._size.l + fl.xaxis.l2p(t.x[i]), box.top + fl._size.t + fl.yaxis.l2p(t.y[i])])));
+                const gap = ([r, x, y]) => Math.min(
+                    ...points.filter(p => p[0] != r).map(p => Math.hypot(p[1] - x, p[2] - y)));
+                return points.filter(p => rows.includes(p[0])).sort((a, b) => gap(b) - gap(a))[0]; }""",
+            [r for r, c in enumerate_findings(demo)],
+        )  # the accused clip standing furthest from any other point: a click there can only hit it
+        page.mouse.move(x - 20, y - 20)
+        page.mouse.move(x, y, steps=4)
+        page.wait_for_timeout(500)
+        if page.locator('img[data-testid="hoverThumbnail"]').get_attribute("data-row") == str(row):
+            break
     page.mouse.click(x, y)
     settle(page)
     assert row in plotted(page)["picked"]  # a click picks the point…
