@@ -416,7 +416,8 @@ def test_map_shows_the_finding_picked_colours_kinds_and_opens_a_clicked_point(se
             """(rows) => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
                 const fl = gd._fullLayout, box = gd.getBoundingClientRect(), points = [];
                 gd.data.forEach(t => Array.from(t.customdata).forEach((c, i) => points.push(
-                    [c[0], box.left + fl._size.l + fl.xaxis.l2p(t.x[i]), box.top + fl._size.t + fl.yaxis.l2p(t.y[i])])));
+                    [c[0], box.left + fl._size.l + fl.xaxis.l2p(t.x[i]),
+                     box.top + fl._size.t + fl.yaxis.l2p(t.y[i])])));
                 const gap = ([r, x, y]) => Math.min(
                     ...points.filter(p => p[0] != r).map(p => Math.hypot(p[1] - x, p[2] - y)));
                 return points.filter(p => rows.includes(p[0])).sort((a, b) => gap(b) - gap(a))[0]; }""",
