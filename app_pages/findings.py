@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from app_pages.evidence import evidence_strip
+from app_pages.evidence import cast, evidence_strip
 from app_pages.shared import clip_title, current_audit, finding_title, live, thumbnails
 from app_pages.words import fix_text, plain
 from auditor import decisions as D
@@ -82,11 +82,12 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
     """One proposed fix: the clip's picture, what the fix does and why, accept or reject, play, find on the map."""
     clip = by_row.get(edit.row)
     state = decisions.get(edit.key, "pending")
+    beside = bool(finding and len(cast(report, finding)) > 1)  # evidence to show beside the accused clip
     with st.container(border=True, key=f"fix_{edit.action}_{edit.row}"):
-        picture, body, choice = st.columns([1, 4, 1])
-        if clip and clip["clip_id"] in images:
+        picture, body, choice = st.columns([1, 4, 1]) if not beside else (None, *st.columns([5, 1]))
+        if picture and clip and clip["clip_id"] in images:
             picture.image(images[clip["clip_id"]], width="stretch")
-        elif not clip:
+        elif picture and not clip:
             picture.caption("not indexed: no picture")
         kind = finding["kind"] if finding else edit.kind
         why = (finding.get("action") or finding["message"]) if finding else ""
@@ -102,9 +103,10 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
             play, locate = body.columns(2)
             if locate.button("Show on the map", key=f"map:{edit.key}"):
                 show_on_map(finding, [edit.row])
-            if finding and play.toggle("Evidence beside it (plays together)", key=f"play:{edit.key}"):
+            playing = play.toggle("Play" + (" with its evidence, together" if beside else ""), key=f"play:{edit.key}")
+            if beside or playing:
                 with body:
-                    evidence_strip(report, finding, key=f"fix_{edit.action}_{edit.row}")
+                    evidence_strip(report, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
 
 
 def show_on_map(finding: dict | None, rows: list[int]) -> None:

@@ -216,7 +216,7 @@ for i, (key, finding) in enumerate(about):
         st.markdown(finding_title(finding) + f" · `{decided.state(key)}`")
         plain(finding.get("action") or finding["message"], strong=True)
         plain(finding["message"], small=True)
-        if st.toggle("Evidence beside it", key=f"map_evidence_{i}", value=len(about) == 1):
+        if st.toggle("Evidence beside it", key=f"map_evidence_{i}", value=i < 3):
             evidence_strip(report, finding, key=f"map_{i}", play=False)
 if not about:
     st.caption("No finding accuses these clips (class-level findings are on the Class and Findings pages).")

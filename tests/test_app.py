@@ -134,7 +134,7 @@ def test_search_page_picks_examples_by_row_and_says_text_search_is_weak(app, dem
     while any("Loading the text model" in i.value for i in at.info) and time.time() < deadline:
         time.sleep(2)  # the text model loads in a background thread; the page shows without it
         at.run()
-    assert at.subheader[0].value.startswith("phone_call:")
+    assert at.subheader[0].value.startswith("phone\\_call:")  # the label, escaped: shown literally
     assert any("ImageNet" in i.value for i in at.info)  # the offline model's text search is weak, and the page says so
     row = next(c["row"] for c in demo[0].report["clips"] if c["label"] == "phone_call")
     at.checkbox(key=f"example:phone_call:{row}").check().run()
