@@ -252,6 +252,7 @@ def test_findings_fixes_are_sentences_with_pictures_and_follow_the_filters(serve
     planted = demo[1]
     visit(page, f"{server}/findings", 'h1:has-text("Findings")')
     relabel = page.locator(f".st-key-fix_relabel_{planted.mislabel}")
+    relabel.get_by_text(f"Relabel row {planted.mislabel} from").wait_for(timeout=SLOW)
     assert f"Relabel row {planted.mislabel} from 'phone_call' to 'rabbit'" in relabel.inner_text()
     assert relabel.locator('[data-testid="stImage"]').count() >= 4  # the accused clip beside its evidence
     assert "near-identical, other label" in relabel.inner_text() and "similarity 0.9" in relabel.inner_text()
@@ -457,7 +458,7 @@ def test_search_shows_at_once_and_loads_the_text_model_in_the_background(server,
     page.get_by_text("Loading the text model").wait_for(state="detached", timeout=SLOW)
     print(f"search: title {title:.1f} s, example results {results:.1f} s, text model {time.time() - started:.1f} s")
     assert title < 5, title  # the page shows at once; the model loads behind it
-    assert page.locator('[class*="st-key-result_examples_"]').first.inner_text().startswith("#1 · score 0.")
+    assert "#1 · score 0." in page.locator('[class*="st-key-result_examples_"]').first.inner_text()
     assert "0.80" in page.inner_text("body")  # the verdict says its threshold
     pick(page, "Class", "phone_call")
     shot(page, "search", scroll_to="phone_call:", height=1300)
