@@ -252,7 +252,7 @@ def test_findings_fixes_are_sentences_with_pictures_and_follow_the_filters(serve
     planted = demo[1]
     visit(page, f"{server}/findings", 'h1:has-text("Findings")')
     relabel = page.locator(f".st-key-fix_relabel_{planted.mislabel}")
-    relabel.get_by_text(f"Relabel row {planted.mislabel} from").wait_for(timeout=SLOW)
+    relabel.get_by_text(f"Relabel row {planted.mislabel} from").first.wait_for(timeout=SLOW)
     assert f"Relabel row {planted.mislabel} from 'phone_call' to 'rabbit'" in relabel.inner_text()
     assert relabel.locator('[data-testid="stImage"]').count() >= 4  # the accused clip beside its evidence
     assert "near-identical, other label" in relabel.inner_text() and "similarity 0.9" in relabel.inner_text()
@@ -435,6 +435,7 @@ def test_map_shows_the_finding_picked_colours_kinds_and_opens_a_clicked_point(se
     assert row in plotted(page)["picked"]  # a click picks the point…
     section = page.locator('[data-testid="stVerticalBlock"]').filter(has_text="Findings about these clips").last
     assert any(kind in section.inner_text() for r, kind in enumerate_findings(demo) if r == row)  # …and its findings
+    page.mouse.move(5, 5)  # the hover thumbnail away from the screenshot
     shot(page, "map", height=1400)
     no_traceback(page)
 
