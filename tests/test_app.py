@@ -122,6 +122,8 @@ def test_class_page_tells_one_story_about_sub_groups_and_boxes(app, demo):
     assert "HDBSCAN clusters [" not in shown and "1 clips" not in shown
     assert "falls into two distinct groups" in shown  # the split candidate leads; clusters are said in words
     assert "No clip of rabbit is cut loosely in space" in shown
+    helps = {m.label: m.proto.help for m in at.metric}
+    assert all(helps.values()) and "0.90" in helps["Probe F1"]  # every metric has its glossary entry and threshold
     at.selectbox(key="class_label").set_value("phone_call").run()
     spatial = demo[1].loose_in_space
     assert f"crop row {spatial} to the box" in texts(at)
