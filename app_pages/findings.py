@@ -71,7 +71,10 @@ def wanted(finding: dict | None, labels: set[str]) -> bool:
 
 
 shown = [f for f in findings if wanted(f, set(f["labels"]))]
-fixes = [(e, finding_of(e)) for e in edits]
+order = {k: i for i, k in enumerate(plan.keys)}  # fixes in review order: most severe, most certain first
+fixes = [
+    (e, finding_of(e)) for e in sorted(edits, key=lambda e: (order.get(plan.proposer.get(e.key), len(order)), e.row))
+]
 fixes = [(e, f) for e, f in fixes if wanted(f, set(f["labels"] if f else []) | {by_row.get(e.row, {}).get("label")})]
 fixes_tab, findings_tab = st.tabs(
     [f"Proposed fixes ({len(fixes)} of {len(edits)})", f"All findings ({len(shown)} of {len(findings)})"]

@@ -27,8 +27,8 @@ def encoder_now(model_id: str):
     loading = text_encoder(model_id)
     if not loading.done():
         st.info(
-            "Loading the text model in the background (first visit only): example search works now; "
-            "text results appear here when it is ready."
+            "Loading the text model in the background (first visit only; 10–40 s on a CPU): example search works "
+            "now; text results appear here by themselves when it is ready."
         )
         st.fragment(wait_for_model, run_every=1.0)(loading)
         return None
