@@ -219,6 +219,8 @@ def test_busy_store_pages_say_so_and_show_the_audit(app, demo):
         assert "(from the audit)" in at.subheader[0].value
         at = page(app, "app_pages/findings.py")
         assert any(service.BUSY in w.value for w in at.warning) and fix_keys(at)
+        at = page(app, "app_pages/review.py")  # the queue works from the audit folder alone
+        assert any(service.BUSY in w.value for w in at.warning) and at.button(key="review_accept")
 
 
 def test_no_audit_gives_a_message_not_a_traceback(tmp_path, monkeypatch):
@@ -381,6 +383,9 @@ def test_overview_starts_here_and_links_counts_to_findings(app):
 def test_map_colours_every_finding_kind_and_highlights_the_picked(app, fresh):
     planted = fresh[1]
     at = page(app, "app_pages/map.py")
+    at.selectbox(key="map_colour").set_value("severity").run()
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["name"] for t in figure["data"]} <= {"error", "warning", "info", "no finding"}
     at.selectbox(key="map_colour").set_value("finding kind").run()
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = {t["name"] for t in figure["data"]}
