@@ -12,7 +12,7 @@ import streamlit as st
 
 from app_pages.evidence import evidence_strip
 from app_pages.shared import SEVERITY_BADGES, current_audit, live
-from app_pages.words import code, fix_text, kind_name, plain, tip
+from app_pages.words import code, fix_text, kind_help, kind_name, plain, tip
 from auditor import decisions as D
 from auditor import service
 from auditor.workspace import AuditFolderError, manifest_download
@@ -151,7 +151,7 @@ else:
         head.markdown(
             f"{badge} **{kind_name(finding['kind'])}** · confidence {float(finding.get('confidence') or 0):.2f}"
             + (f" · {', '.join(code(x) for x in finding['labels'])}" if finding.get("labels") else ""),
-            help=tip(report, "confidence"),
+            help=kind_help(report, finding["kind"]),
         )
         where.markdown(f"**{queue.index(current) + 1}** of {len(queue)} · `{state}`")
         plain(finding.get("action") or finding["message"], strong=True)

@@ -142,6 +142,38 @@ def fix_text(edit: Any, clip: dict | None) -> str:
     return f"{edit.action.capitalize()} row {edit.row}" + (f": {edit.value}" if edit.value not in (None, "") else "")
 
 
+KINDS = {
+    "invalid_annotation": "The row breaks the manifest's rules (bounds, label, split): it is not indexed.",
+    "unreadable_video": "The row's video is missing or cannot be decoded: it is not indexed.",
+    "too_few_examples": "Classes under the 200-per-class rule of thumb (under 10 breaks AutoML).",
+    "class_imbalance": "The largest class dwarfs the smallest.",
+    "likely_mislabel": "Far from its class and inside another's neighbourhood, or a near-identical clip carries "
+    "another label.",
+    "outlier": "Far from its class and from everything else.",
+    "near_duplicate": "Near-identical footage repeated within one split.",
+    "split_leak": "The same footage (or one source video) in training and evaluation splits: evaluation "
+    "scores would be inflated.",
+    "temporal_looseness": "The part of the segment that looks like its class is much shorter than the segment.",
+    "spatial_looseness": "A crop matches the class far better than the whole frame: the subject is small or "
+    "off-centre.",
+    "search_inconsistency": "A text search for the label, or the class's own examples, retrieve other classes.",
+    "low_diversity": "One source video, camera set-up or near-identical clips make up the class.",
+    "split_candidate": "The class falls into two distinct groups.",
+    "confusable_classes": "Two classes mixed in each other's neighbourhoods.",
+    "shortcut_risk": "The label is predictable from metadata alone (resolution, fps, duration, folder, brightness).",
+    "missing_hard_negatives": "No clip of another label sits close to the class: the model never sees what it is not.",
+    "unrepresented_reference": "Reference footage far from all training data.",
+    "split_mismatch": "A split lacks classes, has another label mix, or is filmed differently from training.",
+    "weak_slice": "The probe lags on a metadata slice (night, a resolution, a folder).",
+}
+
+
+def kind_help(report: dict[str, Any], kind: str) -> str:
+    """What a finding kind means (kinds this app does not know yet are named), then what confidence means."""
+    meaning = KINDS.get(kind, f"{kind_name(kind)}: a kind of finding this app has no description of yet.")
+    return f"{meaning} Confidence: {tip(report, 'confidence')}"
+
+
 def kind_name(kind: str) -> str:
     """A finding kind in words (kinds this app does not know yet read the same way)."""
     return kind.replace("_", " ")
