@@ -22,12 +22,7 @@ report, folder = audit.report, audit.folder
 st.title("Review")
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def plan_of(folder: str, run_id: str, stamp: int, _audit) -> D.Plan:
-    return D.Plan.of(_audit.report["findings"], _audit.edits)
-
-
-plan = plan_of(str(folder), str(report.get("run_id")), id(audit), audit)
+plan = D.Plan.of(report["findings"], audit.edits)  # a sort and a pass over the edits: no cache needed
 try:
     decisions = D.load(folder, plan, str(report.get("run_id") or ""))
 except D.DecisionsError as e:

@@ -115,7 +115,7 @@ class Decisions:
             if record is None:
                 self.findings.pop(key, None)
             else:
-                self.findings[key] = Decision(**record)
+                self.findings[key] = Decision(record["decision"], str(record.get("note") or ""), record.get("at", 0.0))
         return list(step["before"])
 
     def accepted_edits(self, plan: Plan) -> dict[str, str]:
@@ -167,8 +167,15 @@ def load(folder: Path, plan: Plan, run_id: str = "") -> Decisions:
         return _from_edit_states(data, plan, path, run_id)
     return Decisions(
         {k: _decision(v, path, k) for k, v in (data.get("findings") or {}).items() if k in plan.edits},
-        [h for h in data.get("history") or [] if isinstance(h, dict) and "before" in h],
+        [h for h in data.get("history") or [] if isinstance(h, dict) and _undoable(h.get("before"))],
         str(data.get("run_id") or run_id),
+    )
+
+
+def _undoable(before: Any) -> bool:
+    """A logged step undo can revert: each key's previous record is none or a decision."""
+    return isinstance(before, dict) and all(
+        v is None or (isinstance(v, dict) and v.get("decision") in STATES) for v in before.values()
     )
 
 
