@@ -9,6 +9,7 @@ from app_pages.shared import sidebar
 
 PAGES = [
     st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("app_pages/review.py", title="Review", icon=":material/checklist:"),
     st.Page("app_pages/map.py", title="Map", icon=":material/scatter_plot:"),
     st.Page("app_pages/class_page.py", title="Class", icon=":material/category:"),
     st.Page("app_pages/search.py", title="Search", icon=":material/search:"),

@@ -8,6 +8,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from app_pages.shared import clip_gallery, clip_title, current_audit, finding_title, thumbnails
+from app_pages.words import escape, name, plain, tip
 
 report = current_audit().report
 classes = {c["label"]: c for c in report["classes"]}
@@ -38,14 +39,15 @@ def findings_of(kind: str, accused_only: bool = True) -> list[dict]:
     ]
 
 
-st.subheader(f"{label} · grade {metrics.get('grade')}")
-st.write("; ".join(metrics.get("reasons") or []))
+st.subheader(f"{escape(label)} · grade {metrics.get('grade')}", help=tip(report, "grade"))
+plain("; ".join(metrics.get("reasons") or []))
 cols = st.columns(5)
 for col, key in zip(cols, ["count", "probe_f1", "knn_agreement", "cohesion", "search_consistency"]):
     value = metrics.get(key)
     median = table[key].median() if key in table and table[key].notna().any() else None
     delta = None if value is None or median is None or key == "count" else f"{value - median:+.2f} vs median"
-    col.metric(key.replace("_", " "), "–" if value is None else (value if key == "count" else f"{value:.2f}"), delta)
+    shown = "–" if value is None else (value if key == "count" else f"{value:.2f}")
+    col.metric(name(key), shown, delta, help=tip(report, key))
 separation = metrics.get("separation")
 st.caption(
     f"tier {metrics.get('tier')} · nearest class **{metrics.get('nearest_class')}**"
@@ -58,20 +60,20 @@ st.subheader(f"Outliers and likely mislabels ({len(suspects)})")
 for f in suspects[:12]:
     with st.container(border=True):
         st.markdown(finding_title(f))
-        st.markdown(f.get("action") or f["message"])
-        st.caption(f["message"])
+        plain(f.get("action") or f["message"], strong=True)
+        plain(f["message"], small=True)
 clip_gallery(report, [by_row[r] for f in suspects[:12] for r in f["rows"][:1] if r in by_row])
 
 st.subheader("Sub-groups")
 split = findings_of("split_candidate", accused_only=False)
 if split:
     groups = split[0]["suggestion"]["groups"]
-    st.info(f"{split[0].get('action') or ''}  \n{split[0]['message']}")
+    st.info(escape(f"{split[0].get('action') or ''} {split[0]['message']}"))
     for i, group in enumerate(groups):
         st.caption(f"group {i + 1}: {plural(len(group), 'clip')}")
         clip_gallery(report, [by_row[r] for r in group[:6] if r in by_row])
 else:
-    st.write(f"The clips of {label} form one group: the audit found no distinct sub-groups in it.")
+    st.write(f"The clips of {escape(label)} form one group: the audit found no distinct sub-groups in it.")
 clusters = pd.Series([c.get("cluster") for c in members]).dropna().astype(int).value_counts().sort_index()
 parts = [plural(n, "clip") + (" as noise" if k < 0 else f" in cluster {k}") for k, n in clusters.items()]
 if parts:
@@ -85,7 +87,7 @@ confusions = findings_of("confusable_classes", accused_only=False)
 nearest = metrics.get("nearest_class")
 st.write(f"nearest centroid: **{nearest}**")
 for f in confusions:
-    st.warning(f"{f.get('action') or ''}  \n{f['message']}")
+    st.warning(escape(f"{f.get('action') or ''} {f['message']}"))
 
 st.subheader("Temporal tightness")
 timed = [c for c in members if c.get("timeline")]
@@ -135,15 +137,17 @@ if picked is not None:
     )
     st.plotly_chart(fig, key="timeline")
     if picked in loose_rows:
-        st.markdown(loose_rows[picked].get("action") or "")
-        st.caption(loose_rows[picked]["message"])
+        plain(loose_rows[picked].get("action") or "", strong=True)
+        plain(loose_rows[picked]["message"], small=True)
 else:
     st.caption("No clip of this class has a timeline (the model or the audit did not sample one).")
 
 st.subheader("Spatial tightness")
 boxed = findings_of("spatial_looseness")
 if not boxed:
-    st.write(f"No clip of {label} is cut loosely in space: no crop matches the class clearly better than the frame.")
+    st.write(
+        f"No clip of {escape(label)} is cut loosely in space: no crop matches the class clearly better than the frame."
+    )
 images = thumbnails(report, [by_row[f["rows"][0]]["clip_id"] for f in boxed if f["rows"][0] in by_row])
 for start in range(0, len(boxed), 3):
     for col, finding in zip(st.columns(3), boxed[start : start + 3]):
@@ -157,5 +161,5 @@ for start in range(0, len(boxed), 3):
                 outline = [x0 * w, y0 * h, x1 * w - 1, y1 * h - 1]
                 ImageDraw.Draw(picture).rectangle(outline, outline=(255, 40, 40), width=3)
                 st.image(picture, caption="suggested crop in red", width="stretch")
-            st.markdown(finding.get("action") or "")
-            st.caption(f"{finding['message']}" + (f"  \n`{clip_title(clip)}`" if clip else ""))
+            plain(finding.get("action") or "", strong=True)
+            plain(finding["message"] + (f" · {clip_title(clip)}" if clip else ""), small=True)

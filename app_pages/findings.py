@@ -4,51 +4,46 @@ import math
 
 import streamlit as st
 
-from app_pages.shared import clip_title, current_audit, finding_title, live, player, thumbnails
+from app_pages.evidence import cast, evidence_strip
+from app_pages.shared import clip_title, current_audit, finding_title, live, thumbnails
+from app_pages.words import fix_text, plain
+from auditor import decisions as D
 from auditor import service
-from auditor.workspace import AuditFolderError, load_decisions, manifest_download, save_decisions
+from auditor.workspace import AuditFolderError, manifest_download
 
 PER_PAGE = 20
 
 audit = current_audit()
 report, edits, folder = audit.report, audit.edits, audit.folder
 st.title("Findings")
+plan = D.Plan.of(report["findings"], edits)
 try:
-    decisions = load_decisions(folder)
-except AuditFolderError as e:
+    decided = D.load(folder, plan, str(report.get("run_id") or ""))
+except D.DecisionsError as e:
     st.error(f"The saved decisions cannot be read: {e}")
     if st.button("Start the decisions afresh (overwrites decisions.json)", key="reset_broken"):
-        save_decisions(folder, {})
+        D.save(folder, D.Decisions(run_id=str(report.get("run_id") or "")), plan)
         st.rerun()
     st.stop()
+decisions = decided.accepted_edits(plan)  # edit key -> state, from the decision about its finding
+st.page_link("app_pages/review.py", label="Work through them as a queue, from the keyboard: Review", icon="⌨️")
 
 by_row = {c["row"]: c for c in report["clips"]}
 findings = report["findings"]
 
 
-accusing_row: dict[int, list[dict]] = {}  # once per run: a scan of every finding per edit is 10^7 steps at 100k
-for f in findings:
-    for r in f["rows"]:
-        accusing_row.setdefault(r, []).append(f)
-
-
 def finding_of(edit) -> dict | None:
-    """The finding that proposed an edit: of its kind and accusing its row (else any finding accusing the row)."""
-    accusing = accusing_row.get(edit.row, [])
-    return next((f for f in accusing if f["kind"] == edit.kind), accusing[0] if accusing else None)
+    """The finding that proposed an edit."""
+    key = plan.proposer.get(edit.key)
+    return plan.finding(key) if key else None
 
 
-def fix_text(edit, clip: dict | None) -> str:
-    """An edit as a sentence: what happens to which row."""
-    if edit.action == "relabel":
-        was = f" from '{clip['label']}'" if clip else ""
-        return f"Relabel row {edit.row}{was} to '{edit.value}'"
-    if edit.action == "trim":
-        now = f" (now {clip['start']:.2f}–{clip['end']:.2f} s)" if clip else ""
-        return f"Trim row {edit.row} to {edit.value[0]:.2f}–{edit.value[1]:.2f} s{now}"
-    if edit.action == "split":
-        return f"Move row {edit.row} to the '{edit.value}' split"
-    return f"Drop row {edit.row}" + (f": {edit.value}" if edit.value else "")
+def decide(edit, state: str) -> None:
+    """A decision about one fix is a decision about the finding that proposed it (and its other fixes)."""
+    key = plan.proposer.get(edit.key)
+    if key:
+        decided.decide([key], state)
+        D.save(folder, decided, plan)
 
 
 def evidence_text(finding: dict) -> str:
@@ -76,7 +71,10 @@ def wanted(finding: dict | None, labels: set[str]) -> bool:
 
 
 shown = [f for f in findings if wanted(f, set(f["labels"]))]
-fixes = [(e, finding_of(e)) for e in edits]
+order = {k: i for i, k in enumerate(plan.keys)}  # fixes in review order: most severe, most certain first
+fixes = [
+    (e, finding_of(e)) for e in sorted(edits, key=lambda e: (order.get(plan.proposer.get(e.key), len(order)), e.row))
+]
 fixes = [(e, f) for e, f in fixes if wanted(f, set(f["labels"] if f else []) | {by_row.get(e.row, {}).get("label")})]
 fixes_tab, findings_tab = st.tabs(
     [f"Proposed fixes ({len(fixes)} of {len(edits)})", f"All findings ({len(shown)} of {len(findings)})"]
@@ -87,29 +85,38 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
     """One proposed fix: the clip's picture, what the fix does and why, accept or reject, play, find on the map."""
     clip = by_row.get(edit.row)
     state = decisions.get(edit.key, "pending")
+    beside = bool(finding and len(cast(report, finding)) > 1)  # evidence to show beside the accused clip
     with st.container(border=True, key=f"fix_{edit.action}_{edit.row}"):
-        picture, body, choice = st.columns([1, 4, 1])
-        if clip and clip["clip_id"] in images:
+        picture, body, choice = st.columns([1, 4, 1]) if not beside else (None, *st.columns([5, 1]))
+        if picture and clip and clip["clip_id"] in images:
             picture.image(images[clip["clip_id"]], width="stretch")
-        elif not clip:
+        elif picture and not clip:
             picture.caption("not indexed: no picture")
-        body.markdown(f"**{fix_text(edit, clip)}**")
         kind = finding["kind"] if finding else edit.kind
         why = (finding.get("action") or finding["message"]) if finding else ""
-        body.caption(f"{kind} · {why}" + (f"  \n{clip_title(clip)}" if clip else ""))
+        with body:
+            plain(fix_text(edit, clip), strong=True)
+            plain(f"{kind} · {why}" + (f" · {clip_title(clip)}" if clip else ""), small=True)
         choice.markdown(f"`{state}`")
         for label, value in (("Accept", "accepted"), ("Reject", "rejected")):
-            if choice.button(label, key=f"{value}:{edit.key}", disabled=state == value):
-                save_decisions(folder, {**decisions, edit.key: value})
-                st.rerun()
+            choice.button(
+                label, key=f"{value}:{edit.key}", disabled=state == value, on_click=decide, args=(edit, value)
+            )
         if clip:
             play, locate = body.columns(2)
             if locate.button("Show on the map", key=f"map:{edit.key}"):
-                st.session_state["picked_rows"] = [edit.row]
-                st.switch_page("app_pages/map.py")
-            if play.toggle("Play", key=f"play:{edit.key}"):
+                show_on_map(finding, [edit.row])
+            playing = play.toggle("Play" + (" with its evidence, together" if beside else ""), key=f"play:{edit.key}")
+            if beside or playing:
                 with body:
-                    player(report, clip)
+                    evidence_strip(report, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
+
+
+def show_on_map(finding: dict | None, rows: list[int]) -> None:
+    """The Map opens with the finding's accused clips picked and its evidence highlighted."""
+    st.session_state["picked_rows"] = [r for r in rows if r in by_row]
+    st.session_state["map_finding"] = D.finding_key(finding) if finding else None
+    st.switch_page("app_pages/map.py")
 
 
 with fixes_tab:
@@ -117,11 +124,11 @@ with fixes_tab:
         st.caption("The audit proposed no mechanical fixes.")
     buttons = st.columns([1, 1, 4])
     if buttons[0].button("Accept shown", key="accept_all", disabled=not fixes):
-        decisions = {**decisions, **{e.key: "accepted" for e, _ in fixes}}
-        save_decisions(folder, decisions)
-    if buttons[1].button("Reset shown", key="reset_all", disabled=not fixes):
-        decisions = {k: v for k, v in decisions.items() if k not in {e.key for e, _ in fixes}}
-        save_decisions(folder, decisions)
+        decided.decide(
+            list(dict.fromkeys(plan.proposer[e.key] for e, _ in fixes if e.key in plan.proposer)), "accepted"
+        )
+        D.save(folder, decided, plan)
+        decisions = decided.accepted_edits(plan)
     fix_pages = max(1, math.ceil(len(fixes) / PER_PAGE))
     fix_page = st.number_input("Page", 1, fix_pages, 1, key="fixes_page") if fix_pages > 1 else 1
     page_fixes = fixes[(fix_page - 1) * PER_PAGE : fix_page * PER_PAGE]
@@ -148,10 +155,15 @@ with fixes_tab:
 with findings_tab:
     pages = max(1, math.ceil(len(shown) / PER_PAGE))
     page = st.number_input("Page", 1, pages, 1, key="findings_page") if pages > 1 else 1
-    for finding in shown[(page - 1) * PER_PAGE : page * PER_PAGE]:
-        with st.container(border=True):
-            st.markdown(finding_title(finding) + (f" · {', '.join(finding['labels'])}" if finding["labels"] else ""))
-            st.markdown(finding.get("action") or finding["message"])
+    for i, finding in enumerate(shown[(page - 1) * PER_PAGE : page * PER_PAGE]):
+        key = D.finding_key(finding)
+        with st.container(border=True, key=f"findingcard_{i}"):
+            st.markdown(finding_title(finding) + f" · `{decided.state(key)}`")
+            plain(finding.get("action") or finding["message"], strong=True)
             rows = f"rows {', '.join(map(str, finding['rows']))}: " if finding["rows"] else ""
-            evidence = f"  \n{evidence_text(finding)}" if finding.get("evidence") else ""
-            st.caption(f"{rows}{finding['message']}{evidence}")
+            evidence = f" · {evidence_text(finding)}" if finding.get("evidence") else ""
+            plain(f"{rows}{finding['message']}{evidence}", small=True)
+            play, locate = st.columns(2)
+            evidence_strip(report, finding, key=f"findingcard_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
+            if finding["rows"] and locate.button("Show on the map", key=f"fmap_{i}"):
+                show_on_map(finding, finding["rows"])

@@ -1,37 +1,78 @@
-"""Map: the UMAP projection, coloured by label, cluster, split or finding; selected points show and play their clips."""
+"""Map: the UMAP projection as the state of the review.
+
+Colour by label, cluster, split, severity or finding kind (a clip with several findings is filled by its
+worst and ringed by each other one, so every kind is in the legend and on hover). Picked clips are drawn as
+stars and their evidence as rings; accepted relabels are drawn in their new class. Clicking or lassoing
+points opens their clips and findings below; "Show on the map" from a finding arrives here picked.
+"""
+
+from __future__ import annotations
 
 import base64
+import html
 from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.evidence import evidence_strip
 from app_pages.hover import hover_thumbnails
 from app_pages.shared import PLAYERS, clip_gallery, current_audit, finding_title, thumbnails
+from app_pages.words import kind_name, plain
+from auditor import decisions as D
 
 MAX_DRAWN = 20_000  # drawn points; filters and selections always apply to all clips
 HOVER_THUMBNAILS = 400  # thumbnails sent to the browser for hovering (each is a few kB)
 PALETTE = px.colors.qualitative.D3 + px.colors.qualitative.Dark24  # distinct hues first: blue, orange, green, red…
+SEVERITY_COLOURS = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4", "none": "#c4c4c4"}
+RANK = {"error": 0, "warning": 1, "info": 2}
 
-report = current_audit().report
+audit = current_audit()
+report = audit.report
 st.title("Map")
 clips = pd.DataFrame(report["clips"])
 clips = clips[clips["umap"].notna()] if "umap" in clips else clips.iloc[0:0]
 if clips.empty:
     st.info("This audit has no map (no clip has a UMAP position).")
     st.stop()
+
+plan = D.Plan.of(report["findings"], audit.edits)
+try:
+    decided = D.load(audit.folder, plan)
+except D.DecisionsError:
+    decided = D.Decisions()
+accused: dict[int, list[dict]] = {}
+for finding in plan.findings:
+    for r in finding.get("rows") or []:
+        accused.setdefault(r, []).append(finding)
+relabelled = {
+    e.row: str(e.value) for key, edits in plan.edits.items() if decided.state(key) == "accepted"
+    for e in edits if e.action == "relabel"
+}  # fmt: skip
+
 clips["x"], clips["y"] = zip(*clips["umap"])
-clips["finding"] = clips["findings"].map(lambda f: f[0] if f else "none")
 clips["cluster"] = clips["cluster"].astype(str)
 clips["split"] = clips["split"].fillna("–")
 clips["file"] = clips["video"].map(lambda v: Path(v).name)
+clips["kinds"] = clips["row"].map(lambda r: [f["kind"] for f in accused.get(r, [])])
+clips["severity"] = clips["row"].map(
+    lambda r: min((f["severity"] for f in accused.get(r, [])), key=RANK.get, default="none")
+)
+clips["finding"] = clips["kinds"].map(lambda k: k[0] if k else "none")  # the worst: findings are in review order
+clips["shown_label"] = [relabelled.get(r, label) for r, label in zip(clips["row"], clips["label"])]
 
 c1, c2 = st.columns([1, 2])
-colour = c1.selectbox("Colour by", ["label", "cluster", "split", "finding"], key="map_colour")
+colour = c1.selectbox(
+    "Colour by",
+    ["label", "severity", "finding kind", "cluster", "split"],
+    key="map_colour",
+    help="finding kind: a clip is filled by its worst finding and ringed by each other one; hover lists them all",
+)
 labels = c2.multiselect("Classes", sorted(clips["label"].unique()), placeholder="all classes", key="map_classes")
 only_flagged = st.toggle("Only clips with findings", key="map_flagged")
-view = clips[clips["label"].isin(labels)] if labels else clips
+view = clips[clips["label"].isin(labels) | clips["shown_label"].isin(labels)] if labels else clips
 if only_flagged:
     view = view[view["finding"] != "none"]
 drawn = view.sample(MAX_DRAWN, random_state=0) if len(view) > MAX_DRAWN else view
@@ -40,28 +81,105 @@ if len(drawn) < len(view):
         f"drawing {len(drawn):,} of {len(view):,} clips (a seeded sample); the filters and selections use all of them"
     )
 
-fig = px.scatter(
-    drawn,
-    x="x",
-    y="y",
-    color=colour,
-    color_discrete_sequence=PALETTE,
-    color_discrete_map={"none": "#c4c4c4"} if colour == "finding" else None,
-    category_orders={colour: sorted(drawn[colour].unique())},
-    render_mode="webgl",
-    height=520,
-    hover_data={"row": True, "label": True, "split": True, "finding": True, "file": True, "x": False, "y": False},
-    custom_data=["row"],
-)
-fig.update_traces(marker={"size": 7})
-fig.update_layout(
-    dragmode="lasso",
-    margin={"l": 0, "r": 0, "t": 10, "b": 0},
-    xaxis_title=None,
-    yaxis_title=None,
-    legend={"orientation": "h", "yanchor": "top", "y": -0.1, "xanchor": "left", "x": 0, "title": {"text": colour}},
-)
-event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
+by_row = {c["row"]: c for c in report["clips"]}
+picked_state = st.session_state.get("map_selected", [])
+typed = [r for r in st.session_state.get("picked_rows", []) if r in by_row]
+rows = list(dict.fromkeys(picked_state + typed))
+focus = st.session_state.get("map_finding")
+focus_finding = plan.finding(focus) if focus in plan.keys else None
+linked = {e["row"] for r in rows for f in accused.get(r, []) for e in f.get("evidence") or []}
+if focus_finding:
+    linked |= {e["row"] for e in focus_finding.get("evidence") or []}
+linked -= set(rows)
+
+
+def hover(frame: pd.DataFrame) -> list[str]:
+    """Row, class (and the class it was relabelled from), split, file and every finding, escaped."""
+    texts = []
+    for r, label, shown, split, file in zip(
+        frame["row"], frame["label"], frame["shown_label"], frame["split"], frame["file"]
+    ):
+        found = accused.get(r, [])
+        lines = [
+            f"<b>row {r}</b> · {html.escape(str(shown))}" + (f" (was {html.escape(label)})" if shown != label else "")
+        ]
+        lines.append(f"{html.escape(str(split))} · {html.escape(file)}")
+        lines += [f"{f['severity']}: {kind_name(f['kind'])}" for f in found] or ["no findings"]
+        texts.append("<br>".join(lines))
+    return texts
+
+
+def group_colour(column: str, values: list[str]) -> dict[str, str]:
+    if column == "severity":
+        return {v: SEVERITY_COLOURS.get(v, "#888") for v in values}
+    ordered = sorted(v for v in values if v != "none")
+    return {**{v: PALETTE[i % len(PALETTE)] for i, v in enumerate(ordered)}, "none": "#c4c4c4"}
+
+
+def figure(frame: pd.DataFrame) -> go.Figure:
+    column = {"label": "shown_label", "finding kind": "finding"}.get(colour, colour)
+    values = sorted(frame[column].astype(str).unique(), key=lambda v: (v == "none", RANK.get(v, 9), v))
+    colours = group_colour(column, values)
+    fig = go.Figure()
+    for value in values:
+        part = frame[frame[column].astype(str) == value]
+        name = "no finding" if value == "none" else kind_name(value) if column == "finding" else value
+        relabel = part["row"].isin(relabelled.keys())
+        fig.add_trace(
+            go.Scattergl(
+                x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, legendgroup=value,
+                marker={"size": 8, "color": colours[value], "symbol": ["diamond" if x else "circle" for x in relabel]},
+                customdata=part[["row"]].values.tolist(), hovertext=hover(part), hoverinfo="text",
+            )
+        )  # fmt: skip
+    if column == "finding":  # every other finding of a clip as a ring in its kind's colour
+        every = sorted({k for kinds in frame["kinds"] for k in kinds})
+        colours = {**group_colour(column, every + ["none"]), **colours}
+        for kind in every:
+            ringed = frame[frame["kinds"].map(lambda k, kind=kind: kind in k[1:])]
+            if len(ringed):
+                fig.add_trace(
+                    go.Scattergl(
+                        x=ringed["x"].tolist(), y=ringed["y"].tolist(), mode="markers", name=kind_name(kind),
+                        legendgroup=kind, showlegend=kind not in values,
+                        marker={"size": 15, "color": colours[kind], "symbol": "circle-open", "line": {"width": 2}},
+                        customdata=ringed[["row"]].values.tolist(), hovertext=hover(ringed), hoverinfo="text",
+                    )
+                )  # fmt: skip
+    ring = {"size": 18, "symbol": "circle-open", "color": "#111", "line": {"width": 2}}
+    star = {"size": 20, "symbol": "star-open", "color": "#111", "line": {"width": 2}}
+    for chosen, name, marker in ((linked, "evidence of the picked", ring), (set(rows), "picked", star)):
+        part = frame[frame["row"].isin(chosen)]
+        if len(part):
+            fig.add_trace(
+                go.Scattergl(
+                    x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, marker=marker,
+                    customdata=part[["row"]].values.tolist(), hovertext=hover(part), hoverinfo="text",
+                )
+            )  # fmt: skip
+    fig.update_layout(
+        height=520,
+        margin={"l": 0, "r": 0, "t": 10, "b": 0},
+        xaxis={"title": None, "showticklabels": False},
+        yaxis={"title": None, "showticklabels": False},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.05, "xanchor": "left", "x": 0, "title": {"text": colour}},
+    )
+    return fig
+
+
+def remember_selection() -> None:
+    event = st.session_state.get("map")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    st.session_state["map_selected"] = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+    st.session_state.pop("map_finding", None)
+
+
+if focus_finding:
+    plain(f"Showing: {focus_finding.get('action') or focus_finding['message']}", strong=True)
+    st.caption("★ the accused clip(s) · ○ their evidence. Click or lasso points to pick others.")
+st.plotly_chart(figure(drawn), key="map", on_select=remember_selection, selection_mode=("points", "box", "lasso"))
+if relabelled:
+    st.caption(f"◆ {len(relabelled)} accepted relabel(s) drawn in their new class (hover says which class they left)")
 hovered = drawn.head(HOVER_THUMBNAILS)
 images = thumbnails(report, hovered["clip_id"].tolist())
 hover_thumbnails(
@@ -71,14 +189,13 @@ hover_thumbnails(
 if len(drawn) > HOVER_THUMBNAILS:
     st.caption(f"hover thumbnails for {HOVER_THUMBNAILS} of the {len(drawn):,} drawn clips: filter classes for more")
 
-selected = [int(p["customdata"][0]) for p in (event.selection.points if event and event.selection else [])]
-typed = st.multiselect("…or pick rows", sorted(clips["row"].tolist()), key="picked_rows")
-rows = list(dict.fromkeys(selected + typed))
+st.multiselect("…or pick rows", sorted(clips["row"].tolist()), key="picked_rows")
 if not rows:
-    st.caption("Select points with the lasso or box tool (or pick rows) to see and play their clips.")
+    st.caption(
+        "Click a point (or pick rows, or choose the lasso or box tool in the chart's toolbar) to see its findings."
+    )
     st.stop()
 
-by_row = {c["row"]: c for c in report["clips"]}
 chosen = [by_row[r] for r in rows if r in by_row]
 st.subheader(f"{len(chosen)} selected clip(s)")
 if len(chosen) > PLAYERS:
@@ -92,12 +209,14 @@ if chosen[PLAYERS:]:
 if len(chosen) > 48:
     st.caption(f"…and {len(chosen) - 48} more selected clips")
 
-accused = [f for f in report["findings"] if set(f["rows"]) & set(rows)]
-st.subheader(f"Findings about these clips ({len(accused)})")
-for finding in accused:
-    with st.container(border=True):
-        st.markdown(finding_title(finding))
-        st.markdown(finding.get("action") or finding["message"])
-        st.caption(finding["message"])
-if not accused:
+about = [(k, f) for k, f in zip(plan.keys, plan.findings) if set(f.get("rows") or []) & set(rows)]
+st.subheader(f"Findings about these clips ({len(about)})")
+for i, (key, finding) in enumerate(about):
+    with st.container(border=True, key=f"map_finding_{i}"):
+        st.markdown(finding_title(finding) + f" · `{decided.state(key)}`")
+        plain(finding.get("action") or finding["message"], strong=True)
+        plain(finding["message"], small=True)
+        if st.toggle("Evidence beside it", key=f"map_evidence_{i}", value=i < 3):
+            evidence_strip(report, finding, key=f"map_{i}", play=False)
+if not about:
     st.caption("No finding accuses these clips (class-level findings are on the Class and Findings pages).")

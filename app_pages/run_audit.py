@@ -1,19 +1,32 @@
 """Run an audit from the app: a manifest in, a job process the page follows, then the new audit opens."""
 
+import time
 from pathlib import Path
 
 import streamlit as st
 
-from app_pages.shared import recent_audits
+from app_pages.shared import current_audit, recent_audits
 from auditor import service
 from auditor.workspace import AuditFolderError, check_folder
 
 
 def fill_dataset() -> None:
-    """The dataset name follows the manifest's file name until someone types their own."""
+    """The dataset name follows the manifest (the open audit's dataset for its own manifest, else the file's
+    name) until someone types their own."""
     if st.session_state.get("run_dataset_auto", True):
         manifest = st.session_state.get("run_manifest", "").strip()
-        st.session_state["run_dataset"] = Path(manifest).stem if manifest else ""
+        same = opened and manifest and Path(manifest) == Path(opened.report.get("manifest") or "")
+        st.session_state["run_dataset"] = (
+            opened.report["dataset"] if same else (Path(manifest).stem if manifest else "")
+        )
+
+
+opened = current_audit(stop=False)  # the defaults: the dataset, manifest and model the open audit was made with
+if opened:
+    st.session_state.setdefault("run_manifest", str(opened.report.get("manifest") or ""))
+    st.session_state.setdefault("run_dataset", opened.report["dataset"])
+    if opened.report["model"] in service.MODEL_CHOICES:
+        st.session_state.setdefault("run_model", opened.report["model"])
 
 
 def open_audit(folder: str) -> None:
@@ -40,7 +53,8 @@ def follow(job: str) -> None:
     elif status.state == "stopped":
         st.info("Stopped. Whatever was indexed stays in Milvus; running the audit again resumes from there.")
     else:
-        st.progress(status.fraction, text=status.message)
+        started = (Path(job) / "spec.json").stat().st_mtime  # written when the job started
+        st.progress(status.fraction, text=f"{status.message} · {time.time() - started:.0f} s so far")
         st.caption("Milvus is busy while the job runs: a Lite file is held by the job until it ends.")
         if st.button("Stop the job", key="run_stop"):
             service.stop_job(Path(job))

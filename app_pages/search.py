@@ -1,19 +1,47 @@
-"""Search: "are my hurdles visually similar?" Text-to-video and example-to-video side by side, live on Milvus."""
+"""Search: "are my hurdles visually similar?" Text-to-video and example-to-video side by side, live on Milvus.
+
+The page shows at once: example queries need no model, and the text model (torch and its weights) loads in
+a background thread the first time; text results appear by themselves when it is ready.
+"""
 
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
 
-from app_pages.shared import clip_caption, clip_gallery, current_audit, live, thumbnails
+from app_pages.shared import clip_caption, current_audit, live, player, thumbnails
+from app_pages.words import escape, tip
 from auditor import service
-from indexer.embedders import EmbedderUnavailable
 
 PER_PAGE = 12
 
 
-@st.cache_resource(show_spinner="Loading the text model…")
-def text_encoder(model_id: str):
-    return service.text_encoder(model_id)
+@st.cache_resource(show_spinner=False)
+def text_encoder(model_id: str) -> Future:
+    """The model's text encoder, loading in a background thread (the first visit does not wait for it)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="text-model").submit(service.text_encoder, model_id)
+
+
+def encoder_now(model_id: str):
+    """The text encoder if it has loaded; None while it loads (the page polls and reruns when it is ready)."""
+    loading = text_encoder(model_id)
+    if not loading.done():
+        st.info(
+            "Loading the text model in the background (first visit only; 10–40 s on a CPU): example search works "
+            "now; text results appear here by themselves when it is ready."
+        )
+        st.fragment(wait_for_model, run_every=1.0)(loading)
+        return None
+    try:
+        return loading.result()
+    except Exception as e:  # noqa: BLE001  e.g. a local checkpoint that is not on this machine: say so, go on
+        st.warning(f"Text queries are off: the model that indexed this dataset cannot be loaded here ({e}).")
+        return None
+
+
+def wait_for_model(loading: Future) -> None:
+    if loading.done():
+        st.rerun(scope="app")
 
 
 @st.cache_resource(show_spinner="Reading vectors from Milvus…", max_entries=4)
@@ -55,13 +83,18 @@ def toggle(chosen: set[int], row: int, key: str) -> None:
 def audit_numbers(report: dict, label: str) -> None:
     """What the audit measured for the class, when live search cannot run."""
     metrics = next(c for c in report["classes"] if c["label"] == label)
-    st.subheader(f"{label}: {metrics.get('search_verdict') or 'no verdict in the audit'} (from the audit)")
+    st.subheader(f"{escape(label)}: {metrics.get('search_verdict') or 'no verdict in the audit'} (from the audit)")
     m = st.columns(4)
     for col, key in zip(m, ["text_precision", "example_precision", "centroid_precision", "text_example_agreement"]):
         value = metrics.get(key)
         col.metric(key.replace("_", " "), "n/a" if value is None else f"{value:.2f}")
 
 
+VERDICT_RULE = (
+    "visually coherent when example precision is at least 0.80 and text precision (if any) at least 0.50; "
+    "mostly coherent from an example precision of 0.50; below that, not coherent. The agreement between text and "
+    "example results is context: it has no pass mark."
+)
 report = current_audit().report
 st.title("Are my examples visually similar?")
 uri = st.session_state["uri"]
@@ -78,11 +111,7 @@ if ctx is None:
     st.stop()
 layout = ctx.layout
 has_text = layout.text_space is not None
-try:
-    encoder = text_encoder(layout.model_id) if has_text else None
-except EmbedderUnavailable as e:  # e.g. a local checkpoint that is not on this machine
-    st.warning(f"Text queries are off: the model that indexed this dataset cannot be loaded here ({e}).")
-    encoder = None
+encoder = encoder_now(layout.model_id) if has_text else None
 comparison = live(
     lambda: service.compare_queries(
         ctx, uri, label, int(k), text=text or None, examples=[c["clip_id"] for c in examples], encoder=encoder
@@ -93,30 +122,64 @@ if comparison is None:
     st.stop()
 result = comparison.consistency
 
-st.subheader(f"{label}: {result.verdict}")
+st.subheader(f"{escape(label)}: {result.verdict}", help=VERDICT_RULE)
 m = st.columns(4)
-m[0].metric(f"text precision@{result.k}", "n/a" if result.text_precision is None else f"{result.text_precision:.2f}")
-m[1].metric(f"example precision@{result.k}", f"{result.example_precision:.2f}")
-m[2].metric(f"centroid precision@{result.k}", f"{result.centroid_precision:.2f}")
-m[3].metric("text / example agreement", "n/a" if result.agreement is None else f"{result.agreement:.2f}")
+shown = [
+    (f"text precision@{result.k}", result.text_precision, "text_precision"),
+    (f"example precision@{result.k}", result.example_precision, "example_precision"),
+    (f"centroid precision@{result.k}", result.centroid_precision, "centroid_precision"),
+    ("text / example agreement", result.agreement, "text_example_agreement"),
+]
+for col, (title, value, key) in zip(m, shown):
+    col.metric(title, "n/a" if value is None else f"{value:.2f}", help=tip(report, key))
+st.caption(f"The verdict: {VERDICT_RULE}")
 
 by_id = {c["clip_id"]: c for c in report["clips"]}
 text_ids, example_ids = comparison.text_hits, comparison.example_hits
 shared = frozenset(text_ids) & frozenset(example_ids)
+play = st.toggle("Play the results (up to 6 per side)", key="search_play")
+
+
+def results(ids: list[str], scores: dict[str, float], side: str) -> None:
+    """Result cards, best first: rank, score, the clip (thumbnail or player) and its caption."""
+    found = [by_id[c] for c in ids if c in by_id]
+    if not found:
+        st.caption("no results")
+        return
+    images = {} if play else thumbnails(report, [c["clip_id"] for c in found])
+    for start in range(0, len(found[: 6 if play else len(found)]), 3):
+        for col, (rank, clip) in zip(st.columns(3), list(enumerate(found, 1))[start : start + 3]):
+            with col, st.container(border=True, key=f"result_{side}_{rank}"):
+                if play:
+                    player(report, clip)
+                elif clip["clip_id"] in images:
+                    st.image(images[clip["clip_id"]], width="stretch")
+                score = scores.get(clip["clip_id"])
+                mark = "★ " if clip["clip_id"] in shared else ""
+                st.caption(
+                    f"{mark}#{rank}"
+                    + (f" · score {score:.2f}" if score is not None else "")
+                    + "  \n"
+                    + clip_caption(clip)
+                )
+
+
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**Text → video** ({text or 'the label prompts'})")
+    st.markdown(f"**Text → video** ({escape(text) if text else 'the label prompts'})")
     note = service.text_search_note(layout.model_id, layout.text_space)
     if note:
         st.info(note)
     elif result.text_precision is not None and result.text_precision < 0.3:
-        st.caption(f"Few text results are {label}: try other words, or give the class prompts in the audit config.")
-    clip_gallery(report, [by_id[c] for c in text_ids if c in by_id], columns=3, highlight=shared)
+        st.caption(
+            f"Few text results are {escape(label)}: try other words, or give the class prompts in the audit config."
+        )
+    results(text_ids, comparison.scores.get("text", {}), "text")
 with right:
     which = f"rows {', '.join(str(c['row']) for c in examples)}" if examples else f"every clip of {label}"
     st.markdown(f"**Examples → video** ({which})")
-    clip_gallery(report, [by_id[c] for c in example_ids if c in by_id], columns=3, highlight=shared)
-st.caption("★ found by both queries")
+    results(example_ids, comparison.scores.get("examples", {}), "examples")
+st.caption("★ found by both queries · score: cosine similarity to the query")
 if result.pulled:
     st.subheader("Examples that pull in other classes")
     st.dataframe(result.pulled, hide_index=True)

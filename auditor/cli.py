@@ -252,6 +252,13 @@ def search(
         else:
             anchor = example_position(ctx, example)
             hits = nearest(ctx, ctx.vectors[anchor], len(ctx.labels), exclude=anchor)
+            query = ctx.clips.iloc[anchor]
+            console.print(
+                f"clips like row {query[S.ROW]}: {query[S.LABEL]!r} ({query[S.SPLIT] or 'no split'}), "
+                f"{query[S.VIDEO]} {query[S.START]:.2f}-{query[S.END]:.2f} s",
+                markup=False,
+                highlight=False,
+            )
     if label:
         hits = [(i, s) for i, s in hits if ctx.labels[i] == label]
     ranked = table("rank", "score", "row", "label", "split", "video", "start", "end")

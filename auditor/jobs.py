@@ -149,7 +149,8 @@ def run_job(folder: Path) -> int:
 
     def on_index(p) -> None:
         status.done, status.total = p.done, p.total
-        status.message = f"indexing: {p.done}/{p.total} new clips · {p.clips_per_s:.2f} clips/s"
+        eta = f" · about {p.eta_s:.0f} s left" if p.eta_s is not None and p.done < p.total else ""
+        status.message = f"indexing: {p.done} of {p.total} new segments read · {p.clips_per_s:.2f} clips/s{eta}"
         _write_status(folder, status)
 
     def on_check(name, result) -> None:

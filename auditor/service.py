@@ -11,7 +11,7 @@ import base64
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +173,7 @@ class QueryComparison:
     consistency: Consistency
     text_hits: list[str]  # clip ids, best first
     example_hits: list[str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # "text" / "examples" -> clip id -> cosine
 
 
 def compare_queries(
@@ -192,9 +193,11 @@ def compare_queries(
         query = encoder([text])[0] if text and encoder else None
         seeds = [ctx.position[c] for c in examples or []] or None
         result = class_consistency(live, label, k, query=query, examples=seeds)
-        example_hits = result.example_results
-        if seeds:
-            centre = ctx.vectors[seeds].mean(axis=0)
-            example_hits = [i for i, _ in nearest(live, centre / np.linalg.norm(centre), k)]
+        centre = ctx.vectors[seeds or ctx.members(label)].mean(axis=0)
+        example_scored = nearest(live, centre / np.linalg.norm(centre), k)
+        example_hits = [i for i, _ in example_scored] if seeds else result.example_results
+        asked = query if query is not None else live.label_queries.get(label)
+        text_scored = nearest(live, asked, k, text=True) if asked is not None and result.text_results else []
     ids = ctx.clip_ids
-    return QueryComparison(result, [ids[i] for i in result.text_results], [ids[i] for i in example_hits])
+    scores = {"text": {ids[i]: s for i, s in text_scored}, "examples": {ids[i]: s for i, s in example_scored}}
+    return QueryComparison(result, [ids[i] for i in result.text_results], [ids[i] for i in example_hits], scores)

@@ -252,8 +252,10 @@ def test_findings_fixes_are_sentences_with_pictures_and_follow_the_filters(serve
     planted = demo[1]
     visit(page, f"{server}/findings", 'h1:has-text("Findings")')
     relabel = page.locator(f".st-key-fix_relabel_{planted.mislabel}")
+    relabel.get_by_text(f"Relabel row {planted.mislabel} from").first.wait_for(timeout=SLOW)
     assert f"Relabel row {planted.mislabel} from 'phone_call' to 'rabbit'" in relabel.inner_text()
-    assert relabel.locator('[data-testid="stImage"]').count() == 1
+    assert relabel.locator('[data-testid="stImage"]').count() >= 4  # the accused clip beside its evidence
+    assert "near-identical, other label" in relabel.inner_text() and "similarity 0.9" in relabel.inner_text()
     cards = page.locator('[class*="st-key-fix_"]')
     assert cards.count() >= 5 and not [t for t in cards.all_inner_texts() if "{" in t]  # no raw JSON
     shot(page, "findings")
@@ -294,8 +296,7 @@ def test_run_an_audit_as_a_job_the_page_follows(server, page, demo, tmp_path):
     manifest = demo[2]
     visit(page, f"{server}/run_audit", 'h1:has-text("Run an audit")')
     type_into(page, "Manifest", str(manifest))
-    assert page.get_by_role("textbox", name="Dataset name", exact=True).input_value() == "manifest"
-    type_into(page, "Dataset name", "demo")
+    assert page.get_by_role("textbox", name="Dataset name", exact=True).input_value() == "demo"  # the open audit's
     type_into(page, "Output folder", str(tmp_path / "from_browser"))
     page.get_by_role("button", name="Run the audit").click()
     page.locator('[data-testid="stProgress"]').wait_for(timeout=60_000)
@@ -310,3 +311,169 @@ def test_run_an_audit_as_a_job_the_page_follows(server, page, demo, tmp_path):
     audit_folder = page.get_by_role("textbox", name="Audit folder").input_value()
     assert audit_folder == str((tmp_path / "from_browser").resolve())
     no_traceback(page)
+
+
+# --- the review loop ---------------------------------------------------------------------------
+
+
+def card(page) -> str:
+    return page.locator(".st-key-review_card").inner_text()
+
+
+def press(page, key: str) -> None:
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press(key)
+    settle(page)
+
+
+def test_review_from_the_keyboard_with_evidence_playing_together_and_export(server, page, demo):
+    planted, folder = demo[1], demo[0].out_dir
+    visit(page, f"{server}/review", ".st-key-review_card")
+    assert "error" in card(page).split("\n")[0]  # the most severe first
+    for _ in range(12):
+        if f"relabel row {planted.mislabel} from" in card(page):
+            break
+        press(page, "s")
+    assert f"Relabel row {planted.mislabel} from 'phone_call' to 'rabbit'" in card(page)
+    evidence = page.locator(".st-key-evidence_review")
+    assert "accused" in evidence.inner_text() and "near-identical, other label" in evidence.inner_text()
+    assert "similarity 0.9" in evidence.inner_text() and "typical clip of its class" in evidence.inner_text()
+    page.locator(".st-key-evidence_review video").first.wait_for(timeout=SLOW)
+    page.get_by_test_id("playTogether").click()
+    page.wait_for_timeout(1500)
+    players = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.st-key-evidence_review video'))"
+        ".map(v => [v.paused, v.currentTime])"
+    )
+    assert len(players) >= 4 and all(not paused for paused, _ in players)  # every clip plays, together
+    assert max(t for _, t in players) - min(t for _, t in players) < 0.3
+    shot(page, "review", height=1300)
+    note = page.get_by_role("textbox", name="Note (saved with the decision)")
+    note.fill("a rabbit, plain as day")  # typing a, s, x in a note is not a shortcut
+    note.press("Enter")
+    settle(page)
+    assert "pending" in card(page)
+    press(page, "a")
+    saved = json.loads((folder / "decisions.json").read_text())
+    key = f"likely_mislabel:{planted.mislabel}"
+    assert saved["findings"][key] | {"at": 0} == {"decision": "accepted", "note": "a rabbit, plain as day", "at": 0}
+    assert f"relabel row {planted.mislabel} from" not in card(page)  # on to the next pending finding
+    press(page, "u")
+    assert f"relabel row {planted.mislabel} from" in card(page) and "pending" in card(page)
+    press(page, "a")
+    page.reload()  # a restart of the page resumes from decisions.json
+    visit(page, f"{server}/review", ".st-key-review_card")
+    assert "1 of" in page.locator('[data-testid="stProgress"]').inner_text()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the fixed manifest").click()
+    fixed = Path(download.value.path()).read_text()
+    assert next(x for x in fixed.splitlines() if "rabbit_extra" in x).endswith(",rabbit,train")
+    assert len(fixed.splitlines()) == len(demo[3].splitlines())  # only the accepted edit: nothing dropped
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download decisions.json").click()
+    assert json.loads(Path(download.value.path()).read_text())["edits"] == {f"relabel:{planted.mislabel}": "accepted"}
+    no_traceback(page)
+
+
+def test_review_bulk_reject_by_kind(server, page, demo):
+    visit(page, f"{server}/review", ".st-key-review_card")
+    page.get_by_text("Which findings: filter").click()
+    page.locator('[data-testid="stMultiSelect"]').filter(has_text="Kind").first.wait_for(state="visible")
+    settle(page)
+    pick(page, "Kind", "split leak")
+    page.get_by_role("button", name="Reject 3 pending").click()
+    settle(page)
+    saved = json.loads((demo[0].out_dir / "decisions.json").read_text())
+    assert sorted(v["decision"] for v in saved["findings"].values()) == ["rejected"] * 3
+    assert "3 of 3 decided" in page.locator('[data-testid="stProgress"]').inner_text()
+    press(page, "u")
+    assert "0 of 3 decided" in page.locator('[data-testid="stProgress"]').inner_text()
+
+
+def plotted(page) -> dict:
+    return page.evaluate(
+        """() => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
+                   return Object.fromEntries(gd.data.map(t => [t.name, Array.from(t.customdata).map(c => c[0])])); }"""
+    )
+
+
+def enumerate_findings(demo) -> list[tuple[int, str]]:
+    """(row, kind) of every accused row of the demo audit."""
+    return [(r, f["kind"]) for f in report_of(demo)["findings"] for r in f["rows"]]
+
+
+def test_map_shows_the_finding_picked_colours_kinds_and_opens_a_clicked_point(server, page, demo):
+    planted = demo[1]
+    visit(page, f"{server}/findings", 'h1:has-text("Findings")')
+    page.locator(f".st-key-fix_relabel_{planted.mislabel}").get_by_role("button", name="Show on the map").click()
+    page.wait_for_selector(".st-key-map .js-plotly-plot", timeout=SLOW)
+    settle(page)
+    traces = plotted(page)
+    assert traces["picked"] == [planted.mislabel] and traces["evidence of the picked"]  # Show on the map selects it
+    pick(page, "Colour by", "finding kind")
+    traces = plotted(page)
+    assert {"temporal looseness", "spatial looseness", "likely mislabel", "near duplicate"} <= set(traces)
+    for _ in range(5):  # the chart may still be settling its axes: click only once the pointer is over the point
+        row, x, y = page.evaluate(
+            """(rows) => { const gd = document.querySelector('.st-key-map .js-plotly-plot');
+                const fl = gd._fullLayout, box = gd.getBoundingClientRect(), points = [];
+                gd.data.forEach(t => Array.from(t.customdata).forEach((c, i) => points.push(
+                    [c[0], box.left + fl._size.l + fl.xaxis.l2p(t.x[i]),
+                     box.top + fl._size.t + fl.yaxis.l2p(t.y[i])])));
+                const gap = ([r, x, y]) => Math.min(
+                    ...points.filter(p => p[0] != r).map(p => Math.hypot(p[1] - x, p[2] - y)));
+                return points.filter(p => rows.includes(p[0])).sort((a, b) => gap(b) - gap(a))[0]; }""",
+            [r for r, c in enumerate_findings(demo)],
+        )  # the accused clip standing furthest from any other point: a click there can only hit it
+        page.mouse.move(x - 20, y - 20)
+        page.mouse.move(x, y, steps=4)
+        page.wait_for_timeout(500)
+        if page.locator('img[data-testid="hoverThumbnail"]').get_attribute("data-row") == str(row):
+            break
+    page.mouse.click(x, y)
+    settle(page)
+    assert row in plotted(page)["picked"]  # a click picks the point…
+    section = page.locator('[data-testid="stVerticalBlock"]').filter(has_text="Findings about these clips").last
+    assert any(kind in section.inner_text() for r, kind in enumerate_findings(demo) if r == row)  # …and its findings
+    page.mouse.move(5, 5)  # the hover thumbnail away from the screenshot
+    shot(page, "map", height=1400)
+    no_traceback(page)
+
+
+def test_accepted_relabels_are_drawn_in_their_new_class(server, page, demo):
+    planted = demo[1]
+    visit(page, f"{server}/findings", 'h1:has-text("Findings")')
+    page.locator(f".st-key-fix_relabel_{planted.mislabel}").get_by_role("button", name="Accept").click()
+    settle(page)
+    visit(page, f"{server}/map", ".st-key-map .js-plotly-plot")
+    assert planted.mislabel in plotted(page)["rabbit"]
+
+
+def test_search_shows_at_once_and_loads_the_text_model_in_the_background(server, page):
+    started = time.time()
+    page.goto(f"{server}/search")
+    page.wait_for_selector('h1:has-text("Are my examples visually similar?")', timeout=SLOW)
+    title = time.time() - started
+    page.wait_for_selector('text="Examples → video"', timeout=SLOW)
+    results = time.time() - started
+    page.get_by_text("Loading the text model").wait_for(state="detached", timeout=SLOW)
+    print(f"search: title {title:.1f} s, example results {results:.1f} s, text model {time.time() - started:.1f} s")
+    assert title < 5, title  # the page shows at once; the model loads behind it
+    assert "#1 · score 0." in page.locator('[class*="st-key-result_examples_"]').first.inner_text()
+    assert "0.80" in page.inner_text("body")  # the verdict says its threshold
+    pick(page, "Class", "phone_call")
+    shot(page, "search", scroll_to="phone_call:", height=1300)
+    no_traceback(page)
+
+
+def test_overview_starts_here_and_guidance_explains(server, page):
+    visit(page, server, 'h1:has-text("Audit of demo")')
+    assert page.locator(".st-key-start_here").get_by_role("button", name="Review").count() >= 1
+    page.get_by_role("button", name="See the 5 errors").click()
+    page.wait_for_selector('h1:has-text("Findings")', timeout=SLOW)
+    settle(page)
+    assert page.locator('[class*="st-key-findingcard_"]').count() == 5
+    visit(page, f"{server}/guidance", 'h1:has-text("Guidance")')
+    body = page.inner_text("body")
+    assert "evaluate tab" not in body and "None" not in body
+    shot(page, "guidance", scroll_to="Split populations", height=1300)

@@ -164,5 +164,6 @@ def test_search_takes_a_row_or_a_clip_id(demo):
     assert by_row.exit_code == 0, by_row.output
     ranked = by_row.output[by_row.output.index("┏") :]  # the table, after any model-loading noise
     assert ranked == by_id.output[by_id.output.index("┏") :] and "rabbit" in ranked
+    assert f"clips like row {planted.mislabel}: 'phone_call'" in by_row.output  # the query clip is named
     unknown = runner.invoke(audit_app, [*args, "9999"])
     assert unknown.exit_code == 2 and "no indexed clip at manifest row 9999" in unknown.output
