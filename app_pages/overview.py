@@ -157,3 +157,25 @@ with st.expander("Why each class got its grade"):
     for _, row in shown.iterrows():
         plain(f"{row['label']} · grade {row.get('grade')}: {row['reasons'] or 'no cap applied'}", small=True)
 st.caption(f"{len(shown)} of {len(classes)} classes · sort by clicking a column header")
+
+plan = report.get("fix_plan") or {}
+if plan.get("table"):
+    st.subheader(
+        "The fix set, applied whole",
+        help="Clips per class and split before → after every proposed edit. Where drops and moves would leave a "
+        "class without evaluation clips, the audit re-splits whole source videos and groups of copies instead.",
+    )
+    splits = sorted({s for row in plan["table"] for s in (*row["before"], *row["after"])})
+    table = pd.DataFrame(
+        [
+            {
+                "class": row["label"],
+                **{s or "no split": f"{row['before'].get(s, 0)} → {row['after'].get(s, 0)}" for s in splits},
+                "status": row["status"],
+            }
+            for row in plan["table"]
+        ]
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    for note in plan.get("notes", []):
+        plain(note, small=True)

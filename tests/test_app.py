@@ -96,6 +96,16 @@ def test_overview_summary_and_class_filter(app, demo):
     assert list(class_table(app)["label"]) == ["rabbit"]
 
 
+def test_overview_shows_the_class_by_split_table_of_the_fix_set(app, demo):
+    plan = demo[0].report["fix_plan"]
+    assert "The fix set, applied whole" in [s.value for s in app.subheader]
+    [table] = [d.value for d in app.dataframe if "status" in d.value.columns]
+    assert list(table["class"]) == [row["label"] for row in plan["table"]]
+    phone = table[table["class"] == "phone_call"].iloc[0]
+    before = next(r["before"] for r in plan["table"] if r["label"] == "phone_call")
+    assert phone["test"] == f"{before['test']} → {before['test'] - 1}"  # the planted copy in test is dropped
+
+
 def test_map_lists_only_the_findings_that_accuse_the_selection(app, demo):
     at = page(app, "app_pages/map.py")
     planted = demo[1]
