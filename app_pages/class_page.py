@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from app_pages.literal import literal
 from app_pages.shared import clip_gallery, clip_title, current_audit, finding_title, thumbnails
 
 report = current_audit().report
@@ -38,8 +39,8 @@ def findings_of(kind: str, accused_only: bool = True) -> list[dict]:
     ]
 
 
-st.subheader(f"{label} · grade {metrics.get('grade')}")
-st.write("; ".join(metrics.get("reasons") or []))
+st.subheader(f"{literal(label)} · grade {metrics.get('grade')}")
+st.write(literal("; ".join(metrics.get("reasons") or [])))
 cols = st.columns(5)
 for col, key in zip(cols, ["count", "probe_f1", "knn_agreement", "cohesion", "search_consistency"]):
     value = metrics.get(key)
@@ -58,20 +59,20 @@ st.subheader(f"Outliers and likely mislabels ({len(suspects)})")
 for f in suspects[:12]:
     with st.container(border=True):
         st.markdown(finding_title(f))
-        st.markdown(f.get("action") or f["message"])
-        st.caption(f["message"])
+        st.markdown(literal(f.get("action") or f["message"]))
+        st.caption(literal(f["message"]))
 clip_gallery(report, [by_row[r] for f in suspects[:12] for r in f["rows"][:1] if r in by_row])
 
 st.subheader("Sub-groups")
 split = findings_of("split_candidate", accused_only=False)
 if split:
     groups = split[0]["suggestion"]["groups"]
-    st.info(f"{split[0].get('action') or ''}  \n{split[0]['message']}")
+    st.info(f"{literal(split[0].get('action') or '')}  \n{literal(split[0]['message'])}")
     for i, group in enumerate(groups):
         st.caption(f"group {i + 1}: {plural(len(group), 'clip')}")
         clip_gallery(report, [by_row[r] for r in group[:6] if r in by_row])
 else:
-    st.write(f"The clips of {label} form one group: the audit found no distinct sub-groups in it.")
+    st.write(f"The clips of {literal(label)} form one group: the audit found no distinct sub-groups in it.")
 clusters = pd.Series([c.get("cluster") for c in members]).dropna().astype(int).value_counts().sort_index()
 parts = [plural(n, "clip") + (" as noise" if k < 0 else f" in cluster {k}") for k, n in clusters.items()]
 if parts:
@@ -83,9 +84,9 @@ if parts:
 st.subheader("Nearest classes")
 confusions = findings_of("confusable_classes", accused_only=False)
 nearest = metrics.get("nearest_class")
-st.write(f"nearest centroid: **{nearest}**")
+st.write(f"nearest centroid: **{literal(nearest)}**")
 for f in confusions:
-    st.warning(f"{f.get('action') or ''}  \n{f['message']}")
+    st.warning(f"{literal(f.get('action') or '')}  \n{literal(f['message'])}")
 
 st.subheader("Temporal tightness")
 timed = [c for c in members if c.get("timeline")]
@@ -143,7 +144,9 @@ else:
 st.subheader("Spatial tightness")
 boxed = findings_of("spatial_looseness")
 if not boxed:
-    st.write(f"No clip of {label} is cut loosely in space: no crop matches the class clearly better than the frame.")
+    st.write(
+        f"No clip of {literal(label)} is cut loosely in space: no crop matches the class clearly better than the frame."
+    )
 images = thumbnails(report, [by_row[f["rows"][0]]["clip_id"] for f in boxed if f["rows"][0] in by_row])
 for start in range(0, len(boxed), 3):
     for col, finding in zip(st.columns(3), boxed[start : start + 3]):
@@ -157,5 +160,5 @@ for start in range(0, len(boxed), 3):
                 outline = [x0 * w, y0 * h, x1 * w - 1, y1 * h - 1]
                 ImageDraw.Draw(picture).rectangle(outline, outline=(255, 40, 40), width=3)
                 st.image(picture, caption="suggested crop in red", width="stretch")
-            st.markdown(finding.get("action") or "")
-            st.caption(f"{finding['message']}" + (f"  \n`{clip_title(clip)}`" if clip else ""))
+            st.markdown(literal(finding.get("action") or ""))
+            st.caption(literal(finding["message"]) + (f"  \n{literal(clip_title(clip))}" if clip else ""))

@@ -4,6 +4,7 @@ import math
 
 import streamlit as st
 
+from app_pages.literal import literal
 from app_pages.shared import clip_title, current_audit, finding_title, live, player, thumbnails
 from auditor import service
 from auditor.workspace import AuditFolderError, load_decisions, manifest_download, save_decisions
@@ -16,7 +17,7 @@ st.title("Findings")
 try:
     decisions = load_decisions(folder)
 except AuditFolderError as e:
-    st.error(f"The saved decisions cannot be read: {e}")
+    st.error(f"The saved decisions cannot be read: {literal(e)}")
     if st.button("Start the decisions afresh (overwrites decisions.json)", key="reset_broken"):
         save_decisions(folder, {})
         st.rerun()
@@ -96,7 +97,7 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
         body.markdown(f"**{fix_text(edit, clip)}**")
         kind = finding["kind"] if finding else edit.kind
         why = (finding.get("action") or finding["message"]) if finding else ""
-        body.caption(f"{kind} · {why}" + (f"  \n{clip_title(clip)}" if clip else ""))
+        body.caption(f"{kind} · {literal(why)}" + (f"  \n{literal(clip_title(clip))}" if clip else ""))
         choice.markdown(f"`{state}`")
         for label, value in (("Accept", "accepted"), ("Reject", "rejected")):
             if choice.button(label, key=f"{value}:{edit.key}", disabled=state == value):
@@ -141,17 +142,19 @@ with fixes_tab:
             type="primary",
         )
     except AuditFolderError as e:
-        st.info(f"No download: {e}")
+        st.info(f"No download: {literal(e)}")
     except (OSError, ValueError) as e:
-        st.error(f"The input manifest cannot be read to apply the fixes: {e}")
+        st.error(f"The input manifest cannot be read to apply the fixes: {literal(e)}")
 
 with findings_tab:
     pages = max(1, math.ceil(len(shown) / PER_PAGE))
     page = st.number_input("Page", 1, pages, 1, key="findings_page") if pages > 1 else 1
     for finding in shown[(page - 1) * PER_PAGE : page * PER_PAGE]:
         with st.container(border=True):
-            st.markdown(finding_title(finding) + (f" · {', '.join(finding['labels'])}" if finding["labels"] else ""))
-            st.markdown(finding.get("action") or finding["message"])
+            st.markdown(
+                finding_title(finding) + (f" · {literal(', '.join(finding['labels']))}" if finding["labels"] else "")
+            )
+            st.markdown(literal(finding.get("action") or finding["message"]))
             rows = f"rows {', '.join(map(str, finding['rows']))}: " if finding["rows"] else ""
             evidence = f"  \n{evidence_text(finding)}" if finding.get("evidence") else ""
-            st.caption(f"{rows}{finding['message']}{evidence}")
+            st.caption(f"{rows}{literal(finding['message'])}{evidence}")

@@ -5,6 +5,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.literal import literal
 from app_pages.shared import clip_gallery, current_audit
 from auditor.report import confusion_figure
 
@@ -37,9 +38,12 @@ if any(c.get("hard_negatives") is not None for c in classes.values()):
     label = st.selectbox("Class", sorted(classes), key="guidance_class")
     for f in findings_of("missing_hard_negatives"):
         if f["labels"][:1] == [label]:
-            st.warning(f"missing_hard_negatives · {f['message']}. **{f['action']}**")
+            st.warning(f"missing_hard_negatives · {literal(f['message'])}. **{literal(f['action'])}**")
     examples = classes[label].get("hard_negative_examples") or []
-    st.caption(f"The clips of other labels nearest {label!r}'s centroid; ★ sits within its spread (a hard negative).")
+    st.caption(
+        f"The clips of other labels nearest {literal(repr(label))}'s centroid; "
+        "★ sits within its spread (a hard negative)."
+    )
     clip_gallery(
         report,
         [by_row[e["row"]] for e in examples if e["row"] in by_row],
@@ -90,7 +94,7 @@ if reference:
     st.plotly_chart(fig, key="reference_map")
     reference_clips = {c["clip_id"]: c for c in report.get("reference_clips", [])}
     for f in findings_of("unrepresented_reference"):
-        st.markdown(f"**unrepresented reference footage** · {f['message']}. {f['action']}")
+        st.markdown(f"**unrepresented reference footage** · {literal(f['message'])}. {literal(f['action'])}")
         far = [reference_clips[i] for i in f["suggestion"]["reference_clips"][:12] if i in reference_clips]
         clip_gallery({**report, "dataset": reference["dataset"]}, far)
 else:
@@ -107,7 +111,7 @@ if splits:
     st.dataframe(comparisons, hide_index=True, width="stretch")
     st.caption("shift AUC: how well a classifier tells the split from training at the same label mix (0.5: alike).")
     for f in findings_of("split_mismatch"):
-        st.warning(f"split_mismatch · {f['message']}. **{f['action']}**")
+        st.warning(f"split_mismatch · {literal(f['message'])}. **{literal(f['action'])}**")
 else:
     not_measured("needs at least two splits")
 
@@ -133,7 +137,7 @@ if slices:
         judged["classes_hurt"] = judged["classes_hurt"].map(lambda c: ", ".join(x["label"] for x in c))
         st.dataframe(judged.sort_values("gap", ascending=False), hide_index=True, width="stretch")
     for f in findings_of("weak_slice"):
-        st.warning(f"weak_slice · {f['message']}. **{f['action']}**")
+        st.warning(f"weak_slice · {literal(f['message'])}. **{literal(f['action'])}**")
     if not findings_of("weak_slice"):
         st.success("No metadata slice is clearly worse than the rest.")
 else:

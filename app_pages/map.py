@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.hover import hover_thumbnails
+from app_pages.literal import literal
 from app_pages.shared import PLAYERS, clip_gallery, current_audit, finding_title, thumbnails
 
 MAX_DRAWN = 20_000  # drawn points; filters and selections always apply to all clips
@@ -97,7 +98,7 @@ st.subheader(f"Findings about these clips ({len(accused)})")
 for finding in accused:
     with st.container(border=True):
         st.markdown(finding_title(finding))
-        st.markdown(finding.get("action") or finding["message"])
-        st.caption(finding["message"])
+        st.markdown(literal(finding.get("action") or finding["message"]))
+        st.caption(literal(finding["message"]))
 if not accused:
     st.caption("No finding accuses these clips (class-level findings are on the Class and Findings pages).")

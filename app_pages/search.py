@@ -4,6 +4,7 @@ import math
 
 import streamlit as st
 
+from app_pages.literal import literal
 from app_pages.shared import clip_caption, clip_gallery, current_audit, live, thumbnails
 from auditor import service
 from indexer.embedders import EmbedderUnavailable
@@ -55,7 +56,7 @@ def toggle(chosen: set[int], row: int, key: str) -> None:
 def audit_numbers(report: dict, label: str) -> None:
     """What the audit measured for the class, when live search cannot run."""
     metrics = next(c for c in report["classes"] if c["label"] == label)
-    st.subheader(f"{label}: {metrics.get('search_verdict') or 'no verdict in the audit'} (from the audit)")
+    st.subheader(f"{literal(label)}: {metrics.get('search_verdict') or 'no verdict in the audit'} (from the audit)")
     m = st.columns(4)
     for col, key in zip(m, ["text_precision", "example_precision", "centroid_precision", "text_example_agreement"]):
         value = metrics.get(key)
@@ -81,7 +82,7 @@ has_text = layout.text_space is not None
 try:
     encoder = text_encoder(layout.model_id) if has_text else None
 except EmbedderUnavailable as e:  # e.g. a local checkpoint that is not on this machine
-    st.warning(f"Text queries are off: the model that indexed this dataset cannot be loaded here ({e}).")
+    st.warning(f"Text queries are off: the model that indexed this dataset cannot be loaded here ({literal(e)}).")
     encoder = None
 comparison = live(
     lambda: service.compare_queries(
@@ -93,7 +94,7 @@ if comparison is None:
     st.stop()
 result = comparison.consistency
 
-st.subheader(f"{label}: {result.verdict}")
+st.subheader(f"{literal(label)}: {result.verdict}")
 m = st.columns(4)
 m[0].metric(f"text precision@{result.k}", "n/a" if result.text_precision is None else f"{result.text_precision:.2f}")
 m[1].metric(f"example precision@{result.k}", f"{result.example_precision:.2f}")
@@ -105,12 +106,14 @@ text_ids, example_ids = comparison.text_hits, comparison.example_hits
 shared = frozenset(text_ids) & frozenset(example_ids)
 left, right = st.columns(2)
 with left:
-    st.markdown(f"**Text → video** ({text or 'the label prompts'})")
+    st.markdown(f"**Text → video** ({literal(text) if text else 'the label prompts'})")
     note = service.text_search_note(layout.model_id, layout.text_space)
     if note:
         st.info(note)
     elif result.text_precision is not None and result.text_precision < 0.3:
-        st.caption(f"Few text results are {label}: try other words, or give the class prompts in the audit config.")
+        st.caption(
+            f"Few text results are {literal(label)}: try other words, or give the class prompts in the audit config."
+        )
     clip_gallery(report, [by_id[c] for c in text_ids if c in by_id], columns=3, highlight=shared)
 with right:
     which = f"rows {', '.join(str(c['row']) for c in examples)}" if examples else f"every clip of {label}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,8 +26,9 @@ from indexer.video import SamplingConfig, SegmentFailure
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
+from taxonomy_core.names import check_dataset_name
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store import TOKEN_ENV, DatasetLayout, Store, open_store
+from taxonomy_core.store import DatasetLayout, Store, StoreError, configured_token, open_store
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,13 @@ def run_indexing(
     executor = load_executor(config.executor, config.ray_address)
     own_store = store is None
     store = store or open_store(config.uri, config.token)
+    try:
+        if store.layout(config.dataset) is None:  # a new dataset: its name must map to collections of its own
+            check_dataset_name(config.dataset)
+    except StoreError:
+        if own_store:
+            store.close()
+        raise
     with timer("read"):
         validation = validate(manifest, config.validation, store.limits)  # what this store refuses is a row error
     report = IndexReport(
@@ -221,7 +228,7 @@ def _job(todo: list[ClipSpec], embedder: Embedder, layout: DatasetLayout, store:
         device=config.device,
         batch_size=config.batch_size,
         uri=store.uri,
-        token=config.token if config.token is not None else os.environ.get(TOKEN_ENV),  # for remote writers
+        token=config.token if config.token is not None else configured_token(store.uri),  # for remote writers
         clips_per_write=config.clips_per_write,
         workers=config.workers,
     )
