@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def _layout(embedder: Embedder, config: IndexConfig, manifest: Manifest) -> Data
         dim=embedder.dim,
         text_dim=embedder.text_dim if embedder.text_space == "semantic" else None,
         text_space=embedder.text_space,
-        sampling=asdict(_sampling(embedder, config)),
+        sampling=_sampling(embedder, config).record(),
         manifest=str(Path(manifest.path).resolve()),
         manifest_format=manifest.format,
     )
