@@ -21,7 +21,7 @@ from typing import Any
 from indexer.decode_pool import default_workers
 from indexer.embedders import DEFAULT_MODEL, Embedder, load_embedder
 from indexer.executors import Job, load_executor
-from indexer.validation import ValidationConfig, validate
+from indexer.validation import ValidationConfig, class_size_findings, validate
 from indexer.video import SamplingConfig, SegmentFailure
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
@@ -126,7 +126,8 @@ def run_indexing(
             store.close()
         raise
     with timer("read"):
-        validation = validate(manifest, config.validation, store.limits)  # what this store refuses is a row error
+        # what this store refuses is a row error; class sizes count the rows indexed (below)
+        validation = validate(manifest, config.validation, store.limits, sizes=False)
     report = IndexReport(
         config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals
     )
@@ -150,6 +151,8 @@ def run_indexing(
             report.layout = layout
             job = _job(todo, embedder, layout, store, config)
             _follow(executor.run(job, embedder, store), job, report, progress)
+        failed = {f.row for f in report.failed}
+        report.findings += class_size_findings([c for c in clips if c.row not in failed], config.validation)
     finally:
         if own_store:
             store.close()

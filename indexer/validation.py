@@ -60,11 +60,16 @@ class Validation:
 
 
 def validate(
-    manifest: Manifest, config: ValidationConfig = ValidationConfig(), limits: StoreLimits = StoreLimits()
+    manifest: Manifest,
+    config: ValidationConfig = ValidationConfig(),
+    limits: StoreLimits = StoreLimits(),
+    sizes: bool = True,
 ) -> Validation:
     """All rules over a parsed manifest; parse failures from the reader are carried over.
 
-    `limits` are the store's declared field limits (the indexer passes its store's).
+    `limits` are the store's declared field limits (the indexer passes its store's). Without `sizes`, the class
+    sizes are left to the caller: the indexer counts the rows it indexed (`class_size_findings`), not the rows
+    that passed the rules only to fail at decoding.
     """
     result = Validation(findings=list(manifest.findings))
     for finding in manifest.findings:
@@ -78,8 +83,8 @@ def validate(
     _check_label_forms(valid, result)
     _check_label_variants(result.valid(valid), result)
     _check_file_name_forms(result.valid(valid), result)
-    valid = result.valid(valid)
-    _check_class_sizes(valid, config, result)
+    if sizes:
+        result.findings += class_size_findings(result.valid(valid), config)
     return result
 
 
@@ -305,8 +310,14 @@ def _check_label_variants(clips: list[ClipSpec], result: Validation) -> None:
         )
 
 
-def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: Validation) -> None:
+def class_size_findings(clips: list[ClipSpec], config: ValidationConfig = ValidationConfig()) -> list[Finding]:
     """Errors per class under AutoML's minimum; the rule of thumb as one dataset-wide warning."""
+    result = Validation()
+    _check_class_sizes(clips, config, result)
+    return result.findings
+
+
+def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: Validation) -> None:
     counts = Counter(c.label for c in clips)
     if len(counts) < 2:
         result.findings.append(
