@@ -11,7 +11,7 @@ from taxonomy_core.store.base import (
     StoreLimits,
     unit_rows,
 )
-from taxonomy_core.store.boundary import check_lite_target, configured_token
+from taxonomy_core.store.boundary import check_lite_target, configured_token, plain, quiet_open
 from taxonomy_core.store.milvus import DEFAULT_URI, TOKEN_ENV, URI_ENV, MilvusStore, default_uri, is_server
 
 
@@ -24,7 +24,11 @@ def open_store(uri: str | None = None, token: str | None = None) -> Store:
     uri = uri or default_uri()
     if not is_server(uri):
         check_lite_target(uri)
-    return MilvusStore.open(uri, token if token is not None else configured_token(uri))
+    try:
+        with quiet_open():
+            return MilvusStore.open(uri, token if token is not None else configured_token(uri))
+    except StoreError as e:
+        raise plain(uri, e) from e
 
 
 __all__ = [

@@ -7,7 +7,10 @@ other folder (a user's `photos.db/`) is refused before Milvus Lite is started, s
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,3 +61,32 @@ def check_lite_target(uri: str) -> None:
             f"cannot create the Milvus Lite store {uri}: {parent} is read-only.\n"
             "Fix: point --uri / AUDITOR_MILVUS_URI at a writable folder"
         )
+
+
+HELD = "another process holds this Milvus Lite file"
+_NOISY = ("milvus_lite", "pymilvus", "grpc")  # log a failed open with a traceback, then raise their own error
+
+
+@contextmanager
+def quiet_open() -> Iterator[None]:
+    """Library loggers keep their tracebacks to themselves while a store opens: the one StoreError says it all."""
+    loggers = [logging.getLogger(name) for name in _NOISY]
+    before = [lg.propagate for lg in loggers]
+    for lg in loggers:
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, propagate in zip(loggers, before):
+            lg.propagate = propagate
+
+
+def plain(uri: str, error: StoreError) -> StoreError:
+    """The store's error in the user's words: a held lock said as such, not as the library's exception."""
+    if "holds this Milvus Lite file" in str(error):
+        return StoreError(
+            f"cannot open Milvus at {uri}: {HELD} (its lock is taken).\n"
+            "Fix: stop that process (the app's job, another `indexer` or `auditor`), wait for it to end, "
+            "or use a Milvus server (docker-compose.yml)"
+        )
+    return error
