@@ -443,3 +443,150 @@ def test_a_killed_writers_temporary_file_is_cleared_by_the_next_write(tmp_path):
     live.write_text("{}")
     write_atomic(tmp_path / "report.json", "{}")
     assert not stale.exists() and live.exists() and (tmp_path / "report.json").read_text() == "{}"
+
+
+# --- the second corpus: inputs that cannot hang or lose, labels that cannot pass for each other -------------------
+
+CAFE_NFC, CAFE_NFD = "caf\u00e9.mp4", "cafe\u0301.mp4"  # one name to a reader (and to macOS), two files here
+SECOND = [
+    Case("fifo", row("fifo.mp4", 0, 1), "unreadable_video", "is not a regular file (a pipe, device or socket)"),
+    Case("valid_after_fifo", row("moving.mp4", 0, 1), "indexed"),
+    Case("one_fps_to_its_end", row("onefps.mp4", 15, 20), "indexed"),
+    Case("one_fps_whole", row("onefps.mp4"), "indexed"),
+    Case("before_damage", row("damaged.mkv", 1, 2), "indexed"),
+    Case("inside_damage", row("damaged.mkv", 8, 9), "unreadable_video", "is damaged near"),
+    Case("after_damage", row("damaged.mkv", 15, 17), "indexed"),
+    Case("after_damage_to_end", row("damaged.mkv", 18, 19.9), "indexed"),
+    Case("zero_width_label", row("moving.mp4", 1, 2, "square\u200b"), "invalid_annotation",
+         "contains an invisible character (U+200B), so it differs from 'square'"),
+    Case("cyrillic_lookalike", row("moving.mp4", 2, 3, "squ\u0430re"), "invalid_annotation",
+         "mixes Latin and Cyrillic letters ('\u0430' U+0430 (cyrillic small letter a)), so it passes for 'square'"),
+    Case("fullwidth_label", row("moving.mp4", 3, 4, "\uff53\uff51\uff55\uff41\uff52\uff45"), "invalid_annotation",
+         "the label '\uff53\uff51\uff55\uff41\uff52\uff45' and the label 'square' of other rows are one label"),
+    Case("nfc_name", row(CAFE_NFC, 0, 1, "street"), "indexed"),
+    Case("nfd_name", row(CAFE_NFD, 0, 1, "street"), "indexed"),
+    Case("valid_street", row("moving.mp4", 4, 5, "street"), "indexed"),
+    Case("valid_square", row("moving.mp4", 5, 6, "square"), "indexed"),
+]  # fmt: skip
+ROW2 = {case.name: i for i, case in enumerate(SECOND)}
+
+
+def damage(path: Path, into: Path, start: float = 0.4, end: float = 0.5) -> Path:
+    """A copy of `path` with the bytes from `start` to `end` of its length replaced by noise (a bad sector)."""
+    data = bytearray(path.read_bytes())
+    a, b = int(len(data) * start), int(len(data) * end)
+    data[a:b] = np.random.default_rng(0).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    into.write_bytes(bytes(data))
+    return into
+
+
+@pytest.fixture(scope="module")
+def second_run(tmp_path_factory, effnet):
+    folder = tmp_path_factory.mktemp("second")
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    write_video(folder / "onefps.mp4", 20, fps=1, pattern="moving")  # frames at 0..19 s; the last shows to 20 s
+    damage(write_video(folder / "full.mkv", 200, fps=10), folder / "damaged.mkv")  # damage at about 7-8 s
+    os.mkfifo(folder / "fifo.mp4")  # opening it would block until someone writes: it must never be opened
+    write_video(folder / CAFE_NFC, 20, pattern="moving")
+    write_video(folder / CAFE_NFD, 20, pattern="numbered")
+    path = folder / "manifest.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows([case.cells[c] for c in COLUMNS] for case in SECOND)
+    with loaded_once(effnet):
+        result = index(path, folder / "m.db", folder / "r.json")
+    return result, json.loads((folder / "r.json").read_text()), stored(folder / "m.db"), folder
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("case", SECOND, ids=[c.name for c in SECOND])
+def test_no_input_hangs_the_job_or_loses_a_valid_row(second_run, case):
+    result, report, clips, _ = second_run
+    assert result.exit_code == 0, result.output
+    row, failed = ROW2[case.name], {f["row"]: f for f in report["failed"]}
+    if case.outcome == "indexed":
+        assert row in clips and row not in failed, failed.get(row)
+    else:
+        assert row not in clips
+        assert failed[row]["kind"] == case.outcome and case.words in failed[row]["reason"], failed[row]
+
+
+def test_file_names_equal_up_to_normal_form_are_reported(second_run):
+    _, report, _, folder = second_run
+    named = [f for f in report["findings"] if "one name in Unicode normal form (NFC)" in f["message"]]
+    assert len(named) == 1 and sorted(named[0]["rows"]) == [ROW2["nfc_name"], ROW2["nfd_name"]]
+    assert ascii(str(folder / CAFE_NFC)) in named[0]["message"] and ascii(str(folder / CAFE_NFD)) in named[0]["message"]
+
+
+def test_a_fifo_as_the_manifest_is_one_message(tmp_path):
+    os.mkfifo(tmp_path / "m.csv")
+    result = index(tmp_path / "m.csv", tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 2 and "is not a regular file or a folder (a pipe, device or socket)" in result.output
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process", "decoder-process"])
+def test_a_file_over_the_time_limit_fails_alone_and_the_job_goes_on(tmp_path, model_once, workers):
+    noise = np.random.default_rng(0).integers(0, 256, (4, 720, 1280, 3), dtype=np.uint8)
+    write_video(tmp_path / "slow.mp4", (noise[i % 4] for i in range(300)), fps=25, codec="mpeg4")  # ~2 s to decode
+    write_video(tmp_path / "tiny.mp4", 20, fps=10, pattern="moving")  # ~0.02 s
+    rows = [row("slow.mp4"), row("tiny.mp4", 0, 1), row("tiny.mp4", 1, 2, "street")]
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    result = index(manifest, tmp_path / "m.db", tmp_path / "r.json", "--workers", workers, "--file-timeout", "0.5")
+    assert result.exit_code == 0, result.output
+    failed = {f["row"]: f["reason"] for f in json.loads((tmp_path / "r.json").read_text())["failed"]}
+    assert list(failed) == [0] and "time limit per file (0.5 s)" in failed[0], failed
+    assert sorted(stored(tmp_path / "m.db")) == [1, 2]
+
+
+# --- dataset names: validated, one collection set each, the registry never replaced -------------------------------
+
+BAD_NAMES = ["", "a b", "\u540d\u524d", "../x", "a-b", "_a", "a__b", "x" * 65]
+
+
+@pytest.mark.parametrize(
+    "name", BAD_NAMES, ids=["empty", "space", "cjk", "dotdot", "hyphen", "underscore1", "double", "long"]
+)
+def test_a_dataset_name_outside_the_rule_is_one_message_and_stores_nothing(tmp_path, name):
+    write_video(tmp_path / "moving.mp4", 20, pattern="moving")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video,start,end,label\nmoving.mp4,0,1,square\n")
+    args = ["index", str(manifest), "--dataset", name, "--model", "effnet-lite0", "--uri", str(tmp_path / "m.db")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "a dataset name is 1 to 64 ASCII letters and digits" in " ".join(result.output.split()), result.output
+    store = open_store(str(tmp_path / "m.db"))
+    try:
+        assert store.layouts() == []
+    finally:
+        store.close()
+
+
+def test_valid_dataset_names_never_share_collections():
+    from taxonomy_core.names import check_dataset_name
+
+    names = ["a_b", "ab", "a_b_c", "a", "A", "a1", "a_1", "x" * 64, "sports_2024", "ucf101", "a_b__reference"]
+    for name in names:
+        assert check_dataset_name(name) == name
+    for model in ("effnet-lite0", "clip:ViT-B-32/laion2b_s34b_b79k"):
+        collections = [S.collection_name(name, model) for name in names]
+        assert len(set(collections)) == len(names), collections
+
+
+def test_the_registry_is_never_replaced_by_a_name_that_folds_onto_another(tmp_path):
+    from taxonomy_core.store import DatasetLayout, StoreError
+
+    store = open_store(str(tmp_path / "m.db"))
+    try:
+        first = DatasetLayout("a_reference", "effnet-lite0", dim=4)  # `a`'s reference would fold onto it
+        store.ensure(first)
+        with pytest.raises(StoreError, match="'a__reference' maps to the collections of dataset 'a_reference'"):
+            store.ensure(DatasetLayout("a__reference", "effnet-lite0", dim=4))
+        assert [x.dataset for x in store.layouts()] == ["a_reference"]
+    finally:
+        store.close()
