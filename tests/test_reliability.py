@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -590,3 +591,114 @@ def test_the_registry_is_never_replaced_by_a_name_that_folds_onto_another(tmp_pa
         assert [x.dataset for x in store.layouts()] == ["a_reference"]
     finally:
         store.close()
+
+
+# --- store failures: one message, no library traceback, nothing written where no store is -----------------------
+
+INDEXER = "import sys; from indexer.cli import app; sys.argv[0] = 'indexer'; app()"
+
+
+def indexer_process(*args: str, **kwargs) -> subprocess.Popen:
+    """`indexer ARGS` as users run it: its own process, so the libraries' own log handlers write where they would."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env["COLUMNS"] = "2000"
+    return subprocess.Popen(
+        [sys.executable, "-c", INDEXER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        **kwargs,
+    )  # fmt: skip
+
+
+def run_indexer(*args: str) -> tuple[int, str]:
+    proc = indexer_process(*args)
+    output, _ = proc.communicate(timeout=600)
+    return proc.returncode, output
+
+
+def one_message(code: int, output: str, words: str) -> None:
+    assert code == 2, output
+    assert words in " ".join(output.split()), output
+    assert "Traceback" not in output and "Exception" not in output, output
+    assert len([line for line in output.splitlines() if line.strip()]) <= 8, output
+
+
+@pytest.fixture
+def small_manifest(tmp_path) -> Path:
+    write_video(tmp_path / "moving.mp4", 30, pattern="moving")
+    path = tmp_path / "m.csv"
+    path.write_text("video,start,end,label\nmoving.mp4,0,1,square\nmoving.mp4,1,2,street\n")
+    return path
+
+
+def index_args(manifest: Path, uri: str, dataset: str = "corpus") -> list[str]:
+    return ["index", str(manifest), "--dataset", dataset, "--model", "effnet-lite0", "--uri", uri, "--workers", "0"]
+
+
+def test_an_existing_file_or_folder_at_the_uri_is_refused_untouched(tmp_path, small_manifest):
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes")
+    folder = tmp_path / "photos.db"  # a user's folder whose name happens to end in .db
+    folder.mkdir()
+    (folder / "holiday.txt").write_text("keep me")
+    one_message(*run_indexer("list", "--uri", str(notes)), "is an existing file, not a Milvus Lite store")
+    one_message(*run_indexer(*index_args(small_manifest, str(notes))), "nothing was written to it")
+    one_message(*run_indexer(*index_args(small_manifest, str(folder))), "existing folder that is not a Milvus Lite")
+    assert notes.read_text() == "my notes" and [p.name for p in folder.iterdir()] == ["holiday.txt"]
+
+
+def test_a_read_only_place_is_one_message(tmp_path, small_manifest):
+    one_message(*run_indexer(*index_args(small_manifest, "/proc/self/x.db")), "/proc/self is read-only")
+    one_message(*run_indexer(*index_args(small_manifest, str(tmp_path / "no" / "x.db"))), "is not a folder")
+
+
+def test_a_lite_store_held_by_another_process_is_one_message(tmp_path, small_manifest):
+    from tests.test_app import held_store
+
+    uri = str(tmp_path / "m.db")
+    open_store(uri).close()
+    with held_store(uri):
+        one_message(*run_indexer(*index_args(small_manifest, uri)), "another process holds this Milvus Lite file")
+        one_message(*run_indexer("list", "--uri", uri), "another process holds this Milvus Lite file")
+
+
+@pytest.mark.timeout(900)
+def test_a_server_killed_mid_job_is_one_message(tmp_path):
+    from tests.conftest import free_port
+
+    for i in range(4):
+        write_video(tmp_path / f"v{i}.mp4", 200, fps=10, pattern="moving")
+    rows = [row(f"v{i}.mp4", s, s + 2, "ab"[i % 2]) for i in range(4) for s in range(0, 18, 2)]
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    port = free_port()
+    main = "import sys; from milvus_lite.cmdline import main; sys.exit(main())"
+    server = subprocess.Popen(
+        [sys.executable, "-c", main, "server", "--data-dir", str(tmp_path / "srv"), "--host", "127.0.0.1",
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                open_store(uri).close()
+                break
+            except Exception:
+                time.sleep(0.5)
+        job = indexer_process(*index_args(manifest, uri, "killed"))
+        deadline = time.time() + 300
+        while time.time() < deadline and job.poll() is None:  # the job has made its collections: it is writing
+            store = open_store(uri)
+            try:
+                if store.layout("killed"):
+                    break
+            finally:
+                store.close()
+            time.sleep(0.2)
+        server.kill()
+        output, _ = job.communicate(timeout=300)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    one_message(job.returncode, output, f"Milvus at {uri} failed in")

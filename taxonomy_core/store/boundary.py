@@ -71,14 +71,14 @@ _NOISY = ("milvus_lite", "pymilvus", "grpc")  # log a failed open with a traceba
 def quiet_open() -> Iterator[None]:
     """Library loggers keep their tracebacks to themselves while a store opens: the one StoreError says it all."""
     loggers = [logging.getLogger(name) for name in _NOISY]
-    before = [lg.propagate for lg in loggers]
-    for lg in loggers:
-        lg.propagate = False
+    before = [(lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:  # errors still reach the store's own handler (it reads a held lock from them), no further
+        lg.propagate, lg.level = False, logging.ERROR
     try:
         yield
     finally:
-        for lg, propagate in zip(loggers, before):
-            lg.propagate = propagate
+        for lg, (propagate, level) in zip(loggers, before):
+            lg.propagate, lg.level = propagate, level
 
 
 def plain(uri: str, error: StoreError) -> StoreError:
