@@ -702,3 +702,101 @@ def test_a_server_killed_mid_job_is_one_message(tmp_path):
         server.kill()
         server.wait(timeout=30)
     one_message(job.returncode, output, f"Milvus at {uri} failed in")
+
+
+# --- config: every value checked by type and range before anything runs ------------------------------------------
+
+BAD_CONFIGS = {
+    "negative_k": ("[audit]\nknn_k = -5\n", "[audit] knn_k = -5: out of range; allowed: a whole number from 1 to"),
+    "text_similarity": (
+        '[checks.duplicates]\nsimilarity = "high"\n',
+        "[checks.duplicates] similarity = 'high': allowed: a number from 0 to 1",
+    ),
+    "fraction_k": ("[audit]\nknn_k = 2.5\n", "[audit] knn_k = 2.5: allowed: a whole number from 1 to 1,000"),
+    "bool_for_number": ("[checks.mislabels]\nmargin = true\n", "[checks.mislabels] margin = True: allowed: a number"),
+    "share_above_one": ("[checks.diversity]\nsingle_video_share = 1.5\n", "single_video_share = 1.5: out of range"),
+    "one_fold": ("[checks.splits]\nfolds = 1\n", "[checks.splits] folds = 1: out of range; allowed: a whole number"),
+    "unordered_edges": ("[checks.weak_slices]\nbrightness_edges = [100, 60]\n", "numbers in increasing order"),
+    "template_without_label": ('[audit]\nprompt_templates = ["a video"]\n', "a template must contain {label}"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_a_bad_config_value_is_one_message_before_anything_runs(tmp_path, small_manifest, name):
+    from auditor.cli import app as auditor_app
+
+    text, words = BAD_CONFIGS[name]
+    (tmp_path / "audit.toml").write_text(text)
+    args = ["audit", str(small_manifest), "--dataset", "c", "--model", "effnet-lite0", "--uri", str(tmp_path / "m.db")]
+    args += ["--out", str(tmp_path / "out"), "--config", str(tmp_path / "audit.toml")]
+    result = runner.invoke(auditor_app, args)
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "out" / "report.json").exists()
+
+
+def test_every_checks_defaults_pass_its_own_validation():
+    """A new check parameter outside the default ranges must declare its range (auditor.config.RANGES)."""
+    from dataclasses import asdict
+
+    from auditor.checks import REGISTRY, check_class
+    from auditor.config import AuditConfig, validate
+
+    assert validate(AuditConfig(checks={n: asdict(check_class(n).Params()) for n in REGISTRY})) == []
+
+
+# --- degenerate datasets: a report that says so, no check crash -----------------------------------------------------
+
+
+def audit_rows(folder: Path, rows: list[dict], effnet, knn_k: int = 10, name: str = "out") -> dict:
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from indexer.pipeline import IndexConfig
+
+    manifest = folder / f"{name}.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    config = IndexConfig(dataset="degenerate", model="effnet-lite0", uri=str(folder / "m.db"), workers=0)
+    return run_audit(manifest, config, AuditConfig(knn_k=knn_k), folder / name, embedder=effnet).report
+
+
+@pytest.fixture(scope="module")
+def degenerate_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("degenerate")
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    write_video(folder / "numbered.mp4", 60, fps=10, pattern="numbered")
+    return folder
+
+
+def test_one_clip_one_class_and_all_invalid_rows_end_with_a_report_that_says_so(degenerate_folder, effnet):
+    folder = degenerate_folder
+    one_clip = audit_rows(folder, [row("moving.mp4", 0, 1, "rabbit")], effnet, name="one_clip")
+    one_class = audit_rows(folder, [row("moving.mp4", 0, 1, "rabbit"), row("numbered.mp4", 0, 1, "rabbit")], effnet,
+                           name="one_class")  # fmt: skip
+    invalid = [row("gone.mp4", 0, 1, "rabbit"), row("moving.mp4", 5, 2, "cat")]  # the dataset is stored already
+    all_invalid = audit_rows(folder, invalid, effnet, name="all_invalid")
+    for report in (one_clip, one_class, all_invalid):
+        assert [c["name"] for c in report["checks"] if c["error"]] == []  # no check crashed
+    assert len(all_invalid["clips"]) == 0 and len(one_clip["clips"]) == 1
+    for report, n in ((one_clip, 1), (all_invalid, 0)):
+        reason = f"needs at least two indexed clips; the audit has {n}"
+        assert all(c["skipped"] and reason in c["skipped"] for c in report["checks"]), report["checks"]
+    assert all(c["skipped"] for c in one_class["checks"] if c["name"] in ("mislabels", "evaluation"))
+    messages = [f["message"] for f in all_invalid["findings"]]
+    assert "the dataset has 0 class(es); classification needs at least 2" in messages
+    assert not [m for m in messages if "examples, below the minimum" in m]  # no class of 0 clips "has 1 example"
+    one = "the dataset has 1 class(es); classification needs at least 2"
+    assert one in [f["message"] for f in one_class["findings"]]
+
+
+def test_a_clamped_k_is_stated_in_the_report(degenerate_folder, effnet):
+    rows = [row("moving.mp4", i, i + 1, "square") for i in range(3)] + [
+        row("numbered.mp4", i, i + 1, "digits") for i in range(3)
+    ]
+    report = audit_rows(degenerate_folder, rows, effnet, knn_k=1000, name="clamped")
+    graph = report["neighbours"]
+    assert graph["k"] == 5 and graph["requested_k"] == 1000
+    assert graph["clamped"] == "knn_k = 1000 was clamped to 5: the dataset has 6 clips"
+    assert report["thresholds"]["audit"]["knn_k"] == 1000
