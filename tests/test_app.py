@@ -228,6 +228,8 @@ def test_a_segment_plays_from_its_exact_start_to_its_exact_end(tmp_path):
 def test_run_an_audit_from_the_app(app, demo, tmp_path, monkeypatch):
     outcome, _, manifest, _, _ = demo
     monkeypatch.setenv("AUDITOR_AUDIT_ROOTS", str(tmp_path))
+    monkeypatch.setenv("AUDITOR_DATA_ROOTS", str(manifest.parent))  # the operator's: what the app may read
+    monkeypatch.setenv("AUDITOR_OUTPUT_ROOT", str(tmp_path))  # and where it may write
     at = page(app, "app_pages/run_audit.py")
     at.text_input(key="run_manifest").set_value(str(manifest)).run()
     assert at.text_input(key="run_dataset").value == "manifest"  # filled from the manifest's name
