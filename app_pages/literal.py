@@ -2,15 +2,16 @@
 
 Streamlit renders captions, alerts, titles and widget labels as markdown with emoji shortcodes, colour
 directives, material icons, links, images and LaTeX. A label `![x](http://host/p.png)` would fetch a remote
-image and a path `root:x:0` would show an emoji; every character that markdown or those extensions read is
-backslash-escaped (CommonMark allows it for any ASCII punctuation), and line breaks become spaces.
+image, a path `root:x:0` would show an emoji and `:material/home:` an icon (Streamlit rewrites that one in the
+source, before markdown); every character that markdown or those extensions read is backslash-escaped
+(CommonMark allows it for any ASCII punctuation), and line breaks become spaces.
 """
 
 from __future__ import annotations
 
 import re
 
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^])")
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^/])")  # `/` too: `:material/x:` is read before markdown
 
 
 def literal(text: object) -> str:
