@@ -57,7 +57,11 @@ st.caption(
     "Indexes what is missing, runs every check and writes the report, in a separate process; the Milvus Lite file "
     "is held only while it runs."
 )
-roots, out_root = readable_roots(), writable_root()
+try:
+    roots, out_root = readable_roots(), writable_root()
+except AccessRefused as e:  # the operator's settings are wrong (an output root inside the code): say so
+    st.error(literal(e))
+    st.stop()
 manifest = st.text_input(
     "Manifest",
     placeholder="/data/sports/manifest.csv",

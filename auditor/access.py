@@ -12,6 +12,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from auditor.workspace import state_dir, written_audits
+
 DATA_ROOTS_ENV = "AUDITOR_DATA_ROOTS"  # os.pathsep-separated folders whose manifests and videos the app reads
 OUTPUT_ROOT_ENV = "AUDITOR_OUTPUT_ROOT"  # the folder under which the app writes audits
 CODE = Path(__file__).resolve().parents[1]  # the project's own folders: never written by the app
@@ -29,8 +31,6 @@ def _paths(configured: Sequence[str | Path] | None, env: str) -> list[Path]:
 
 def data_roots(configured: Sequence[str | Path] | None = None) -> list[Path]:
     """The flag's folders, else AUDITOR_DATA_ROOTS, else the folders of the manifests `auditor audit` audited."""
-    from auditor.workspace import written_audits
-
     roots = _paths(configured, DATA_ROOTS_ENV)
     if roots:
         return roots
@@ -40,8 +40,6 @@ def data_roots(configured: Sequence[str | Path] | None = None) -> list[Path]:
 
 def output_root(configured: str | Path | None = None) -> Path:
     """The flag's folder, else AUDITOR_OUTPUT_ROOT, else `audits/` in the state folder; never inside the code."""
-    from auditor.workspace import state_dir
-
     root = (_paths([configured] if configured else None, OUTPUT_ROOT_ENV) or [state_dir().resolve() / "audits"])[0]
     if _inside(root, [CODE]):
         raise AccessRefused(
