@@ -207,7 +207,11 @@ def test_the_case_table_names_its_referenced_rows():
 def test_every_row_is_stored_or_named_with_its_reason(corpus_run, case):
     result, report, clips, _ = corpus_run
     assert result.exit_code == 0, result.output  # bad rows never end the job
-    row = ROW[case.name]
+    stored_or_named(case, ROW[case.name], report, clips)
+
+
+def stored_or_named(case: Case, row: int, report: dict, clips: dict) -> None:
+    """The row is stored, or failed with the case's kind and words (and is not stored)."""
     failed = {f["row"]: f for f in report["failed"]}
     if case.outcome == "indexed":
         assert row in clips and row not in failed, failed.get(row)
@@ -505,12 +509,7 @@ def second_run(tmp_path_factory, effnet):
 def test_no_input_hangs_the_job_or_loses_a_valid_row(second_run, case):
     result, report, clips, _ = second_run
     assert result.exit_code == 0, result.output
-    row, failed = ROW2[case.name], {f["row"]: f for f in report["failed"]}
-    if case.outcome == "indexed":
-        assert row in clips and row not in failed, failed.get(row)
-    else:
-        assert row not in clips
-        assert failed[row]["kind"] == case.outcome and case.words in failed[row]["reason"], failed[row]
+    stored_or_named(case, ROW2[case.name], report, clips)
 
 
 def test_file_names_equal_up_to_normal_form_are_reported(second_run):
