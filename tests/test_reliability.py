@@ -701,6 +701,7 @@ def test_a_server_killed_mid_job_is_one_message(tmp_path):
         server.kill()
         server.wait(timeout=30)
     one_message(job.returncode, output, f"Milvus at {uri} failed in")
+    assert "Fix: start the server again and rerun the same command" in " ".join(output.split()), output
 
 
 # --- config: every value checked by type and range before anything runs ------------------------------------------

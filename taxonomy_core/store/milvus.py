@@ -533,7 +533,11 @@ class MilvusStore:
         try:
             return fn(*args, **kwargs)
         except MilvusException as e:
-            raise StoreError(f"Milvus at {self.uri} failed in {getattr(fn, '__name__', fn)}: {e.message}") from e
+            gone = "connect" in e.message.lower() or "unavailable" in e.message.lower()
+            fix = "\nFix: start the server again and rerun the same command: it resumes, what was written is kept"
+            raise StoreError(
+                f"Milvus at {self.uri} failed in {getattr(fn, '__name__', fn)}: {e.message}" + (fix if gone else "")
+            ) from e
 
     def _load(self, collection: str) -> None:
         """Open a collection for reads; on Lite, first close the file if what is open would pass the budget."""
