@@ -18,13 +18,14 @@ if models == []:
     )
 elif models and report["model"] not in models:
     st.error(
-        f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with "
-        f"{', '.join(models)}: re-run the audit with that model, or pick the store it was made with."
+        f"This audit was made with {literal(report['model'])} but the store holds {literal(repr(report['dataset']))} "
+        f"embedded with {literal(', '.join(models))}: re-run the audit with that model, or pick the store it was "
+        "made with."
     )
 st.title(f"Audit of {literal(report['dataset'])}")
 st.caption(
-    f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated "
-    f"{report.get('generated_at', '?')}"
+    f"model {literal(report['model'])} · manifest {literal(report.get('manifest', '?'))} · generated "
+    f"{literal(report.get('generated_at', '?'))}"
 )
 
 classes = pd.DataFrame(report["classes"])
