@@ -8,13 +8,14 @@ from app_pages.literal import literal
 from app_pages.shared import readable_roots, recent_audits, store_uri, writable_root
 from auditor import service
 from auditor.access import AccessRefused, readable_input, writable_folder
+from taxonomy_core.names import suggest_dataset_name
 
 
 def fill_dataset() -> None:
     """The dataset name follows the manifest's file name until someone types their own."""
     if st.session_state.get("run_dataset_auto", True):
         manifest = st.session_state.get("run_manifest", "").strip()
-        st.session_state["run_dataset"] = Path(manifest).stem if manifest else ""
+        st.session_state["run_dataset"] = suggest_dataset_name(Path(manifest).stem) if manifest else ""
 
 
 def open_audit(folder: str) -> None:

@@ -40,12 +40,17 @@ def check_dataset_name(name: str) -> str:
     base = name.removesuffix(DERIVED_SUFFIX) if name else name
     if _DATASET.fullmatch(base or "") and len(base) <= DATASET_MAX_CHARS:
         return name
-    suggestion = re.sub(r"[^A-Za-z0-9]+", "_", unicodedata.normalize("NFKD", name or "")).strip("_")
-    suggestion = suggestion[:DATASET_MAX_CHARS].strip("_")
+    suggestion = suggest_dataset_name(name or "")
     why = "is empty" if not name else f"is {len(name)} characters long" if len(name) > DATASET_MAX_CHARS else ""
     why = why or "has characters outside the rule"
     hint = f"; for example {suggestion!r}" if suggestion and suggestion != name else ""
     raise DatasetNameError(f"the dataset name {name!r} {why}: a dataset name is {DATASET_RULE}{hint}")
+
+
+def suggest_dataset_name(text: str) -> str:
+    """A name following the rule made from `text` (a file name, say): "" when nothing of it fits."""
+    ascii_words = re.sub(r"[^A-Za-z0-9]+", "_", unicodedata.normalize("NFKD", text)).strip("_")
+    return ascii_words[:DATASET_MAX_CHARS].strip("_")
 
 
 def normal_label(label: str) -> str:

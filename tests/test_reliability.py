@@ -568,8 +568,10 @@ def test_a_dataset_name_outside_the_rule_is_one_message_and_stores_nothing(tmp_p
 
 
 def test_valid_dataset_names_never_share_collections():
-    from taxonomy_core.names import check_dataset_name
+    from taxonomy_core.names import check_dataset_name, suggest_dataset_name
 
+    suggested = [suggest_dataset_name(t) for t in ("my-data 2024", "caf\u00e9", "\u540d\u524d")]
+    assert suggested == ["my_data_2024", "cafe", ""]
     names = ["a_b", "ab", "a_b_c", "a", "A", "a1", "a_1", "x" * 64, "sports_2024", "ucf101", "a_b__reference"]
     for name in names:
         assert check_dataset_name(name) == name
