@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from app_pages.literal import literal
 from app_pages.shared import clip_gallery, clip_title, current_audit, finding_title, thumbnails
 from app_pages.words import escape, name, plain, tip
 
@@ -85,7 +86,7 @@ if parts:
 st.subheader("Nearest classes")
 confusions = findings_of("confusable_classes", accused_only=False)
 nearest = metrics.get("nearest_class")
-st.write(f"nearest centroid: **{nearest}**")
+st.write(f"nearest centroid: **{literal(nearest)}**")
 for f in confusions:
     st.warning(escape(f"{f.get('action') or ''} {f['message']}"))
 

@@ -5,8 +5,9 @@ import math
 import streamlit as st
 
 from app_pages.evidence import cast, evidence_strip
+from app_pages.literal import literal
 from app_pages.shared import clip_title, current_audit, finding_title, live, thumbnails
-from app_pages.words import fix_text, plain
+from app_pages.words import escape, fix_text, plain
 from auditor import decisions as D
 from auditor import service
 from auditor.workspace import AuditFolderError, manifest_download
@@ -20,7 +21,7 @@ plan = D.Plan.of(report["findings"], edits)
 try:
     decided = D.load(folder, plan, str(report.get("run_id") or ""))
 except D.DecisionsError as e:
-    st.error(f"The saved decisions cannot be read: {e}")
+    st.error(f"The saved decisions cannot be read: {escape(e)}")
     if st.button("Start the decisions afresh (overwrites decisions.json)", key="reset_broken"):
         D.save(folder, D.Decisions(run_id=str(report.get("run_id") or "")), plan)
         st.rerun()
@@ -148,9 +149,9 @@ with fixes_tab:
             type="primary",
         )
     except AuditFolderError as e:
-        st.info(f"No download: {e}")
+        st.info(f"No download: {literal(e)}")
     except (OSError, ValueError) as e:
-        st.error(f"The input manifest cannot be read to apply the fixes: {e}")
+        st.error(f"The input manifest cannot be read to apply the fixes: {literal(e)}")
 
 with findings_tab:
     pages = max(1, math.ceil(len(shown) / PER_PAGE))

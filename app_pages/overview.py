@@ -5,6 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages.literal import literal
 from app_pages.shared import current_audit, live
 from app_pages.words import column_config, kind_name, plain, tip
 from auditor import decisions as D
@@ -17,16 +18,20 @@ report = audit.report
 uri = st.session_state["uri"]
 models = live(service.stored_models, uri, report["dataset"])
 if models == []:
-    st.warning(f"Milvus at `{uri}` has no dataset {report['dataset']!r}: thumbnails, players and live search are off.")
+    st.warning(
+        f"Milvus at {literal(uri)} has no dataset {literal(repr(report['dataset']))}: "
+        "thumbnails, players and live search are off."
+    )
 elif models and report["model"] not in models:
     st.error(
-        f"This audit was made with `{report['model']}` but the store holds {report['dataset']!r} embedded with "
-        f"{', '.join(models)}: re-run the audit with that model, or pick the store it was made with."
+        f"This audit was made with {literal(report['model'])} but the store holds {literal(repr(report['dataset']))} "
+        f"embedded with {literal(', '.join(models))}: re-run the audit with that model, or pick the store it was "
+        "made with."
     )
-st.title(f"Audit of {report['dataset']}")
+st.title(f"Audit of {literal(report['dataset'])}")
 st.caption(
-    f"model `{report['model']}` · manifest `{report.get('manifest', '?')}` · generated "
-    f"{report.get('generated_at', '?')}"
+    f"model {literal(report['model'])} · manifest {literal(report.get('manifest', '?'))} · generated "
+    f"{literal(report.get('generated_at', '?'))}"
 )
 
 classes = pd.DataFrame(report["classes"])

@@ -1,8 +1,10 @@
-"""The sidebar (audit folder, Milvus URI), the loaders every page shares, clip cards and players.
+"""The sidebar (audit folder; the operator's store), the loaders every page shares, clip cards and players.
 
 Pages read the audit folder through `current_audit()` and ask Milvus through `live()`. The store is
 opened only for the moment of each query (a Milvus Lite file only one process can hold); when it
 cannot answer, the page says so once, at its top, and shows what the audit folder alone can show.
+The store, the data roots and the output root are the operator's (flags or environment, docs/security.md):
+nothing on a page can change them. User text goes through `literal` before it reaches markdown.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from app_pages.literal import literal
 from auditor import service
+from auditor.access import data_roots, output_root
 from auditor.workspace import Audit, AuditFolderError, NoAudit, find_audits, open_audit
 from taxonomy_core.store import StoreError, default_uri
 
@@ -26,12 +30,29 @@ T = TypeVar("T")
 
 
 def launch_args() -> argparse.Namespace:
-    """`streamlit run app.py -- --audit DIR --uri URI`; environment variables otherwise."""
+    """`streamlit run app.py -- --audit DIR --uri URI --data-root DIR… --output-root DIR`; environment otherwise."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--audit", default=os.environ.get(AUDIT_ENV))
     parser.add_argument("--uri", default=None)
+    parser.add_argument("--data-root", action="append", default=None)
+    parser.add_argument("--output-root", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
     return args
+
+
+def store_uri() -> str:
+    """The operator's store (--uri, else AUDITOR_MILVUS_URI, else ./auditor.db), absolute: never typed in a page."""
+    return service.absolute_uri(launch_args().uri or default_uri())
+
+
+def readable_roots() -> list[Path]:
+    """The folders whose manifests and videos the app reads (auditor.access.data_roots)."""
+    return data_roots(launch_args().data_root)
+
+
+def writable_root() -> Path:
+    """The folder under which the app writes audits (auditor.access.output_root)."""
+    return output_root(launch_args().output_root)
 
 
 def launch_folders() -> tuple[Path, ...]:
@@ -63,12 +84,16 @@ def sidebar() -> None:
             help="The --out folder of `auditor audit` (holds report.json). The app opens folders under the working "
             "directory (or AUDITOR_AUDIT_ROOTS) and those `auditor audit` wrote.",
         )
-        st.session_state.setdefault("uri", args.uri or default_uri())
-        st.text_input("Milvus URI", key="uri", help="A Milvus Lite file or http://host:19530 (env AUDITOR_MILVUS_URI).")
+        st.session_state["uri"] = store_uri()
+        st.caption(f"Milvus: {literal(st.session_state['uri'])}", help="Set by whoever started the app (--uri or "
+                   "AUDITOR_MILVUS_URI); a page cannot change it.")  # fmt: skip
         audit = current_audit(stop=False)
         if audit:
             report = audit.report
-            st.caption(f"dataset **{report['dataset']}** · model `{report['model']}` · {len(report['clips'])} clips")
+            st.caption(
+                f"dataset **{literal(report['dataset'])}** · model {literal(report['model'])} · "
+                f"{len(report['clips'])} clips"
+            )
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -86,11 +111,11 @@ def current_audit(stop: bool = True) -> Audit | None:
         if stop:
             if isinstance(e, NoAudit):
                 st.info(
-                    f"No audit at `{folder}`. Run `auditor audit MANIFEST --out {folder}` (or `auditor demo`) "
+                    f"No audit at {literal(folder)}. Run `auditor audit MANIFEST --out FOLDER` (or `auditor demo`) "
                     "and pick its folder in the sidebar."
                 )
             else:
-                st.error(f"This audit folder cannot be opened: {e}")
+                st.error(f"This audit folder cannot be opened: {literal(e)}")
             st.stop()
         return None
 
@@ -131,7 +156,7 @@ def store_notice(error: StoreError) -> None:
             st.warning(f"{service.BUSY}. Thumbnails, players and live search are paused; the audit itself is below.")
         else:
             first, _, fix = str(error).partition("\nFix: ")
-            st.warning(f"Milvus cannot answer now: {first}" + (f"  \nFix: {fix}" if fix else ""))
+            st.warning(f"Milvus cannot answer now: {literal(first)}" + (f"  \nFix: {literal(fix)}" if fix else ""))
         st.button("Retry", key="store_retry", help="Ask Milvus again")
 
 
@@ -166,16 +191,16 @@ def _segment(uri: str, dataset: str, model: str, clip_id: str) -> service.Cut:
 
 
 def clip_title(clip: dict) -> str:
-    """row, file name and segment of a clip, for captions and pickers."""
+    """row, file name and segment of a clip, for pickers (plain text; wrap it in `literal` for markdown)."""
     return f"row {clip['row']} · {Path(clip['video']).name} · {clip['start']:.2f}–{clip['end']:.2f} s"
 
 
 def clip_caption(clip: dict, mark: str = "") -> str:
     """Label, split and findings, then row and time, then the file name: short lines for narrow columns."""
-    kinds = f" · {', '.join(clip['findings'])}" if clip.get("findings") else ""
+    kinds = f" · {literal(', '.join(clip['findings']))}" if clip.get("findings") else ""
     return (
-        f"{mark}**{clip['label']}** · {clip.get('split') or '–'}{kinds}  \n"
-        f"row {clip['row']} · {clip['start']:.2f}–{clip['end']:.2f} s  \n{Path(clip['video']).name}"
+        f"{mark}**{literal(clip['label'])}** · {literal(clip.get('split') or '–')}{kinds}  \n"
+        f"row {clip['row']} · {clip['start']:.2f}–{clip['end']:.2f} s  \n{literal(Path(clip['video']).name)}"
     )
 
 
@@ -205,10 +230,10 @@ def player(report: dict, clip: dict) -> None:
     try:
         cut = live(_segment, *audit_key(report), clip["clip_id"])
     except service.VideoRefused as e:
-        st.error(f"not played: {e}")
+        st.error(f"not played: {literal(e)}")
         return
     except (FileNotFoundError, ValueError) as e:
-        st.warning(str(e))
+        st.warning(literal(e))
         return
     if cut is None:
         st.caption("player paused: Milvus cannot say which files are the dataset's")
@@ -220,4 +245,4 @@ def player(report: dict, clip: dict) -> None:
 
 def finding_title(finding: dict) -> str:
     badge = SEVERITY_BADGES.get(finding["severity"], finding["severity"])
-    return f"{badge} **{finding['kind']}** · confidence {finding.get('confidence', 0):.2f}"
+    return f"{badge} **{literal(finding['kind'])}** · confidence {finding.get('confidence', 0):.2f}"

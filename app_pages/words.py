@@ -12,6 +12,8 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages.literal import literal
+
 NAMES = {
     "label": "Class",
     "count": "Clips",
@@ -180,6 +182,5 @@ def kind_name(kind: str) -> str:
 
 
 def escape(text: Any) -> str:
-    """User text for a markdown context (a subheader, a warning box): every markdown character escaped, and a
-    zero-width space after each colon so no `:emoji:` shortcode or `:red[...]` directive can form."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$&])", r"\\\1", str(text)).replace(":", ":\u200b")
+    """User text for a markdown context (a subheader, a warning box): shown exactly (app_pages.literal)."""
+    return literal(text)

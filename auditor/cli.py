@@ -106,6 +106,8 @@ def audit(
     with user_errors():
         outcome = _audit(manifest, index_config, load_config(config), out, reference, tuple(slices))
     print_audit(outcome)
+    if any(c["error"] for c in outcome.report["checks"]):  # the report is written, but incomplete: say so by the code
+        raise typer.Exit(1)
 
 
 def _audit(manifest: Path, index_config: IndexConfig, audit_config, out: Path, reference=None, slices=()):

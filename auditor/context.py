@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -196,11 +196,12 @@ class AuditContext:
         """
         k = self.config.knn_k
         if not (self.has_companions and self.store.limits.server_side_neighbours):
-            return neighbours(self.vectors, k, seed=self.config.seed)
+            return replace(neighbours(self.vectors, k, seed=self.config.seed), requested_k=k)
         t0 = time.perf_counter()
         idx, sim = self.store.neighbours(self.layout, ClipMatrix(self.clips, self.vectors, self.text_vectors), k)
         sample = np.random.default_rng(self.config.seed).choice(len(idx), min(len(idx), 500), replace=False)
-        return Neighbours(idx, sim, "milvus", sample_recall(self.vectors, idx, sample), time.perf_counter() - t0)
+        recall = sample_recall(self.vectors, idx, sample)
+        return Neighbours(idx, sim, "milvus", recall, time.perf_counter() - t0, requested_k=k)
 
     @cached_property
     def neighbours(self) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditor.access import AccessRefused, readable_input
 from auditor.workspace import remember_audit, state_dir, write_atomic
+from taxonomy_core.names import check_dataset_name
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,17 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # jobs this process started (polled
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What to audit and where the report goes."""
+    """What to audit and where the report goes; `data_roots`: the only folders the job may read videos from."""
 
     manifest: str
     dataset: str
     model: str
     uri: str
     out: str
+    data_roots: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_dataset_name(self.dataset)  # a DatasetNameError (a ValueError) before any process starts
 
 
 @dataclass
@@ -137,6 +143,7 @@ def run_job(folder: Path) -> int:
     from auditor.config import AuditConfig
     from indexer.embedders import EmbedderUnavailable
     from indexer.pipeline import IndexConfig
+    from indexer.validation import ValidationConfig
     from taxonomy_core.formats import ManifestError
     from taxonomy_core.store import StoreError
     from taxonomy_core.terminal import quiet_libraries
@@ -160,13 +167,14 @@ def run_job(folder: Path) -> int:
         status.message = f"checks: {status.done}/{n_checks} ({name} took {result.seconds:.1f}s)"
         _write_status(folder, status)
 
-    config = IndexConfig(dataset=spec.dataset, model=spec.model, uri=spec.uri)
+    roots = [Path(r) for r in spec.data_roots]
+    validation = ValidationConfig(video_roots=tuple(spec.data_roots))
+    config = IndexConfig(dataset=spec.dataset, model=spec.model, uri=spec.uri, validation=validation)
     try:
-        outcome = run_audit(
-            spec.manifest, config, AuditConfig(), spec.out, index_progress=on_index, check_progress=on_check
-        )
-    except (ManifestError, StoreError, EmbedderUnavailable, ValueError, OSError, KeyError) as e:
-        status.state, status.message = "failed", str(e)
+        manifest = readable_input(spec.manifest, roots)  # again here: the spec file is the job's only input
+        outcome = run_audit(manifest, config, AuditConfig(), spec.out, index_progress=on_index, check_progress=on_check)
+    except (AccessRefused, ManifestError, StoreError, EmbedderUnavailable, ValueError, OSError, KeyError) as e:
+        status.state, status.message = "failed", public_message(e)
         _write_status(folder, status)
         return 2
     remember_audit(outcome.out_dir, spec.manifest)
@@ -182,13 +190,20 @@ def run_job(folder: Path) -> int:
     return 0
 
 
+def public_message(error: BaseException) -> str:
+    """What the page (whoever reaches it) may read about a failure: a manifest error without the file's content."""
+    return getattr(error, "public", None) or str(error)
+
+
 def main(argv: list[str]) -> int:
     folder = Path(argv[0])
     try:
         return run_job(folder)
     except BaseException as e:  # anything unexpected: the page says so, the log has the traceback
         log.exception("the audit job failed")
-        status = JobStatus(state="failed", pid=os.getpid(), message=f"the audit failed: {type(e).__name__}: {e}")
+        status = JobStatus(
+            state="failed", pid=os.getpid(), message=f"the audit failed ({type(e).__name__}): see {folder / 'log.txt'}"
+        )
         _write_status(folder, status)
         return 1
 

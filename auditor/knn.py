@@ -34,11 +34,15 @@ class Neighbours:
     recall: float | None = None  # against exact, on a seeded sample; None when exact
     seconds: float = 0.0
     detail: str = ""  # e.g. "316 lists, probe 8"
+    requested_k: int | None = None  # the configured knn_k, when fewer clips allowed only a smaller k
 
     def summary(self) -> dict:
         recall = None if self.recall is None else round(self.recall, 4)
-        return {"method": self.method, "k": self.idx.shape[1], "recall": recall, "seconds": round(self.seconds, 2),
-                "detail": self.detail}  # fmt: skip
+        k = self.idx.shape[1]
+        clamped = self.requested_k is not None and self.requested_k > k
+        note = f"knn_k = {self.requested_k} was clamped to {k}: the dataset has {k + 1} clips" if clamped else None
+        return {"method": self.method, "k": k, "recall": recall, "seconds": round(self.seconds, 2),
+                "detail": self.detail, "requested_k": self.requested_k, "clamped": note}  # fmt: skip
 
 
 def knn(vectors: np.ndarray, k: int, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,9 @@ def index(
     timeline_fps: float = typer.Option(
         2.0, "--timeline-fps", min=0.1, help="Timeline sampling rate for the temporal check."
     ),
+    file_timeout: float = typer.Option(
+        600.0, "--file-timeout", min=0.01, help="Seconds one video may take to open and decode; its rows then fail."
+    ),
     prune: bool = typer.Option(False, "--prune", help="Delete stored clips whose rows are no longer in the manifest."),
     executor: str = typer.Option(
         "local", "--executor", help="local (this machine) or ray (a Ray cluster; needs a Milvus server --uri)."
@@ -77,7 +80,7 @@ def index(
         batch_size=batch_size,
         manifest_format=fmt,
         read=ReadOptions(video_root, pattern),
-        sampling=SamplingConfig(frames_per_clip=frames, timeline_fps=timeline_fps),
+        sampling=SamplingConfig(frames_per_clip=frames, timeline_fps=timeline_fps, file_timeout_s=file_timeout),
         prune=prune,
         executor=executor,
         ray_address=ray_address,

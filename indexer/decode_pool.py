@@ -2,7 +2,8 @@
 
 Each task is one source video with all of its segments (decoded once); results stream back one
 segment at a time through a bounded queue, so a long video never piles up in memory. A worker that
-dies (a crashing decoder) fails only the segments of the video it was on, and is replaced.
+dies (a crashing decoder), or spends longer on one video than the time limit per file (a read that
+never returns), fails only the segments of the video it was on, and is replaced.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class _Pool:
         self.results = self.ctx.Queue(maxsize=64)
         self.pending = {video: {s.row for s in specs} for video, specs in groups.items()}
         self.current: dict[int, str] = {}
+        self.since: dict[int, float] = {}  # when each worker started its current video
         self.procs = {i: self._spawn(i) for i in range(min(workers, len(groups)))}
 
     def _spawn(self, worker: int):
@@ -93,8 +95,9 @@ class _Pool:
             self.tasks.put(_STOP)
         try:
             while self.pending:
+                yield from self._overdue()
                 try:
-                    message = self.results.get(timeout=2.0)
+                    message = self.results.get(timeout=min(2.0, max(0.1, self.cfg.file_timeout_s / 4)))
                 except queue.Empty:
                     yield from self._reap()
                     continue
@@ -108,12 +111,30 @@ class _Pool:
     def _handle(self, message) -> Iterator[SampledClip | SegmentFailure]:
         if isinstance(message, _Started):
             self.current[message.worker] = message.video
+            self.since[message.worker] = time.monotonic()
         elif isinstance(message, _Finished):
-            self.current.pop(message.worker, None)
+            if self.current.get(message.worker) == message.video:
+                self.current.pop(message.worker, None)
             yield from self._fail_rest(message.video, "the decoder stopped without a result")
         else:
-            self.pending.get(message.spec.video, set()).discard(message.spec.row)
-            yield message
+            rows = self.pending.get(message.spec.video)
+            if rows is not None and message.spec.row in rows:  # else its video already failed (time limit)
+                rows.discard(message.spec.row)
+                yield message
+
+    def _overdue(self) -> Iterator[SegmentFailure]:
+        """Stop a worker past the time limit on one video (blocked in a read, or far too slow); replace it."""
+        limit = self.cfg.file_timeout_s
+        for worker, video in list(self.current.items()):
+            if time.monotonic() - self.since.get(worker, time.monotonic()) <= limit:
+                continue
+            self.current.pop(worker)
+            self.procs[worker].terminate()
+            self.procs[worker].join(timeout=5)
+            reason = f"opening and decoding it took longer than the time limit per file ({limit:g} s); skipped"
+            yield from self._fail_rest(video, reason)
+            if self.pending:
+                self.procs[worker] = self._spawn(worker)
 
     def _reap(self) -> Iterator[SegmentFailure]:
         """Replace dead workers; the video each was on fails, the others go on."""

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from indexer.decode_pool import default_workers
 from indexer.embedders import DEFAULT_MODEL, Embedder, load_embedder
 from indexer.executors import Job, load_executor
-from indexer.validation import ValidationConfig, validate
+from indexer.validation import ValidationConfig, class_size_findings, validate
 from indexer.video import SamplingConfig, SegmentFailure
 from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
+from taxonomy_core.names import check_dataset_name
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store import TOKEN_ENV, DatasetLayout, Store, open_store
+from taxonomy_core.store import DatasetLayout, Store, StoreError, configured_token, open_store
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,16 @@ def run_indexing(
     executor = load_executor(config.executor, config.ray_address)
     own_store = store is None
     store = store or open_store(config.uri, config.token)
+    try:
+        if store.layout(config.dataset) is None:  # a new dataset: its name must map to collections of its own
+            check_dataset_name(config.dataset)
+    except StoreError:
+        if own_store:
+            store.close()
+        raise
     with timer("read"):
-        validation = validate(manifest, config.validation, store.limits)  # what this store refuses is a row error
+        # what this store refuses is a row error; class sizes count the rows indexed (below)
+        validation = validate(manifest, config.validation, store.limits, sizes=False)
     report = IndexReport(
         config.dataset, config.model, store.uri, manifest, findings=list(validation.findings), timings=timer.totals
     )
@@ -143,6 +151,8 @@ def run_indexing(
             report.layout = layout
             job = _job(todo, embedder, layout, store, config)
             _follow(executor.run(job, embedder, store), job, report, progress)
+        failed = {f.row for f in report.failed}
+        report.findings += class_size_findings([c for c in clips if c.row not in failed], config.validation)
     finally:
         if own_store:
             store.close()
@@ -156,7 +166,7 @@ def _layout(embedder: Embedder, config: IndexConfig, manifest: Manifest) -> Data
         dim=embedder.dim,
         text_dim=embedder.text_dim if embedder.text_space == "semantic" else None,
         text_space=embedder.text_space,
-        sampling=asdict(_sampling(embedder, config)),
+        sampling=_sampling(embedder, config).record(),
         manifest=str(Path(manifest.path).resolve()),
         manifest_format=manifest.format,
     )
@@ -221,7 +231,7 @@ def _job(todo: list[ClipSpec], embedder: Embedder, layout: DatasetLayout, store:
         device=config.device,
         batch_size=config.batch_size,
         uri=store.uri,
-        token=config.token if config.token is not None else os.environ.get(TOKEN_ENV),  # for remote writers
+        token=config.token if config.token is not None else configured_token(store.uri),  # for remote writers
         clips_per_write=config.clips_per_write,
         workers=config.workers,
     )

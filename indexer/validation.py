@@ -10,11 +10,13 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taxonomy_core.findings import Evidence, Finding
 from taxonomy_core.formats import Manifest
 from taxonomy_core.formats.csvtext import is_formula
+from taxonomy_core.names import ZERO_WIDTH, foreign_letters, invisible, latin_lookalike, mixed_script, normal_label
 from taxonomy_core.schema import KNOWN_SPLITS, ClipSpec
 from taxonomy_core.store import StoreLimits
 
@@ -27,6 +29,8 @@ class ValidationConfig:
     recommended_per_class: int = 200
     imbalance_warning: float = 10.0
     imbalance_error: float = 100.0
+    # The only folders videos may come from (the app's data roots); empty: anywhere the manifest points.
+    video_roots: tuple[str, ...] = ()
 
 
 @dataclass
@@ -56,26 +60,36 @@ class Validation:
 
 
 def validate(
-    manifest: Manifest, config: ValidationConfig = ValidationConfig(), limits: StoreLimits = StoreLimits()
+    manifest: Manifest,
+    config: ValidationConfig = ValidationConfig(),
+    limits: StoreLimits = StoreLimits(),
+    sizes: bool = True,
 ) -> Validation:
     """All rules over a parsed manifest; parse failures from the reader are carried over.
 
-    `limits` are the store's declared field limits (the indexer passes its store's).
+    `limits` are the store's declared field limits (the indexer passes its store's). Without `sizes`, the class
+    sizes are left to the caller: the indexer counts the rows it indexed (`class_size_findings`), not the rows
+    that passed the rules only to fail at decoding.
     """
     result = Validation(findings=list(manifest.findings))
     for finding in manifest.findings:
         result.excluded.update({row: finding.message for row in finding.rows if finding.severity == "error"})
+    roots = [Path(r).resolve() for r in config.video_roots]
+    labels = {c.label for c in manifest.clips}
     for clip in manifest.clips:
-        _check_row(clip, result, limits)
+        _check_row(clip, result, limits, roots, labels)
     _check_duplicates(result.valid(manifest.clips), result)
     valid = result.valid(manifest.clips)
-    _check_label_variants(valid, result)
-    _check_class_sizes(valid, config, result)
+    _check_label_forms(valid, result)
+    _check_label_variants(result.valid(valid), result)
+    _check_file_name_forms(result.valid(valid), result)
+    if sizes:
+        result.findings += class_size_findings(result.valid(valid), config)
     return result
 
 
-def _check_row(clip: ClipSpec, result: Validation, limits: StoreLimits) -> None:
-    problem = _field_problem(clip, limits) or _label_problem(clip.label)
+def _check_row(clip: ClipSpec, result: Validation, limits: StoreLimits, roots: list[Path], labels: set[str]) -> None:
+    problem = _outside(clip.video, roots) or _field_problem(clip, limits) or _label_problem(clip.label, labels)
     if problem:
         return result.reject(clip, problem)
     if clip.start is not None and clip.start < 0:
@@ -147,13 +161,38 @@ def _encodes(text: str) -> bool:
     return True
 
 
-def _label_problem(label: str) -> str | None:
-    """Why a label cannot be a class name: empty, a line break or other control character, a spreadsheet
-    formula (CSV injection: it would run when the fixed manifest is opened), or a comma (AutoML refuses it)."""
-    if not label.strip():
+def _outside(video: str, roots: list[Path]) -> str | None:
+    """A video outside the configured roots; the same words whether or not it exists (nothing is looked at)."""
+    if not roots:
+        return None
+    real = None if "://" in video else Path(video).resolve()
+    if real is not None and any(real == root or real.is_relative_to(root) for root in roots):
+        return None
+    return "the video is outside the data folders this app reads; the operator may add its folder (--data-root)"
+
+
+def _label_problem(label: str, labels: set[str] = frozenset()) -> str | None:
+    """Why a label cannot be a class name: empty, a line break or other control character, an invisible
+    character, letters of two alphabets in one word (a look-alike), a spreadsheet formula (CSV injection: it
+    would run when the fixed manifest is opened), or a comma (AutoML refuses it)."""
+    if not label.translate(ZERO_WIDTH).strip():
         return "the label is empty"
     if _control(label):
         return f"the label {_short(label)} contains a control character ({_control(label)}), such as a line break"
+    if invisible(label):
+        return (
+            f"the label {_short(label)} contains an invisible character ({invisible(label)}), so it differs from "
+            f"{_short(label.translate(ZERO_WIDTH))} though it looks the same: write it as that"
+        )
+    alphabets = mixed_script(label)
+    if alphabets:
+        seen = latin_lookalike(label)
+        known = ", the label of other rows" if seen in labels else ""
+        return (
+            f"the label {_short(label)} mixes {' and '.join(a.title() for a in alphabets)} letters "
+            f"({foreign_letters(label, alphabets[0])}), so it passes for {_short(seen)}{known} but is another class: "
+            "retype it in one alphabet"
+        )
     if is_formula(label.strip()):
         return f"the label {_short(label)} starts with {label.strip()[0]!r}, so a spreadsheet would run it as a formula"
     if "," in label:
@@ -212,6 +251,45 @@ def _check_duplicates(clips: list[ClipSpec], result: Validation) -> None:
         )
 
 
+def _check_label_forms(clips: list[ClipSpec], result: Validation) -> None:
+    """Labels spelled differently that are one label in Unicode's normal form (NFKC: a full-width `ｈｕｒｄｌｅｓ`,
+    a decomposed `café`): an error naming both spellings; the rows of the rarer spelling are not indexed."""
+    counts = Counter(c.label for c in clips)
+    forms: dict[str, list[str]] = defaultdict(list)
+    for label in counts:
+        forms[normal_label(label)].append(label)
+    for names in forms.values():
+        spellings = {unicodedata.normalize("NFKC", n).strip().casefold() for n in names}
+        if len(names) < 2 or len(spellings) == len({n.strip().casefold() for n in names}):
+            continue  # differ by case or spaces only: the warning below
+        keep = max(names, key=lambda n: (counts[n], n == unicodedata.normalize("NFC", n)))
+        for clip in clips:
+            if clip.label in names and clip.label != keep:
+                result.reject(
+                    clip,
+                    f"the label {clip.label!r} and the label {keep!r} of other rows are one label in Unicode normal "
+                    f"form (NFKC) but are spelled with different characters: write it as {keep!r}",
+                )
+
+
+def _check_file_name_forms(clips: list[ClipSpec], result: Validation) -> None:
+    """Paths equal up to Unicode normal form (NFC vs NFD): two files here, one file on macOS."""
+    paths: dict[str, list[ClipSpec]] = defaultdict(list)
+    for clip in clips:
+        paths[unicodedata.normalize("NFC", clip.video)].append(clip)
+    for group in paths.values():
+        spellings = sorted({c.video for c in group})
+        if len(spellings) > 1:
+            result.warn(
+                "invalid_annotation",
+                f"the video paths {', '.join(map(ascii, spellings))} are one name in Unicode normal form (NFC) "
+                "but different files here; on macOS, and to most people, they are the same file",
+                group,
+                "rename one of the files (or merge them) so that each video has one spelling",
+                videos=tuple(spellings),
+            )
+
+
 def _check_label_variants(clips: list[ClipSpec], result: Validation) -> None:
     counts = Counter(c.label for c in clips)
     variants: dict[str, list[str]] = defaultdict(list)
@@ -232,8 +310,14 @@ def _check_label_variants(clips: list[ClipSpec], result: Validation) -> None:
         )
 
 
-def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: Validation) -> None:
+def class_size_findings(clips: list[ClipSpec], config: ValidationConfig = ValidationConfig()) -> list[Finding]:
     """Errors per class under AutoML's minimum; the rule of thumb as one dataset-wide warning."""
+    result = Validation()
+    _check_class_sizes(clips, config, result)
+    return result.findings
+
+
+def _check_class_sizes(clips: list[ClipSpec], config: ValidationConfig, result: Validation) -> None:
     counts = Counter(c.label for c in clips)
     if len(counts) < 2:
         result.findings.append(

@@ -7,8 +7,10 @@ import io
 import logging
 import math
 import os
+import stat
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import av
 import numpy as np
@@ -46,11 +48,28 @@ class SamplingConfig:
     # 4.9 images of compute for effnet-lite0). 1 s: the nearest whole second inside the segment; the demo keeps its
     # decisions (tests/test_embedders.py).
     middle_grid_s: float = 1.0
+    # How the job treats a file, not what is stored (left out of `record`): the time one file may take to open and
+    # decode (a stalled network mount, a pathological file) before its rows fail and the job goes on, and how far
+    # past a damaged region decoding seeks again (it gives up after `damage_retries` damaged regions in one file).
+    file_timeout_s: float = 600.0
+    damage_skip_s: float = 1.0
+    damage_retries: int = 16
+
+    def record(self) -> dict:
+        """What the store records about how clips were made (the job-only settings left out)."""
+        return {k: v for k, v in asdict(self).items() if k not in JOB_ONLY}
 
     @classmethod
     def recorded(cls, sampling: dict) -> SamplingConfig:
         """The config a store layout recorded; layouts from before the grid sampled each segment's exact times."""
         return cls(**{"frame_grid_s": 0.0, "middle_grid_s": 0.0, **sampling})
+
+
+JOB_ONLY = ("file_timeout_s", "damage_skip_s", "damage_retries")
+
+
+class TimeLimit(Exception):
+    """The file's time to open and decode ran out (SamplingConfig.file_timeout_s)."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +188,9 @@ def sample_video(path: str, specs: list[ClipSpec], cfg: SamplingConfig) -> Itera
     if problem:
         yield from (SegmentFailure(s, "unreadable_video", problem) for s in specs)
         return
+    deadline = time.monotonic() + cfg.file_timeout_s
     try:
-        container = av.open(path)
+        container = av.open(path, timeout=cfg.file_timeout_s)  # ffmpeg's own interrupt, for a stalled read
     except (av.FFmpegError, OSError, ValueError) as e:
         yield from (SegmentFailure(s, "unreadable_video", f"cannot open {path}: {e}") for s in specs)
         return
@@ -188,16 +208,24 @@ def sample_video(path: str, specs: list[ClipSpec], cfg: SamplingConfig) -> Itera
             else:
                 plans.append(outcome)
         if plans:
-            yield from _decode(container, path, plans, cfg)
+            yield from _decode(container, path, plans, cfg, deadline)
 
 
 def _file_problem(path: str) -> str | None:
     """A local file that is missing or empty, said plainly rather than as ffmpeg's "invalid data"."""
     if "://" in path:
         return None
-    if not os.path.exists(path):
+    try:
+        info = os.stat(path)  # never opens it: opening a FIFO blocks until someone writes to it
+    except FileNotFoundError:
         return f"{path} does not exist"
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror})"
+    if stat.S_ISDIR(info.st_mode):
+        return f"{path} is a folder, not a video file"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path} is not a regular file (a pipe, device or socket), so it is not read: give a video file"
+    if info.st_size == 0:
         return f"{path} is empty (0 bytes): copy the video again"
     return None
 
@@ -234,8 +262,11 @@ def _plan(spec: ClipSpec, info: VideoInfo, cfg: SamplingConfig, path: str) -> _P
     return _Plan(spec, info, start, end, clip_times, steps, snap(steps, start, end, cfg.frame_grid_s), float(middle))
 
 
-def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> Iterator[SampledClip | SegmentFailure]:
-    """Walk the stream once, in time order; re-seek only across gaps longer than `seek_gap_s`."""
+def _decode(
+    container, path: str, plans: list[_Plan], cfg: SamplingConfig, deadline: float = math.inf
+) -> Iterator[SampledClip | SegmentFailure]:
+    """Walk the stream once, in time order; re-seek only across gaps longer than `seek_gap_s`, and past a
+    damaged region (the segments that need frames inside it fail, later ones are still decoded)."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     info = plans[0].info
@@ -243,12 +274,21 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
     half_period = 0.5 / info.fps if info.fps > 0 else 0.02
     targets = sorted((t, i) for i, p in enumerate(plans) for t in p.times())
     cursor, frame_no, last, error = 0, -1, None, None
-    try:
-        while cursor < len(targets):
+    damaged: dict[int, str] = {}  # plan -> where the damage hid one of its frames
+    skip_to, retries = -math.inf, 0
+    while cursor < len(targets):
+        while cursor < len(targets) and targets[cursor][0] < skip_to:  # hidden by the damage
+            damaged.setdefault(targets[cursor][1], f"{skip_to - cfg.damage_skip_s:.2f}s")
+            cursor += 1
+        if cursor == len(targets):
+            break
+        try:
             seek_to = int((targets[cursor][0] + offset) / stream.time_base)
             container.seek(max(0, seek_to - 1), stream=stream, backward=True)
             last, assigned_since_seek = None, False
             for frame in container.decode(stream):
+                if time.monotonic() > deadline:
+                    raise TimeLimit(f"the time limit per file ({cfg.file_timeout_s:g} s) ran out")
                 frame_no += 1
                 t = frame.time - offset if frame.time is not None else (last.time if last else 0.0) + 2 * half_period
                 current = _Decoded(frame, t, frame_no)
@@ -258,17 +298,42 @@ def _decode(container, path: str, plans: list[_Plan], cfg: SamplingConfig) -> It
                     target, i = targets[cursor]
                     cursor += 1
                     assigned_since_seek = True
-                    if plans[i].assign(target, shown, cfg):
+                    if last is None and retries and target < t - 2 * half_period - 1e-6:  # its frame is lost
+                        damaged.setdefault(i, f"{target:.2f}s")
+                    if i not in damaged and plans[i].assign(target, shown, cfg):
                         yield _assemble(plans[i], cfg)
                 last = current
                 if cursor < len(targets) and assigned_since_seek and targets[cursor][0] - t > cfg.seek_gap_s:
                     break
             else:
                 break
-    except (av.FFmpegError, OSError, MemoryError) as e:
-        error = e
-        log.warning("decoding %s stopped at %.2fs: %s", path, last.time if last else 0.0, e)
-    yield from _tail(plans, targets[cursor:], last, error, path, cfg)
+        except (av.FFmpegError, OSError) as e:
+            retries += 1
+            where = last.time if last is not None else targets[cursor][0]
+            log.warning("decoding %s failed at %.2fs (%s); seeking past it", path, where, e)
+            if retries > cfg.damage_retries:
+                error = e
+                break
+            skip_to = max(skip_to, where) + cfg.damage_skip_s
+            last = None
+        except (TimeLimit, MemoryError) as e:
+            error = e
+            log.warning("decoding %s stopped at %.2fs: %s", path, last.time if last else 0.0, e)
+            break
+    yield from _damaged(plans, damaged, path)
+    missing = [(t, i) for t, i in targets[cursor:] if i not in damaged]
+    yield from _tail(plans, missing, last, error, path, cfg)
+
+
+def _damaged(plans: list[_Plan], damaged: dict[int, str], path: str) -> Iterator[SegmentFailure]:
+    for i, where in sorted(damaged.items()):
+        plan = plans[i]
+        yield SegmentFailure(
+            plan.spec,
+            "unreadable_video",
+            f"{path} is damaged near {where} (its frames there cannot be decoded; later ones were); the segment "
+            f"needs {plan.start:.2f}-{plan.end:.2f}s: cut it to the intact part or copy the video again",
+        )
 
 
 @dataclass
@@ -307,8 +372,10 @@ def _tail(plans, missing, last: _Decoded | None, error, path, cfg) -> Iterator[S
     """Targets after the last frame: it stays on screen to the end, within the tolerance."""
     unfinished = {i for _, i in missing}
     if last is not None and error is None:
+        fps = plans[0].info.fps
+        period = 1.0 / fps if fps > 0 else 0.0  # the last frame stays on screen this long
         for t, i in missing:
-            if t - last.time <= cfg.end_tolerance_s and plans[i].assign(t, last, cfg):
+            if t - last.time <= period + cfg.end_tolerance_s and plans[i].assign(t, last, cfg):
                 unfinished.discard(i)
                 yield _assemble(plans[i], cfg)
     reached = f"{last.time:.2f}s" if last is not None else "its first frame"

@@ -21,8 +21,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TQDM_DISABLE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("pymilvus", "milvus_lite", "sentence_transformers", "transformers", "huggingface_hub", "root"):
+    for name in ("sentence_transformers", "transformers", "huggingface_hub", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("pymilvus", "milvus_lite", "grpc"):  # their failures reach the user as one StoreError, said once
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 class IndexProgress:

@@ -71,9 +71,10 @@ def page(at: AppTest, path: str) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
+    """What the page shows, as read: user text reaches markdown escaped (app_pages.literal), shown unescaped."""
     parts = [*at.markdown, *at.caption, *at.info, *at.warning, *at.error, *at.success, *at.subheader]
     literal = [html.unescape(re.sub("<[^>]+>", "", h.proto.body)) for h in at.get("html")]  # user text, escaped
-    return "\n".join([str(x.value) for x in parts] + literal)
+    return "\n".join([unescaped(x.value) for x in parts] + literal)
 
 
 def class_table(at: AppTest):
@@ -85,6 +86,10 @@ def load_decisions(folder: Path) -> dict[str, str]:
     audit = open_audit(folder, (folder,))
     plan = D.Plan.of(audit.report["findings"], audit.edits)
     return D.load(folder, plan).accepted_edits(plan)
+
+
+def unescaped(markdown: object) -> str:
+    return re.sub(r"\\(.)", r"\1", str(markdown))
 
 
 def test_overview_summary_and_class_filter(app, demo):
@@ -127,7 +132,7 @@ def test_map_says_why_only_eight_clips_play(app, demo):
 def test_class_page_tells_one_story_about_sub_groups_and_boxes(app, demo):
     at = page(app, "app_pages/class_page.py")
     at.selectbox(key="class_label").set_value("rabbit").run()
-    assert at.subheader[0].value.startswith("rabbit")
+    assert unescaped(at.subheader[0].value).startswith("rabbit")
     shown = texts(at)
     assert "HDBSCAN clusters [" not in shown and "1 clips" not in shown
     assert "falls into two distinct groups" in shown  # the split candidate leads; clusters are said in words
@@ -261,6 +266,8 @@ def test_a_segment_plays_from_its_exact_start_to_its_exact_end(tmp_path):
 def test_run_an_audit_from_the_app(app, demo, tmp_path, monkeypatch):
     outcome, _, manifest, _, _ = demo
     monkeypatch.setenv("AUDITOR_AUDIT_ROOTS", str(tmp_path))
+    monkeypatch.setenv("AUDITOR_DATA_ROOTS", str(manifest.parent))  # the operator's: what the app may read
+    monkeypatch.setenv("AUDITOR_OUTPUT_ROOT", str(tmp_path))  # and where it may write
     at = page(app, "app_pages/run_audit.py")
     at.text_input(key="run_manifest").set_value(str(manifest)).run()
     assert at.text_input(key="run_dataset").value == "demo"  # the open audit's dataset for its own manifest

@@ -8,7 +8,9 @@ the fixed manifest only from a manifest the store or the CLI vouches for.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -175,4 +177,177 @@ def test_a_crafted_audit_folder_serves_no_file_outside_the_dataset(demo, tmp_pat
             assert 400 <= status < 500 or b"<!doctype html>" in body.lower()[:2000], (probe, status)  # or the app shell
         for media_url in served:
             assert not [s for s in forbidden if s in fetch(media_url)[1]], media_url
+    context.close()
+
+
+# --- the threat model (docs/security.md): read under the data roots, write under the output root ------------------
+
+SHADOW = "root:*:19000:0:99999:7:::  SHADOW-4f1c9a"  # a first line the app must never show
+
+
+def test_the_app_reads_only_under_the_data_roots(tmp_path, monkeypatch):
+    from auditor.access import AccessRefused, data_roots, readable_input
+
+    data, outside = tmp_path / "data", tmp_path / "private"
+    for folder in (data, outside):
+        folder.mkdir()
+    (data / "manifest.csv").write_text("video,label\nclip.mp4,x\n")
+    (outside / "shadow.csv").write_text(SHADOW + "\n")
+    (data / "id_rsa").write_text(SHADOW)
+    (data / "escape.csv").symlink_to(outside / "shadow.csv")
+    os.mkfifo(data / "pipe.csv")
+    roots = [data.resolve()]
+    assert readable_input(data / "manifest.csv", roots) == (data / "manifest.csv").resolve()
+    assert readable_input(data, roots) == data.resolve()  # a folder of class folders
+    refusals = {}
+    for name, path in {
+        "outside": outside / "shadow.csv", "missing_outside": outside / "nothing.csv", "folder_outside": outside,
+        "etc": Path("/etc/shadow"), "link_out": data / "escape.csv", "fifo": data / "pipe.csv",
+        "not_a_manifest": data / "id_rsa", "dotdot": data / ".." / "private" / "shadow.csv",
+    }.items():  # fmt: skip
+        with pytest.raises(AccessRefused) as refused:
+            readable_input(path, roots)
+        refusals[name] = str(refused.value).replace(str(path), "PATH")
+        assert "SHADOW" not in refusals[name]
+    assert refusals["outside"] == refusals["missing_outside"] == refusals["folder_outside"]  # existence not told
+    assert "outside the data folders this app reads" in refusals["etc"] and "outside" in refusals["link_out"]
+    assert "not a regular file" in refusals["fifo"] and "is not a manifest" in refusals["not_a_manifest"]
+    with pytest.raises(AccessRefused, match="reads no data folder yet"):
+        readable_input(data / "manifest.csv", [])
+    monkeypatch.delenv("AUDITOR_DATA_ROOTS", raising=False)
+    assert data_roots() == []
+    remember_audit(tmp_path / "audit", data / "manifest.csv")  # by default: the folders `auditor audit` read
+    assert data_roots() == [data.resolve()]
+    monkeypatch.setenv("AUDITOR_DATA_ROOTS", str(outside))
+    assert data_roots() == [outside.resolve()] and data_roots([str(data)]) == [data.resolve()]  # flag > env
+
+
+def test_the_app_writes_only_under_the_output_root_and_never_into_its_code(tmp_path):
+    from auditor.access import CODE, AccessRefused, output_root, writable_folder
+
+    root = output_root(str(tmp_path / "out"))
+    assert writable_folder("audit_out", root) == root / "audit_out"
+    for name in ("../escape", str(tmp_path / "elsewhere"), str(CODE / "app_pages"), "", "a\0b"):
+        with pytest.raises(AccessRefused):
+            writable_folder(name, root)
+    with pytest.raises(AccessRefused, match="inside the app's own code"):
+        output_root(str(CODE / "audits"))
+    with pytest.raises(AccessRefused, match="outside the output root"):
+        writable_folder(str(CODE / "app_pages"), Path("/"))  # even a root above the code never reaches into it
+    assert output_root(None).is_relative_to(Path(os.environ["AUDITOR_STATE_DIR"]).resolve())  # the default
+
+
+def wait_for(job: Path, seconds: float = 300):
+    from auditor.jobs import read_job
+
+    deadline = time.time() + seconds
+    while not read_job(job).finished and time.time() < deadline:
+        time.sleep(0.5)
+    return read_job(job)
+
+
+def test_a_job_never_echoes_a_file_it_may_not_read(tmp_path):
+    from auditor.jobs import JobSpec, start_audit_job
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.csv").write_text(SHADOW + "\n")  # under the roots, named like a manifest, not one
+    (tmp_path / "shadow").write_text(SHADOW + "\n")
+    common = {"dataset": "x", "model": "effnet-lite0", "uri": str(tmp_path / "m.db"), "data_roots": [str(data)]}
+    outside = start_audit_job(JobSpec(manifest=str(tmp_path / "shadow"), out=str(tmp_path / "o1"), **common))
+    inside = start_audit_job(JobSpec(manifest=str(data / "notes.csv"), out=str(tmp_path / "o2"), **common))
+    for job, words in ((outside, "outside the data folders this app reads"), (inside, "has no label or video column")):
+        status = wait_for(job)
+        assert status.state == "failed" and words in status.message, status.message
+        assert "SHADOW" not in (job / "status.json").read_text() and "root:*" not in status.message
+    assert not (tmp_path / "o1").exists()  # refused before anything is written
+    with pytest.raises(ValueError, match="a dataset name is"):
+        JobSpec(manifest=str(data / "notes.csv"), out=str(tmp_path / "o3"), **{**common, "dataset": "../x"})
+
+
+def test_the_token_goes_only_to_the_server_it_was_configured_for(monkeypatch):
+    """A listener stands in for a server the operator did not configure: it records what a client sends."""
+    import base64
+    import socket
+    import threading
+
+    from taxonomy_core.store import StoreError, open_store
+
+    token = "root:TOKEN-7d2e"
+
+    def listener() -> tuple[str, bytearray]:
+        server, received = socket.create_server(("127.0.0.1", 0)), bytearray()
+
+        def serve() -> None:
+            while True:
+                connection, _ = server.accept()
+                connection.settimeout(3)
+                connection.sendall(bytes.fromhex("000000040000000000"))  # an HTTP/2 SETTINGS frame, then listen
+                try:
+                    while chunk := connection.recv(65536):
+                        received.extend(chunk)
+                except OSError:
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{server.getsockname()[1]}", received
+
+    monkeypatch.setenv("AUDITOR_MILVUS_TOKEN", token)
+    monkeypatch.setenv("AUDITOR_MILVUS_URI", "http://127.0.0.1:1")  # the server the token belongs to
+    sent = base64.b64encode(token.encode())
+    explicit_uri, explicit = listener()
+    with pytest.raises(StoreError):
+        open_store(explicit_uri, token)  # the operator passed --token for this URI: sent (the listener sees it)
+    assert sent in explicit
+    other_uri, other = listener()
+    with pytest.raises(StoreError):
+        open_store(other_uri)  # any other URI: the configured token stays home
+    assert other and sent not in other and b"TOKEN-7d2e" not in other
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_app_refuses_paths_outside_its_roots_and_shows_user_text_literally(demo, tmp_path, browser, monkeypatch):  # noqa: F811
+    from auditor.access import CODE
+    from tests.test_browser import settle, streamlit_app, type_into, visit
+
+    data, private = tmp_path / "data", tmp_path / "private"
+    data.mkdir()
+    private.mkdir()
+    (private / "shadow.csv").write_text(SHADOW + "\n")
+    (data / "m.csv").write_text("video,start,end,label\nclip.mp4,0,1,x\n")
+    hostile = "root:x:0 ![x](http://203.0.113.9/p.png) **bold** :material/home: $x^2$"
+    folder = tmp_path / "allowed" / "audit"
+    shutil.copytree(demo[0].out_dir, folder)
+    rewrite(folder, dataset=hostile)
+    monkeypatch.setenv("AUDITOR_DATA_ROOTS", str(data))
+    monkeypatch.setenv("AUDITOR_OUTPUT_ROOT", str(tmp_path / "out"))
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    outside: list[str] = []
+    tab.on(
+        "request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else outside.append(r.url)
+    )
+    with streamlit_app(folder, demo[4], tmp_path / "state", roots=tmp_path / "allowed") as url:
+        visit(tab, url, "h1")
+        body = tab.inner_text("body")
+        title = tab.locator("h1").first.inner_text()
+        assert title == f"Audit of {hostile}" and "❌" not in body, title  # every character as written
+        assert tab.locator('img[src*="203.0.113.9"]').count() == 0 and outside == []
+        assert tab.get_by_role("textbox", name="Milvus URI").count() == 0  # the operator's store, not the page's
+        visit(tab, f"{url}/run_audit", 'h1:has-text("Run an audit")')
+        type_into(tab, "Dataset name", "probe")
+        for manifest, out, words in [
+            (str(private / "shadow.csv"), "o", "is outside the data folders this app reads"),
+            (str(private), "o", "is outside the data folders this app reads"),
+            ("/etc/shadow", "o", "is outside the data folders this app reads"),
+            (str(data / "m.csv"), str(CODE / "app_pages"), "is outside the output root"),
+            (str(data / "m.csv"), "../../escape", "is outside the output root"),
+        ]:
+            type_into(tab, "Manifest", manifest)
+            type_into(tab, "Output folder", out)
+            tab.get_by_role("button", name="Run the audit").click()
+            settle(tab)
+            alert = tab.locator('[data-testid="stAlert"]').last.inner_text()
+            assert words in alert and "SHADOW" not in tab.inner_text("body"), alert
+        assert not (CODE / "app_pages" / "report.json").exists() and not list((tmp_path / "state").glob("jobs/*"))
     context.close()

@@ -78,9 +78,11 @@ def streamlit_app(audit: Path, uri: str, state: Path, roots: Path | None = None)
 
 
 @pytest.fixture
-def server(demo, tmp_path):
-    outcome, _, _, _, uri = demo
+def server(demo, tmp_path, monkeypatch):
+    outcome, _, manifest, _, uri = demo
     (outcome.out_dir / "decisions.json").unlink(missing_ok=True)
+    monkeypatch.setenv("AUDITOR_DATA_ROOTS", str(manifest.parent))  # what "Run an audit" may read
+    monkeypatch.setenv("AUDITOR_OUTPUT_ROOT", str(tmp_path))  # and where it may write
     with streamlit_app(outcome.out_dir, uri, tmp_path / "state", roots=tmp_path) as url:
         yield url
 

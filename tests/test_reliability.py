@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +207,11 @@ def test_the_case_table_names_its_referenced_rows():
 def test_every_row_is_stored_or_named_with_its_reason(corpus_run, case):
     result, report, clips, _ = corpus_run
     assert result.exit_code == 0, result.output  # bad rows never end the job
-    row = ROW[case.name]
+    stored_or_named(case, ROW[case.name], report, clips)
+
+
+def stored_or_named(case: Case, row: int, report: dict, clips: dict) -> None:
+    """The row is stored, or failed with the case's kind and words (and is not stored)."""
     failed = {f["row"]: f for f in report["failed"]}
     if case.outcome == "indexed":
         assert row in clips and row not in failed, failed.get(row)
@@ -443,3 +448,357 @@ def test_a_killed_writers_temporary_file_is_cleared_by_the_next_write(tmp_path):
     live.write_text("{}")
     write_atomic(tmp_path / "report.json", "{}")
     assert not stale.exists() and live.exists() and (tmp_path / "report.json").read_text() == "{}"
+
+
+# --- the second corpus: inputs that cannot hang or lose, labels that cannot pass for each other -------------------
+
+CAFE_NFC, CAFE_NFD = "caf\u00e9.mp4", "cafe\u0301.mp4"  # one name to a reader (and to macOS), two files here
+SECOND = [
+    Case("fifo", row("fifo.mp4", 0, 1), "unreadable_video", "is not a regular file (a pipe, device or socket)"),
+    Case("valid_after_fifo", row("moving.mp4", 0, 1), "indexed"),
+    Case("one_fps_to_its_end", row("onefps.mp4", 15, 20), "indexed"),
+    Case("one_fps_whole", row("onefps.mp4"), "indexed"),
+    Case("before_damage", row("damaged.mkv", 1, 2), "indexed"),
+    Case("inside_damage", row("damaged.mkv", 8, 9), "unreadable_video", "is damaged near"),
+    Case("after_damage", row("damaged.mkv", 15, 17), "indexed"),
+    Case("after_damage_to_end", row("damaged.mkv", 18, 19.9), "indexed"),
+    Case("zero_width_label", row("moving.mp4", 1, 2, "square\u200b"), "invalid_annotation",
+         "contains an invisible character (U+200B), so it differs from 'square'"),
+    Case("cyrillic_lookalike", row("moving.mp4", 2, 3, "squ\u0430re"), "invalid_annotation",
+         "mixes Latin and Cyrillic letters ('\u0430' U+0430 (cyrillic small letter a)), so it passes for 'square'"),
+    Case("fullwidth_label", row("moving.mp4", 3, 4, "\uff53\uff51\uff55\uff41\uff52\uff45"), "invalid_annotation",
+         "the label '\uff53\uff51\uff55\uff41\uff52\uff45' and the label 'square' of other rows are one label"),
+    Case("nfc_name", row(CAFE_NFC, 0, 1, "street"), "indexed"),
+    Case("nfd_name", row(CAFE_NFD, 0, 1, "street"), "indexed"),
+    Case("valid_street", row("moving.mp4", 4, 5, "street"), "indexed"),
+    Case("valid_square", row("moving.mp4", 5, 6, "square"), "indexed"),
+]  # fmt: skip
+ROW2 = {case.name: i for i, case in enumerate(SECOND)}
+
+
+def damage(path: Path, into: Path, start: float = 0.4, end: float = 0.5) -> Path:
+    """A copy of `path` with the bytes from `start` to `end` of its length replaced by noise (a bad sector)."""
+    data = bytearray(path.read_bytes())
+    a, b = int(len(data) * start), int(len(data) * end)
+    data[a:b] = np.random.default_rng(0).integers(0, 256, b - a, dtype=np.uint8).tobytes()
+    into.write_bytes(bytes(data))
+    return into
+
+
+@pytest.fixture(scope="module")
+def second_run(tmp_path_factory, effnet):
+    folder = tmp_path_factory.mktemp("second")
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    write_video(folder / "onefps.mp4", 20, fps=1, pattern="moving")  # frames at 0..19 s; the last shows to 20 s
+    damage(write_video(folder / "full.mkv", 200, fps=10), folder / "damaged.mkv")  # damage at about 7-8 s
+    os.mkfifo(folder / "fifo.mp4")  # opening it would block until someone writes: it must never be opened
+    write_video(folder / CAFE_NFC, 20, pattern="moving")
+    write_video(folder / CAFE_NFD, 20, pattern="numbered")
+    path = folder / "manifest.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows([case.cells[c] for c in COLUMNS] for case in SECOND)
+    with loaded_once(effnet):
+        result = index(path, folder / "m.db", folder / "r.json")
+    return result, json.loads((folder / "r.json").read_text()), stored(folder / "m.db"), folder
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("case", SECOND, ids=[c.name for c in SECOND])
+def test_no_input_hangs_the_job_or_loses_a_valid_row(second_run, case):
+    result, report, clips, _ = second_run
+    assert result.exit_code == 0, result.output
+    stored_or_named(case, ROW2[case.name], report, clips)
+
+
+def test_file_names_equal_up_to_normal_form_are_reported(second_run):
+    _, report, _, folder = second_run
+    named = [f for f in report["findings"] if "one name in Unicode normal form (NFC)" in f["message"]]
+    assert len(named) == 1 and sorted(named[0]["rows"]) == [ROW2["nfc_name"], ROW2["nfd_name"]]
+    assert ascii(str(folder / CAFE_NFC)) in named[0]["message"] and ascii(str(folder / CAFE_NFD)) in named[0]["message"]
+
+
+def test_a_fifo_as_the_manifest_is_one_message(tmp_path):
+    os.mkfifo(tmp_path / "m.csv")
+    result = index(tmp_path / "m.csv", tmp_path / "m.db", tmp_path / "r.json")
+    assert result.exit_code == 2 and "is not a regular file or a folder (a pipe, device or socket)" in result.output
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process", "decoder-process"])
+def test_a_file_over_the_time_limit_fails_alone_and_the_job_goes_on(tmp_path, model_once, workers):
+    noise = np.random.default_rng(0).integers(0, 256, (4, 720, 1280, 3), dtype=np.uint8)
+    write_video(tmp_path / "slow.mp4", (noise[i % 4] for i in range(300)), fps=25, codec="mpeg4")  # ~2 s to decode
+    write_video(tmp_path / "tiny.mp4", 20, fps=10, pattern="moving")  # ~0.02 s
+    rows = [row("slow.mp4"), row("tiny.mp4", 0, 1), row("tiny.mp4", 1, 2, "street")]
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    result = index(manifest, tmp_path / "m.db", tmp_path / "r.json", "--workers", workers, "--file-timeout", "0.5")
+    assert result.exit_code == 0, result.output
+    failed = {f["row"]: f["reason"] for f in json.loads((tmp_path / "r.json").read_text())["failed"]}
+    assert list(failed) == [0] and "time limit per file (0.5 s)" in failed[0], failed
+    assert sorted(stored(tmp_path / "m.db")) == [1, 2]
+
+
+# --- dataset names: validated, one collection set each, the registry never replaced -------------------------------
+
+BAD_NAMES = ["", "a b", "\u540d\u524d", "../x", "a-b", "_a", "a__b", "x" * 65]
+
+
+@pytest.mark.parametrize(
+    "name", BAD_NAMES, ids=["empty", "space", "cjk", "dotdot", "hyphen", "underscore1", "double", "long"]
+)
+def test_a_dataset_name_outside_the_rule_is_one_message_and_stores_nothing(tmp_path, name):
+    write_video(tmp_path / "moving.mp4", 20, pattern="moving")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video,start,end,label\nmoving.mp4,0,1,square\n")
+    args = ["index", str(manifest), "--dataset", name, "--model", "effnet-lite0", "--uri", str(tmp_path / "m.db")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "a dataset name is 1 to 64 ASCII letters and digits" in " ".join(result.output.split()), result.output
+    store = open_store(str(tmp_path / "m.db"))
+    try:
+        assert store.layouts() == []
+    finally:
+        store.close()
+
+
+def test_valid_dataset_names_never_share_collections():
+    from taxonomy_core.names import check_dataset_name, suggest_dataset_name
+
+    suggested = [suggest_dataset_name(t) for t in ("my-data 2024", "caf\u00e9", "\u540d\u524d")]
+    assert suggested == ["my_data_2024", "cafe", ""]
+    names = ["a_b", "ab", "a_b_c", "a", "A", "a1", "a_1", "x" * 64, "sports_2024", "ucf101", "a_b__reference"]
+    for name in names:
+        assert check_dataset_name(name) == name
+    for model in ("effnet-lite0", "clip:ViT-B-32/laion2b_s34b_b79k"):
+        collections = [S.collection_name(name, model) for name in names]
+        assert len(set(collections)) == len(names), collections
+
+
+def test_the_registry_is_never_replaced_by_a_name_that_folds_onto_another(tmp_path):
+    from taxonomy_core.store import DatasetLayout, StoreError
+
+    store = open_store(str(tmp_path / "m.db"))
+    try:
+        first = DatasetLayout("a_reference", "effnet-lite0", dim=4)  # `a`'s reference would fold onto it
+        store.ensure(first)
+        with pytest.raises(StoreError, match="'a__reference' maps to the collections of dataset 'a_reference'"):
+            store.ensure(DatasetLayout("a__reference", "effnet-lite0", dim=4))
+        assert [x.dataset for x in store.layouts()] == ["a_reference"]
+    finally:
+        store.close()
+
+
+# --- store failures: one message, no library traceback, nothing written where no store is -----------------------
+
+INDEXER = "import sys; from indexer.cli import app; sys.argv[0] = 'indexer'; app()"
+
+
+def indexer_process(*args: str, **kwargs) -> subprocess.Popen:
+    """`indexer ARGS` as users run it: its own process, so the libraries' own log handlers write where they would."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env["COLUMNS"] = "2000"
+    return subprocess.Popen(
+        [sys.executable, "-c", INDEXER, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        **kwargs,
+    )  # fmt: skip
+
+
+def run_indexer(*args: str) -> tuple[int, str]:
+    proc = indexer_process(*args)
+    output, _ = proc.communicate(timeout=600)
+    return proc.returncode, output
+
+
+def one_message(code: int, output: str, words: str) -> None:
+    assert code == 2, output
+    assert words in " ".join(output.split()), output
+    assert "Traceback" not in output and "Exception" not in output, output
+    assert len([line for line in output.splitlines() if line.strip()]) <= 8, output
+
+
+@pytest.fixture
+def small_manifest(tmp_path) -> Path:
+    write_video(tmp_path / "moving.mp4", 30, pattern="moving")
+    path = tmp_path / "m.csv"
+    path.write_text("video,start,end,label\nmoving.mp4,0,1,square\nmoving.mp4,1,2,street\n")
+    return path
+
+
+def index_args(manifest: Path, uri: str, dataset: str = "corpus") -> list[str]:
+    return ["index", str(manifest), "--dataset", dataset, "--model", "effnet-lite0", "--uri", uri, "--workers", "0"]
+
+
+def test_an_existing_file_or_folder_at_the_uri_is_refused_untouched(tmp_path, small_manifest):
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes")
+    folder = tmp_path / "photos.db"  # a user's folder whose name happens to end in .db
+    folder.mkdir()
+    (folder / "holiday.txt").write_text("keep me")
+    one_message(*run_indexer("list", "--uri", str(notes)), "is an existing file, not a Milvus Lite store")
+    one_message(*run_indexer(*index_args(small_manifest, str(notes))), "nothing was written to it")
+    one_message(*run_indexer(*index_args(small_manifest, str(folder))), "existing folder that is not a Milvus Lite")
+    assert notes.read_text() == "my notes" and [p.name for p in folder.iterdir()] == ["holiday.txt"]
+
+
+def test_a_read_only_place_is_one_message(tmp_path, small_manifest):
+    one_message(*run_indexer(*index_args(small_manifest, "/proc/self/x.db")), "/proc/self is read-only")
+    one_message(*run_indexer(*index_args(small_manifest, str(tmp_path / "no" / "x.db"))), "is not a folder")
+
+
+def test_a_lite_store_held_by_another_process_is_one_message(tmp_path, small_manifest):
+    from tests.test_app import held_store
+
+    uri = str(tmp_path / "m.db")
+    open_store(uri).close()
+    with held_store(uri):
+        one_message(*run_indexer(*index_args(small_manifest, uri)), "another process holds this Milvus Lite file")
+        one_message(*run_indexer("list", "--uri", uri), "another process holds this Milvus Lite file")
+
+
+@pytest.mark.timeout(900)
+def test_a_server_killed_mid_job_is_one_message(tmp_path):
+    from tests.conftest import free_port
+
+    for i in range(4):
+        write_video(tmp_path / f"v{i}.mp4", 200, fps=10, pattern="moving")
+    rows = [row(f"v{i}.mp4", s, s + 2, "ab"[i % 2]) for i in range(4) for s in range(0, 18, 2)]
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    port = free_port()
+    main = "import sys; from milvus_lite.cmdline import main; sys.exit(main())"
+    server = subprocess.Popen(
+        [sys.executable, "-c", main, "server", "--data-dir", str(tmp_path / "srv"), "--host", "127.0.0.1",
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                open_store(uri).close()
+                break
+            except Exception:
+                time.sleep(0.5)
+        job = indexer_process(*index_args(manifest, uri, "killed"))
+        deadline = time.time() + 300
+        while time.time() < deadline and job.poll() is None:  # the job has made its collections: it is writing
+            store = open_store(uri)
+            try:
+                if store.layout("killed"):
+                    break
+            finally:
+                store.close()
+            time.sleep(0.2)
+        server.kill()
+        output, _ = job.communicate(timeout=300)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    one_message(job.returncode, output, f"Milvus at {uri} failed in")
+    assert "Fix: start the server again and rerun the same command" in " ".join(output.split()), output
+
+
+# --- config: every value checked by type and range before anything runs ------------------------------------------
+
+BAD_CONFIGS = {
+    "negative_k": ("[audit]\nknn_k = -5\n", "[audit] knn_k = -5: out of range; allowed: a whole number from 1 to"),
+    "text_similarity": (
+        '[checks.duplicates]\nsimilarity = "high"\n',
+        "[checks.duplicates] similarity = 'high': allowed: a number from 0 to 1",
+    ),
+    "fraction_k": ("[audit]\nknn_k = 2.5\n", "[audit] knn_k = 2.5: allowed: a whole number from 1 to 1,000"),
+    "bool_for_number": ("[checks.mislabels]\nmargin = true\n", "[checks.mislabels] margin = True: allowed: a number"),
+    "share_above_one": ("[checks.diversity]\nsingle_video_share = 1.5\n", "single_video_share = 1.5: out of range"),
+    "one_fold": ("[checks.splits]\nfolds = 1\n", "[checks.splits] folds = 1: out of range; allowed: a whole number"),
+    "unordered_edges": ("[checks.weak_slices]\nbrightness_edges = [100, 60]\n", "numbers in increasing order"),
+    "template_without_label": ('[audit]\nprompt_templates = ["a video"]\n', "a template must contain {label}"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CONFIGS))
+def test_a_bad_config_value_is_one_message_before_anything_runs(tmp_path, small_manifest, name):
+    from auditor.cli import app as auditor_app
+
+    text, words = BAD_CONFIGS[name]
+    (tmp_path / "audit.toml").write_text(text)
+    args = ["audit", str(small_manifest), "--dataset", "c", "--model", "effnet-lite0", "--uri", str(tmp_path / "m.db")]
+    args += ["--out", str(tmp_path / "out"), "--config", str(tmp_path / "audit.toml")]
+    result = runner.invoke(auditor_app, args)
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "out" / "report.json").exists()
+
+
+def test_every_checks_defaults_pass_its_own_validation():
+    """A new check parameter outside the default ranges must declare its range (auditor.config.RANGES)."""
+    from dataclasses import asdict
+
+    from auditor.checks import REGISTRY, check_class
+    from auditor.config import AuditConfig, validate
+
+    assert validate(AuditConfig(checks={n: asdict(check_class(n).Params()) for n in REGISTRY})) == []
+
+
+# --- degenerate datasets: a report that says so, no check crash -----------------------------------------------------
+
+
+def audit_rows(folder: Path, rows: list[dict], effnet, knn_k: int = 10, name: str = "out") -> dict:
+    from auditor.audit import run_audit
+    from auditor.config import AuditConfig
+    from indexer.pipeline import IndexConfig
+
+    manifest = folder / f"{name}.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    config = IndexConfig(dataset="degenerate", model="effnet-lite0", uri=str(folder / "m.db"), workers=0)
+    return run_audit(manifest, config, AuditConfig(knn_k=knn_k), folder / name, embedder=effnet).report
+
+
+@pytest.fixture(scope="module")
+def degenerate_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("degenerate")
+    write_video(folder / "moving.mp4", 60, fps=10, pattern="moving")
+    write_video(folder / "numbered.mp4", 60, fps=10, pattern="numbered")
+    return folder
+
+
+def test_one_clip_one_class_and_all_invalid_rows_end_with_a_report_that_says_so(degenerate_folder, effnet):
+    folder = degenerate_folder
+    one_clip = audit_rows(folder, [row("moving.mp4", 0, 1, "rabbit")], effnet, name="one_clip")
+    one_class = audit_rows(folder, [row("moving.mp4", 0, 1, "rabbit"), row("numbered.mp4", 0, 1, "rabbit")], effnet,
+                           name="one_class")  # fmt: skip
+    invalid = [row("gone.mp4", 0, 1, "rabbit"), row("moving.mp4", 5, 2, "cat")]  # the dataset is stored already
+    all_invalid = audit_rows(folder, invalid, effnet, name="all_invalid")
+    for report in (one_clip, one_class, all_invalid):
+        assert [c["name"] for c in report["checks"] if c["error"]] == []  # no check crashed
+    assert len(all_invalid["clips"]) == 0 and len(one_clip["clips"]) == 1
+    for report, n in ((one_clip, 1), (all_invalid, 0)):
+        reason = f"needs at least two indexed clips; the audit has {n}"
+        assert all(c["skipped"] and reason in c["skipped"] for c in report["checks"]), report["checks"]
+    assert all(c["skipped"] for c in one_class["checks"] if c["name"] in ("mislabels", "evaluation"))
+    messages = [f["message"] for f in all_invalid["findings"]]
+    assert "the dataset has 0 class(es); classification needs at least 2" in messages
+    assert not [m for m in messages if "examples, below the minimum" in m]  # no class of 0 clips "has 1 example"
+    one = "the dataset has 1 class(es); classification needs at least 2"
+    assert one in [f["message"] for f in one_class["findings"]]
+
+
+def test_a_clamped_k_is_stated_in_the_report(degenerate_folder, effnet):
+    rows = [row("moving.mp4", i, i + 1, "square") for i in range(3)] + [
+        row("numbered.mp4", i, i + 1, "digits") for i in range(3)
+    ]
+    report = audit_rows(degenerate_folder, rows, effnet, knn_k=1000, name="clamped")
+    graph = report["neighbours"]
+    assert graph["k"] == 5 and graph["requested_k"] == 1000
+    assert graph["clamped"] == "knn_k = 1000 was clamped to 5: the dataset has 6 clips"
+    assert report["thresholds"]["audit"]["knn_k"] == 1000

@@ -170,3 +170,26 @@ def test_values_the_store_cannot_encode_are_row_errors(tmp_path):
     assert "the label holds an unpaired surrogate" in result.excluded[24]
     assert "column 'frame_count' holds '100000000000000000000000', beyond a 64-bit integer" in result.excluded[25]
     assert "column 'meta' holds" in result.excluded[26] and "a column name holds" in result.excluded[27]
+
+
+def test_videos_outside_the_roots_are_refused_in_the_same_words_whether_they_exist_or_not(tmp_path):
+    """The app's jobs pass their data roots: a manifest inside them may not index what lies outside."""
+    data, private = tmp_path / "data", tmp_path / "private"
+    data.mkdir()
+    private.mkdir()
+    (private / "secret.mp4").write_bytes(b"not shown")
+    (data / "link.mp4").symlink_to(private / "secret.mp4")
+    rows = balanced() + [
+        {"video": str(private / "secret.mp4"), "label": "a"},
+        {"video": str(private / "missing.mp4"), "label": "a"},
+        {"video": "link.mp4", "label": "a"},
+        {"video": "../private/secret.mp4", "label": "b"},
+    ]
+    full = [{"video": "v.mp4", "start": "", "end": "", "label": "", "split": "", **r} for r in rows]
+    manifest = read_manifest(write_csv(data / "m.csv", full))
+    result = validate(manifest, ValidationConfig(video_roots=(str(data),)))
+    outside = {row: reason for row, reason in result.excluded.items() if row >= 24}
+    assert sorted(outside) == [24, 25, 26, 27]
+    assert len(set(outside.values())) == 1 and "outside the data folders this app reads" in outside[24]
+    assert 0 not in result.excluded  # data/a0.mp4: inside the roots (checked later, when decoded)
+    assert not [r for r in validate(manifest).excluded.values() if "outside" in r]  # the CLI, without roots

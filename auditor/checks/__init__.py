@@ -1,6 +1,7 @@
 """The check registry and runner: one check per module, registered here in run order.
 
-The runner skips a check whose requirements the context does not meet (one generic reason) and isolates
+The runner skips every check when fewer than two clips were indexed, and a check whose requirements the
+context does not meet (one generic reason each), and isolates
 a failing check: its error goes into the report and the audit goes on.
 """
 
@@ -67,7 +68,7 @@ def run_checks(ctx, checks: list[Check], progress=None) -> list[CheckResult]:
     results = []
     for check in checks:
         t0 = time.perf_counter()
-        reason = unmet(ctx, check.requires)
+        reason = _too_few(ctx) or unmet(ctx, check.requires)
         if reason:
             result = CheckResult(check.name, skipped=reason)
         else:
@@ -79,6 +80,12 @@ def run_checks(ctx, checks: list[Check], progress=None) -> list[CheckResult]:
         if progress:
             progress(check.name, result)
     return results
+
+
+def _too_few(ctx) -> str | None:
+    """No check has anything to say about fewer than two clips (every row invalid, or one clip): one reason."""
+    n = len(ctx.clips)
+    return None if n >= 2 else f"needs at least two indexed clips; the audit has {n} (see the rows not indexed)"
 
 
 def _run_isolated(ctx, check: Check) -> CheckResult:

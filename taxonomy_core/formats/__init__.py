@@ -55,6 +55,10 @@ def read_manifest(path: str | Path, fmt: str = "auto", options: ReadOptions = Re
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
+    if not (path.is_file() or path.is_dir()):  # a FIFO would block the first read forever
+        raise ManifestError(
+            f"{path} is not a regular file or a folder (a pipe, device or socket): give a manifest file"
+        )
     with _whole_file_errors(path, "a manifest"):
         fmt = detect_format(path) if fmt == "auto" else fmt
     with _whole_file_errors(path, fmt):
@@ -77,7 +81,7 @@ def detect_format(path: Path) -> str:
     if header == []:
         raise ManifestError(f"{path} is empty")
     if header:
-        raise ManifestError(explain_header(path, header))
+        raise ManifestError(explain_header(path, header), explain_header(path, header, show=False))
     raise ManifestError(f"cannot tell the format of {path}; name it with --format: one of {', '.join(FORMATS)}")
 
 

@@ -23,7 +23,15 @@ FIXED_STEM = "fixed_manifest"
 
 
 class ManifestError(ValueError):
-    """The manifest as a whole cannot be read (missing file, unknown format, no usable columns)."""
+    """The manifest as a whole cannot be read (missing file, unknown format, no usable columns).
+
+    `public` is the message without anything read from the file (its header), for whoever did not choose the
+    file: the app shows only that, so a file that is not a manifest never has its content echoed.
+    """
+
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self.public = public or message
 
 
 @dataclass

@@ -203,12 +203,16 @@ def column_names(header: Sequence[Any], path: Path, required: frozenset[str]) ->
     if twice:
         raise ManifestError(f"{path} names the column {', '.join(twice)} more than once; keep one")
     if not required <= set(names):
-        raise ManifestError(explain_header(path, [str(c) for c in header], required))
+        cells = [str(c) for c in header]
+        raise ManifestError(explain_header(path, cells, required), explain_header(path, cells, required, show=False))
     return names
 
 
-def explain_header(path: Path, header: list[str], required: frozenset[str] = REQUIRED_COLUMNS) -> str:
-    """Why a header does not make a table manifest, and what to do: the wrong separator, or missing columns."""
+def explain_header(
+    path: Path, header: list[str], required: frozenset[str] = REQUIRED_COLUMNS, show: bool = True
+) -> str:
+    """Why a header does not make a table manifest, and what to do: the wrong separator, or missing columns;
+    with `show`, the header itself (the operator's own terminal; the app leaves it out)."""
     for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
         if len(header) == 1 and separator in header[0]:
             return (
@@ -217,7 +221,9 @@ def explain_header(path: Path, header: list[str], required: frozenset[str] = REQ
             )
     missing = sorted(required - {c.strip().lower() for c in header})
     return (
-        f"{path} has no {' or '.join(missing)} column (its header is {','.join(header)[:200]!r}); it needs "
+        f"{path} has no {' or '.join(missing)} column"
+        + (f" (its header is {','.join(header)[:200]!r})" if show else f" (its first line has {len(header)} cell(s))")
+        + "; it needs "
         f"{' and '.join(sorted(required))} columns: rename yours, or name the format with --format "
         "(csv: video,label[,start,end,split]; kinetics: label,youtube_id,time_start,time_end[,split]; "
         "automl: no header, [ML_USE,]VIDEO_URI,LABEL[,START,END])"

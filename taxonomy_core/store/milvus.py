@@ -150,7 +150,7 @@ class MilvusStore:
     @classmethod
     def open(cls, uri: str | None = None, token: str | None = None) -> MilvusStore:
         uri = uri or default_uri()
-        token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        token = token or ""  # open_store decides which token this URI may get (boundary.configured_token)
         if not is_server(uri):
             _LITE_USERS[uri] += 1
         lite_log = _Captured()
@@ -180,6 +180,12 @@ class MilvusStore:
         """Create the dataset's collections if missing and record its layout; refuse a dim or storage clash."""
         self._ensure_registry()
         known = self.layout(layout.dataset, layout.model_id)
+        clash = next((x for x in self.layouts() if x.clips == layout.clips and x.dataset != layout.dataset), None)
+        if clash:  # two names folded into one collection name: never let the later replace the earlier
+            raise StoreError(
+                f"the dataset name {layout.dataset!r} maps to the collections of dataset {clash.dataset!r} at "
+                f"{self.uri}; nothing was written.\nFix: index it under another --dataset name"
+            )
         if known:
             self._check_storage(known)
         if known and (known.dim, known.text_dim) != (layout.dim, layout.text_dim):
@@ -527,7 +533,11 @@ class MilvusStore:
         try:
             return fn(*args, **kwargs)
         except MilvusException as e:
-            raise StoreError(f"Milvus at {self.uri} failed in {getattr(fn, '__name__', fn)}: {e.message}") from e
+            gone = "connect" in e.message.lower() or "unavailable" in e.message.lower()
+            fix = "\nFix: start the server again and rerun the same command: it resumes, what was written is kept"
+            raise StoreError(
+                f"Milvus at {self.uri} failed in {getattr(fn, '__name__', fn)}: {e.message}" + (fix if gone else "")
+            ) from e
 
     def _load(self, collection: str) -> None:
         """Open a collection for reads; on Lite, first close the file if what is open would pass the budget."""
