@@ -32,6 +32,7 @@ def reconcile(results: list[CheckResult]) -> tuple[list[Finding], list[Edit]]:
 def _hold_loose_relabels(findings: list[Finding]) -> tuple[list[Finding], set[int]]:
     """A loose clip's mislabel is not a second finding: the looseness finding carries it, as a sentence; unless the
     tight part (the core of the segment, the best crop) too is nearest the suggested class."""
+    findings = _drop_spatial_explained_by_time(findings)
     loose: dict[int, list[Finding]] = {}
     for f in findings:
         for row in f.rows if f.kind in LOOSE_KINDS else ():
@@ -57,6 +58,17 @@ def _hold_loose_relabels(findings: list[Finding]) -> tuple[list[Finding], set[in
             )
         out.append(f)
     return out, set(held)
+
+
+def _drop_spatial_explained_by_time(findings: list[Finding]) -> list[Finding]:
+    """A clip that looks like another class because its segment runs on into another scene is one temporal finding;
+    a spatial looseness inferred only from a crop leaning to the clip's own class adds nothing to it."""
+    cut = {row for f in findings if f.kind == "temporal_looseness" for row in f.rows}
+    return [
+        f
+        for f in findings
+        if not (f.kind == "spatial_looseness" and (f.suggestion or {}).get("by") == "crop_leans" and set(f.rows) & cut)
+    ]
 
 
 def _fold_confusable_relabels(findings: list[Finding]) -> tuple[list[Finding], set[int]]:
