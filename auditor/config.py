@@ -34,6 +34,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "outlier_z": (0, INF), "spread_k": (0, INF), "min_loose_s": (0, INF), "night_brightness": (0, 255),
     "brightness_edges": (0, 255), "max_label_distance": (0, 2), "split_silhouette": (-1, 1),
     "shot_cut_similarity": (-1, 1), "max_auc": (0.5, 1), "min_z": (0, INF),
+    "margin_spread": (0, INF), "crop_margin_spread": (0, INF), "overlap_seconds": (0, INF),
 }  # fmt: skip
 
 

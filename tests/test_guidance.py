@@ -431,6 +431,7 @@ def test_guidance_page(main_audit, footage, monkeypatch):
     at.run()
     at.switch_page(str(app_path.parent / "app_pages/guidance.py")).run()
     assert not at.exception, at.exception
+    assert at.title, [e.value for e in [*at.error, *at.warning, *at.info]]  # a page that stopped says why
     assert at.title[0].value == "Guidance"
     headers = [s.value for s in at.subheader]
     for title in ("Hard negatives", "Reference footage", "Split populations", "Evaluation forecast", "Weak slices"):
