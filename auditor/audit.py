@@ -112,7 +112,7 @@ def write_outputs(
     findings, check_edits = reconcile(results)
     plan = plan_fixes(ctx, [Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits, min_per_class)
     edits = plan.edits
-    report = build_report(ctx, results, index.findings + findings, meta, params)
+    report = build_report(ctx, results, index.findings + findings + plan.findings, meta, params)
     report["fix_plan"] = plan.to_dict()
     report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
     # Every file is written whole (temporary file, then rename); report.json goes last and names the run,

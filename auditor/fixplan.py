@@ -20,6 +20,7 @@ from auditor.invariants import State, is_eval, violations
 from auditor.sources import source_groups
 from taxonomy_core import schema as S
 from taxonomy_core.edits import Edit, resolve
+from taxonomy_core.findings import Finding
 
 REPAIR_KIND = "split_repair"
 
@@ -30,6 +31,7 @@ class FixPlan:
     table: list[dict[str, Any]]  # per class: label, before {split: n}, after {split: n}, status
     notes: list[str] = field(default_factory=list)  # what the plan could not repair, said once
     repaired: list[str] = field(default_factory=list)  # classes given evaluation clips by a re-split
+    findings: list[Finding] = field(default_factory=list)  # one `split_repair` per re-split class: its moves
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table, "notes": self.notes, "repaired": self.repaired}
@@ -43,7 +45,7 @@ def plan_fixes(ctx, edits: list[Edit], min_count: int = 10) -> FixPlan:
     split = ctx.clips[S.SPLIT].fillna("").to_numpy(dtype=object)
     before = State(tuple(zip(ctx.labels, split, groups.tolist())))
     state = _apply(ctx, edits, groups)
-    repaired, notes = [], []
+    repaired, notes, findings = [], [], []
     eval_share = _eval_shares(split)
     for label in before.labels():
         lost = [s for s in eval_share if before.counts()[(label, s)] and not _count(state, label, s)]
@@ -53,11 +55,13 @@ def plan_fixes(ctx, edits: list[Edit], min_count: int = 10) -> FixPlan:
                 edits = _with_moves(edits, moved, ctx)
                 state = _apply(ctx, edits, groups)
                 repaired.append(label)
+                findings.append(_repair_finding(ctx, label, target, moved, edits))
             else:
                 notes.append(_cannot(ctx, state, groups, label, target))
     after = State(tuple((lab, spl, g) for lab, spl, g, gone in state if not gone))
     notes += [v for v in violations(before, after, min_count) if not any(v.startswith(f"{lab!r}") for lab in repaired)]
-    return FixPlan(edits, _table(before, after, repaired, notes), list(dict.fromkeys(notes)), repaired)
+    table = _table(before, after, repaired, notes)
+    return FixPlan(edits, table, list(dict.fromkeys(notes)), repaired, findings)
 
 
 def _apply(ctx, edits: list[Edit], groups: np.ndarray) -> list[tuple[str, str, int, bool]]:
@@ -127,6 +131,26 @@ def _with_moves(edits: list[Edit], moved: dict[int, str], ctx) -> list[Edit]:
     kept = [e for e in edits if not (e.action == "split" and e.row in rows)]
     kept += [Edit(r, "split", s, REPAIR_KIND) for r, s in rows.items() if home[r] != s]
     return sorted(kept, key=lambda e: (e.row, e.action))
+
+
+def _repair_finding(ctx, label: str, target: str, moved: dict[int, str], edits: list[Edit]) -> Finding:
+    """The re-split as a finding (so it is reviewed, accepted or rejected like any other fix): the rows it moves."""
+    moved_rows = {int(ctx.rows[p]) for p in moved}
+    rows = sorted(e.row for e in edits if e.kind == REPAIR_KIND and e.row in moved_rows)
+    videos = sorted({str(ctx.clips[S.VIDEO].iloc[p]) for p in moved})
+    return Finding(
+        REPAIR_KIND,
+        "warning",
+        f"the proposed fixes would leave {label!r} with no {target!r} clips; {len(videos)} whole source video(s) or "
+        f"copy group(s) of it can move there instead ({', '.join(videos[:3])}{', ...' if len(videos) > 3 else ''})",
+        rows=tuple(rows),
+        labels=(label,),
+        videos=tuple(videos),
+        confidence=0.9,
+        action=f"move row(s) {', '.join(map(str, rows))} to {target!r}, so that {label!r} keeps evaluation clips "
+        "independent of its training clips",
+        suggestion={"split": target, "rows": rows},
+    )
 
 
 def _cannot(ctx, state, groups, label: str, target: str) -> str:

@@ -91,6 +91,8 @@ def test_moves_that_empty_a_class_in_test_become_a_group_aware_resplit():
         rows = [int(ctx.rows[p]) for p, v in videos.items() if v == video]
         assert len({split_after[r] for r in rows}) == 1
     assert moved and not plan.notes
+    [finding] = plan.findings  # the re-split is reviewed like any fix: a finding accuses exactly the moved rows
+    assert finding.kind == REPAIR_KIND and set(finding.rows) == moved and finding.suggestion["split"] == "test"
 
 
 def test_a_class_from_one_source_is_said_once_not_on_every_finding():

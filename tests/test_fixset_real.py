@@ -83,6 +83,9 @@ def test_the_fixed_manifest_keeps_evaluation_clips_wherever_sources_allow_and_sa
     plan = report["fix_plan"]
     table = {t["label"]: t for t in plan["table"]}
     assert table["bicycle"]["status"] == "re-split"  # the copy was its only test clip: whole videos move instead
+    [resplit] = of_kind(report, "split_repair")
+    repairs = {e["row"] for e in report["edits"] if e["kind"] == "split_repair"}
+    assert resplit["labels"] == ["bicycle"] and set(resplit["rows"]) == repairs
     for label, row in table.items():
         if label != "cartoon":
             assert row["after"].get("test", 0) >= 1, (label, row)
