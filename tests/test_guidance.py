@@ -437,6 +437,6 @@ def test_guidance_page(main_audit, footage, monkeypatch):
     for title in ("Hard negatives", "Reference footage", "Split populations", "Evaluation forecast", "Weak slices"):
         assert title in headers, headers
     at.selectbox(key="guidance_class").set_value("phone_call").run()
-    assert not at.exception and any("missing_hard_negatives" in w.value for w in at.warning)
+    assert not at.exception and any("missing hard negatives" in w.value for w in at.warning)
     assert any(m.value.startswith("**unrepresented reference footage**") for m in at.markdown)
     assert len(at.image) == 8 + 8  # phone_call's nearest other-label clips, then the night reference clips
