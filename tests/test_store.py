@@ -262,6 +262,6 @@ def test_a_store_written_in_the_old_layout_asks_to_be_reindexed(store):
 
 
 def test_milvus_itself_refuses_a_field_past_its_length(store):
-    """pymilvus's own length check is off (taxonomy_core.store.milvus says why): Milvus still refuses."""
+    """pymilvus's own length check is off (taxonomy_core.store.writes says why): Milvus still refuses."""
     with pytest.raises(StoreError, match="fingerprint.*exceeds max_length=2048"):
         store.write_clips(LAYOUT, [{**clip_row("a", "x"), S.FINGERPRINT: "f" * 2049}])
