@@ -52,6 +52,24 @@ def test_small_sets_are_exact_and_large_ones_clustered_with_measured_recall():
     assert (np.diff(big.sim, axis=1) <= 1e-6).all() and np.isclose(big.sim[:, 0], exact_sim[:, 0]).mean() > 0.97
 
 
+def test_bfloat16_scoring_returns_float32_cosines_of_the_same_neighbours(monkeypatch):
+    """Where bf16 is faster the lists are scored in bf16 and the shortlist again in float32: same answer."""
+    import torch
+
+    from auditor import knn as knn_module
+
+    x = clustered(6000)
+    lists = knn_module.ClusteredLists.build(x, 0)
+    found = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        monkeypatch.setattr(knn_module, "_FAST", dtype)
+        found[dtype] = lists.search(x, 10, probe=6)
+    (idx32, sim32), (idx16, sim16) = found[torch.float32], found[torch.bfloat16]
+    assert np.allclose(sim16, np.einsum("nd,nkd->nk", x, x[idx16]), atol=1e-5)  # exact cosines, not bf16's
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx32, idx16)]) > 0.99
+    assert np.allclose(sim16[:, 0], sim32[:, 0], atol=1e-5)
+
+
 def test_sample_recall_counts_found_neighbours():
     x = clustered(300)
     idx, _ = knn(x, 5)
