@@ -39,6 +39,20 @@ def test_int8_rows_round_trip_with_their_floats():
     assert scale[0] == 0 and not dequantize(codes, scale).any()
 
 
+@pytest.mark.parametrize("bits, tolerance", [(4, 0.02), (2, 0.06)])
+def test_fewer_bits_are_rotated_codes_whose_cosines_are_unbiased(bits, tolerance):
+    rng = np.random.default_rng(0)
+    features = np.maximum(rng.normal(size=(400, 1280)), 0) ** 2 * rng.gamma(0.5, size=1280)  # a few coordinates rule
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    codec = RowCodec((1280, 384), floats=4, bits=bits)
+    raw = codec.pack([features, rng.normal(size=(400, 384))], rng.random((400, 4)))
+    assert raw.shape == (400, 4 * 6 + (1280 + 384) * bits // 8)
+    (visual, _), _ = codec.unpack(raw)
+    prototype = unit.mean(axis=0) / np.linalg.norm(unit.mean(axis=0))
+    error = visual @ prototype - unit @ prototype
+    assert np.abs(error).max() < tolerance and abs(error.mean()) < tolerance / 10  # no shrink towards 0
+
+
 def test_small_sets_are_exact_and_large_ones_clustered_with_measured_recall():
     x = clustered(6000)
     small = neighbours(x[:500], 10)

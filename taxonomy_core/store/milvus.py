@@ -17,7 +17,7 @@ from pathlib import Path
 from pymilvus import MilvusClient, MilvusException
 
 from taxonomy_core import schema as S
-from taxonomy_core.store.base import STORAGE_VERSION, DatasetLayout, StoreError, StoreLimits
+from taxonomy_core.store.base import READABLE_VERSIONS, STORAGE_VERSION, DatasetLayout, StoreError, StoreLimits
 from taxonomy_core.store.codec import RowCodec
 from taxonomy_core.store.connection import (  # noqa: F401  (re-exported: where callers found them before)
     DEFAULT_URI,
@@ -91,7 +91,8 @@ class MilvusStore(Reads, Writes):
                 f"{layout.clips} at {self.uri} holds {known.dim}-d vectors but {layout.model_id} makes "
                 f"{layout.dim}-d; use another --dataset name or drop it with `indexer drop`"
             )
-        layout = replace(layout, storage=STORAGE_VERSION, shards=known.shards if known else self.limits.shards)
+        storage, shards = (known.storage, known.shards) if known else (STORAGE_VERSION, self.limits.shards)
+        layout = replace(layout, storage=storage, shards=shards)  # a dataset stays in the layout it was written in
         searchable = [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
         for which, schema, vector_fields in [
             ("clips", clip_schema(layout, self.limits), [S.PLACEHOLDER]),
@@ -174,10 +175,11 @@ class MilvusStore(Reads, Writes):
         self.client = reopen_lite(self.client, self.uri)
 
     def _check_storage(self, layout: DatasetLayout) -> None:
-        if layout.storage != STORAGE_VERSION:
+        if layout.storage not in READABLE_VERSIONS:
             raise StoreError(
                 f"{layout.dataset} ({layout.model_id}) at {self.uri} is stored in layout {layout.storage}; this "
-                f"version reads layout {STORAGE_VERSION} (packed int8 copies, one companion row per clip, shards).\n"
+                f"version reads layouts {', '.join(map(str, READABLE_VERSIONS))} (packed copies, one companion row per "
+                "clip, shards).\n"
                 f"Fix: re-index it: `indexer drop {layout.dataset} --model {layout.model_id}`, then "
                 "`indexer index MANIFEST` again (or index into a new --dataset name)"
             )

@@ -169,13 +169,16 @@ class Reads:
             return {}
         raw, counts = codec.rows_in([r[S.PACKED] for r in rows])
         vectors, where = codec.unpack(raw)
+        # int8 decodes to a scaled copy: made unit again. Fewer bits decode to unbiased estimates of unit vectors,
+        # which renormalising would bias (codec.MSE).
+        unit = unit_rows if codec.bits == 8 else (lambda x: x)
         where = where[:, 0] if which == "timeline" else where
         out, start = {}, 0
         for clip_id, group in itertools.groupby(zip(rows, counts), key=lambda pair: pair[0][S.CLIP_ID]):
             n = sum(count for _, count in group)
             part = slice(start, start + n)
-            text = unit_rows(vectors[1][part]) if len(vectors) > 1 else None
-            out[clip_id] = Parts(where[part], unit_rows(vectors[0][part]), text)
+            text = unit(vectors[1][part]) if len(vectors) > 1 else None
+            out[clip_id] = Parts(where[part], unit(vectors[0][part]), text)
             start += n
         return out
 

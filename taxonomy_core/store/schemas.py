@@ -21,14 +21,23 @@ def clip_codec(layout: DatasetLayout) -> RowCodec:
     return RowCodec((layout.dim, layout.text_dim) if layout.text_dim else (layout.dim,))
 
 
+# Bits a coordinate of a companion takes, by storage version (2: int8). Checks only compare companions with class
+# prototypes, label queries and each other: 4 bits move such a cosine by ~0.003 and 2 bits by ~0.01 (codec.py),
+# against thresholds of 0.08 (a crop's gain) and 0.15 (a step's drop). Crops are ten a clip, so they take 2.
+COMPANION_BITS = {2: {"timeline": 8, "crops": 8}, 3: {"timeline": 4, "crops": 2}}
+FEW_BITS_MIN = 256  # narrower vectors keep int8: the error of a cosine grows as 1 / sqrt(width)
+
+
 def part_codec(layout: DatasetLayout, which: str) -> RowCodec:
     """A timeline step: its time, visual and text vectors. A crop: its box and visual vector only (no check
     reads a crop's text vector, and there are ten crops a clip: they would be the largest part of the store)."""
+    if which not in WHERE:
+        raise ValueError(f"unknown companion {which!r}; known: timeline, crops")
+    narrowest = min(layout.dim, layout.text_dim or layout.dim)
+    bits = COMPANION_BITS[layout.storage][which] if narrowest >= FEW_BITS_MIN else 8
     if which == "timeline":
-        return RowCodec((layout.dim, layout.text_dim) if layout.text_dim else (layout.dim,), floats=1)
-    if which == "crops":
-        return RowCodec((layout.dim,), floats=4)
-    raise ValueError(f"unknown companion {which!r}; known: timeline, crops")
+        return RowCodec((layout.dim, layout.text_dim) if layout.text_dim else (layout.dim,), floats=1, bits=bits)
+    return RowCodec((layout.dim,), floats=4, bits=bits)
 
 
 def registry_schema():
