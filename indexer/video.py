@@ -46,11 +46,15 @@ class SamplingConfig:
     # 4.9 images of compute for effnet-lite0). 1 s: the nearest whole second inside the segment; the demo keeps its
     # decisions (tests/test_embedders.py).
     middle_grid_s: float = 1.0
+    # A clip's frames whose perceptual hashes differ by at most this many bits (of 64) are the same picture: the
+    # model sees the first, and the others take its vector (a static shot embeds 2-4 images instead of 8). -1: off.
+    same_frame_bits: int = 4
 
     @classmethod
     def recorded(cls, sampling: dict) -> SamplingConfig:
-        """The config a store layout recorded; layouts from before the grid sampled each segment's exact times."""
-        return cls(**{"frame_grid_s": 0.0, "middle_grid_s": 0.0, **sampling})
+        """The config a store layout recorded; layouts from before the grid sampled each segment's exact times, and
+        embedded every frame."""
+        return cls(**{"frame_grid_s": 0.0, "middle_grid_s": 0.0, "same_frame_bits": -1, **sampling})
 
 
 @dataclass(frozen=True)
