@@ -223,7 +223,9 @@ def job(manifest: Path, folder: Path, embedder, args, *, full: bool = False, rep
         uri=str(folder / ("full.db" if full else f"bench{repeat}.db")),
         device=args.device,
         batch_size=args.batch_size,
-        sampling=SamplingConfig(frame_grid_s=args.frame_grid, middle_grid_s=args.middle_grid),
+        sampling=SamplingConfig(
+            frame_grid_s=args.frame_grid, middle_grid_s=args.middle_grid, same_frame_bits=args.same_frame_bits
+        ),
     )
     if args.workers is not None:
         config = replace(config, workers=args.workers)
@@ -244,6 +246,7 @@ def main() -> None:
     parser.add_argument("--full-companions", action="store_true", help="also time the job with 10 full crops")
     parser.add_argument("--frame-grid", type=float, default=SamplingConfig.frame_grid_s, help="seconds; 0: exact")
     parser.add_argument("--middle-grid", type=float, default=SamplingConfig.middle_grid_s, help="seconds; 0: exact")
+    parser.add_argument("--same-frame-bits", type=int, default=-1, help="a clip's frames this alike embedded once")
     parser.add_argument("--workers", type=int, default=None, help="the job's decoding processes (default: its own)")
     parser.add_argument("--repeats", type=int, default=1, help="naive then job, this many times; the fastest counts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")

@@ -47,8 +47,9 @@ class SamplingConfig:
     # decisions (tests/test_embedders.py).
     middle_grid_s: float = 1.0
     # A clip's frames whose perceptual hashes differ by at most this many bits (of 64) are the same picture: the
-    # model sees the first, and the others take its vector (a static shot embeds 2-4 images instead of 8). -1: off.
-    same_frame_bits: int = 4
+    # model sees the first, and the others take its vector (a still shot embeds 1 image instead of 8). -1: off, the
+    # default: at 2 and at 4 bits the demo gained an outlier finding (docs/benchmarks.md, issue 20).
+    same_frame_bits: int = -1
 
     @classmethod
     def recorded(cls, sampling: dict) -> SamplingConfig:
