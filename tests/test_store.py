@@ -227,6 +227,23 @@ def test_companions_take_four_and_two_bits_a_coordinate_and_keep_the_cosines_che
     assert read["timeline"].text.shape == (20, 384) and read["crops"].where.shape == (10, 4)
 
 
+def test_a_lite_file_is_written_in_zstd_without_dictionaries(store, milvus_uri):
+    """Lite's own Parquet defaults (Snappy, dictionary pages) took 40 KB a clip where these take 27 (same rows)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    store.write_clips(LAYOUT, [clip_row(f"c{i}", "x", row=i) for i in range(50)])
+    store.release()  # Lite writes its data files when the file is closed
+    files = list(Path(milvus_uri).rglob("data_*.parquet"))
+    assert files
+    for path in files:
+        columns = pq.ParquetFile(path).metadata.row_group(0)
+        chunks = [columns.column(k) for k in range(columns.num_columns)]
+        assert {c.compression for c in chunks} == {"ZSTD"}
+        assert not any(c.has_dictionary_page for c in chunks)
+
+
 def test_a_dataset_written_in_layout_2_is_still_read_and_written_in_it(milvus_uri):
     layout = DatasetLayout(dataset="wide", model_id="toy", dim=512, text_dim=384, text_space="semantic")
     store = open_store(milvus_uri)

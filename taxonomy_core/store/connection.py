@@ -15,6 +15,8 @@ from pymilvus import MilvusClient
 
 from taxonomy_core.store.base import StoreError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_URI = "./auditor.db"
 URI_ENV = "AUDITOR_MILVUS_URI"
 TOKEN_ENV = "AUDITOR_MILVUS_TOKEN"
@@ -71,11 +73,13 @@ def compact_lite_files() -> None:
     disk). Ask it for zstd (base64 back to about its bytes), no dictionaries and byte-stream-split floats (float32
     vectors ~15 % smaller): 40 -> 27 KB a clip before any change of what is stored (docs/benchmarks.md). Files
     written either way read the same; this changes how files this process writes are compressed, nothing else."""
-    from milvus_lite.storage import data_file
-
-    if isinstance(data_file.pq, _CompactParquet):
+    try:
+        from milvus_lite.storage import data_file
+    except ImportError:  # another Milvus Lite than 3.x: its own defaults stay
+        log.info("Milvus Lite has no storage.data_file module; its Parquet defaults stay")
         return
-    data_file.pq = _CompactParquet(data_file.pq)
+    if not isinstance(getattr(data_file, "pq", None), _CompactParquet) and hasattr(data_file, "pq"):
+        data_file.pq = _CompactParquet(data_file.pq)
 
 
 class _CompactParquet:
