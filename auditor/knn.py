@@ -183,7 +183,7 @@ class ClusteredLists:
         with torch.inference_mode():
             for home, queries in enumerate(self.members):
                 pool = torch.from_numpy(self.candidates(home, probe, k))
-                block = max(1, SCORES_PER_BLOCK // len(pool))
+                block = max(1, SCORES_PER_BLOCK // max(len(pool), short * x.shape[1]))  # scores, or the shortlist
                 candidates = fast[pool]
                 for start in range(0, len(queries), block):
                     rows = queries[start : start + block]
