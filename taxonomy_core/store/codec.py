@@ -29,7 +29,7 @@ LEVELS = {bits: np.array([-v for v in half[::-1]] + half, dtype=np.float32) for 
 # any fixed vector is an unbiased estimate (Lloyd-Max levels shrink towards 0; renormalising would not undo it).
 MSE = {2: 0.1175, 4: 0.009497}
 GRID = 256  # steps per standard deviation of the look-up table that finds a coordinate's level (over +-4)
-ROTATION_BLOCK = 128  # the rotation is block-diagonal (after a fixed permutation): O(d * 128) per vector
+ROTATION_BLOCK = 128  # two rounds of a permutation and block-diagonal orthogonal blocks: O(d * 256) per vector
 
 
 def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
