@@ -2,6 +2,8 @@
 
     python bench/audit_scale.py [--sizes 10000 100000]                  in memory, 512-d, the store-free checks
     python bench/audit_scale.py --store --sizes 100000 [--uri URI]      a store of N clips with companions
+    python bench/audit_scale.py --store --sizes 300000 --keep DIR       build into DIR and keep it, then audit
+    python bench/audit_scale.py --store --reuse DIR                     audit the store built there again
 
 `--store` builds a Milvus store of N synthetic clips with the offline model's shapes (1280-d visual, 384-d
 text, 3 timeline steps and 10 crops a clip, real-footage thumbnails, fingerprints) through `Store.write_clips`,
@@ -44,6 +46,8 @@ def main() -> None:
     parser.add_argument("--uri", help="a Milvus server to use instead of a Lite file in a temporary folder")
     parser.add_argument("--dir", help="where the temporary folders go (default: the system's)")
     parser.add_argument("--batch", type=int, default=32, help="clips per write_clips call (the indexer's default)")
+    parser.add_argument("--keep", help="build the store in this folder and keep it (re-audit it with --reuse)")
+    parser.add_argument("--reuse", help="audit the store that --keep built in this folder again, without building")
     parser.add_argument("--phase", choices=["build", "audit"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -53,6 +57,8 @@ def main() -> None:
         return audit(args.uri, Path(args.folder))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.reuse:
+        return store_run(None, args)
     for n in args.sizes:
         (store_run if args.store else in_memory)(n, args)
 
@@ -78,16 +84,23 @@ def in_memory(n: int, args) -> None:
 # --- through a store ----------------------------------------------------------------------------------------
 
 
-def store_run(n: int, args) -> None:
-    folder = Path(tempfile.mkdtemp(prefix=f"audit_scale_{n}_", dir=args.dir))
+def store_run(n: int | None, args) -> None:
+    """Build a store of n clips (unless --reuse names one built before), then audit it in a fresh process."""
+    folder = Path(args.reuse or args.keep or tempfile.mkdtemp(prefix=f"audit_scale_{n}_", dir=args.dir))
+    folder.mkdir(parents=True, exist_ok=True)
     uri = args.uri or str(folder / "store.db")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
     script = [sys.executable, __file__, "--folder", str(folder), "--uri", uri]
-    print(f"\nN={n}: store {uri}, load average {os.getloadavg()[0]:.2f}", flush=True)
-    subprocess.run([*script, "--phase", "build", "--sizes", str(n), "--batch", str(args.batch)], env=env, check=True)
+    if args.reuse:
+        n = json.loads((folder / "planted.json").read_text())["clips"]
+        print(f"\nN={n}: the store built before at {uri}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    else:
+        print(f"\nN={n}: store {uri}, load average {os.getloadavg()[0]:.2f}", flush=True)
+        build_cmd = [*script, "--phase", "build", "--sizes", str(n), "--batch", str(args.batch)]
+        subprocess.run(build_cmd, env=env, check=True)
     per_clip = folder_bytes(Path(uri)) / n if not args.uri else float("nan")
     subprocess.run([*script, "--phase", "audit"], env=env, check=True)
     total = json.loads((folder / "audit.json").read_text())["total_seconds"]
@@ -112,6 +125,7 @@ def build(n: int, uri: str, folder: Path, batch: int) -> None:
     wall, stats = time.perf_counter() - t0, made_store.stats
     write_manifest(planted, folder / "manifest.csv")
     truth = {
+        "clips": n,
         "mislabelled": sorted(planted.mislabelled),
         "copies": sorted(planted.copies),
         "temporal": sorted(made_store.loose),
@@ -136,6 +150,7 @@ def audit(uri: str, folder: Path) -> None:
     from taxonomy_core.store import open_store
 
     truth = json.loads((folder / "planted.json").read_text())
+    truth.pop("clips")
     encoder = text_encoder(np.array(truth.pop("text_centres"), dtype=np.float32))
     stages: dict[str, float] = {}
     out = folder / "report"

@@ -33,7 +33,9 @@ def synthetic_dataset(
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(classes, dim)).astype(np.float32)
     codes = rng.integers(0, classes, n)
-    vectors = centres[codes] + 1.0 * rng.normal(size=(n, dim)).astype(np.float32)
+    vectors = centres[codes]
+    for start in range(0, n, 50_000):  # the same draws as one call, without an n x dim float64 array at once
+        vectors[start : start + 50_000] += rng.normal(size=(min(n, start + 50_000) - start, dim)).astype(np.float32)
     splits = np.where(rng.random(n) < 0.8, "train", "test").astype(object)
     copies = set()
     train = np.flatnonzero(splits == "train")

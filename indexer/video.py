@@ -48,6 +48,10 @@ class SamplingConfig:
     # 4.9 images of compute for effnet-lite0). 1 s: the nearest whole second inside the segment; the demo keeps its
     # decisions (tests/test_embedders.py).
     middle_grid_s: float = 1.0
+    # A clip's frames whose perceptual hashes differ by at most this many bits (of 64) are the same picture: the
+    # model sees the first, and the others take its vector (a still shot embeds 1 image instead of 8). -1: off, the
+    # default: at 2 and at 4 bits the demo gained an outlier finding (docs/benchmarks.md, issue 20).
+    same_frame_bits: int = -1
     # How the job treats a file, not what is stored (left out of `record`): the time one file may take to open and
     # decode (a stalled network mount, a pathological file) before its rows fail and the job goes on, and how far
     # past a damaged region decoding seeks again (it gives up after `damage_retries` damaged regions in one file).
@@ -61,8 +65,9 @@ class SamplingConfig:
 
     @classmethod
     def recorded(cls, sampling: dict) -> SamplingConfig:
-        """The config a store layout recorded; layouts from before the grid sampled each segment's exact times."""
-        return cls(**{"frame_grid_s": 0.0, "middle_grid_s": 0.0, **sampling})
+        """The config a store layout recorded; layouts from before the grid sampled each segment's exact times, and
+        embedded every frame."""
+        return cls(**{"frame_grid_s": 0.0, "middle_grid_s": 0.0, "same_frame_bits": -1, **sampling})
 
 
 JOB_ONLY = ("file_timeout_s", "damage_skip_s", "damage_retries")

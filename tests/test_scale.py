@@ -39,6 +39,20 @@ def test_int8_rows_round_trip_with_their_floats():
     assert scale[0] == 0 and not dequantize(codes, scale).any()
 
 
+@pytest.mark.parametrize("bits, tolerance", [(4, 0.02), (2, 0.06)])
+def test_fewer_bits_are_rotated_codes_whose_cosines_are_unbiased(bits, tolerance):
+    rng = np.random.default_rng(0)
+    features = np.maximum(rng.normal(size=(400, 1280)), 0) ** 2 * rng.gamma(0.5, size=1280)  # a few coordinates rule
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    codec = RowCodec((1280, 384), floats=4, bits=bits)
+    raw = codec.pack([features, rng.normal(size=(400, 384))], rng.random((400, 4)))
+    assert raw.shape == (400, 4 * 6 + (1280 + 384) * bits // 8)
+    (visual, _), _ = codec.unpack(raw)
+    prototype = unit.mean(axis=0) / np.linalg.norm(unit.mean(axis=0))
+    error = visual @ prototype - unit @ prototype
+    assert np.abs(error).max() < tolerance and abs(error.mean()) < tolerance / 10  # no shrink towards 0
+
+
 def test_small_sets_are_exact_and_large_ones_clustered_with_measured_recall():
     x = clustered(6000)
     small = neighbours(x[:500], 10)
@@ -50,6 +64,24 @@ def test_small_sets_are_exact_and_large_ones_clustered_with_measured_recall():
     assert abs(big.recall - true_recall) < 0.03  # the sampled recall is an honest estimate
     assert not (big.idx == np.arange(len(x))[:, None]).any()  # never one's own neighbour
     assert (np.diff(big.sim, axis=1) <= 1e-6).all() and np.isclose(big.sim[:, 0], exact_sim[:, 0]).mean() > 0.97
+
+
+def test_bfloat16_scoring_returns_float32_cosines_of_the_same_neighbours(monkeypatch):
+    """Where bf16 is faster the lists are scored in bf16 and the shortlist again in float32: same answer."""
+    import torch
+
+    from auditor import knn as knn_module
+
+    x = clustered(6000)
+    lists = knn_module.ClusteredLists.build(x, 0)
+    found = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        monkeypatch.setattr(knn_module, "_FAST", dtype)
+        found[dtype] = lists.search(x, 10, probe=6)
+    (idx32, sim32), (idx16, sim16) = found[torch.float32], found[torch.bfloat16]
+    assert np.allclose(sim16, np.einsum("nd,nkd->nk", x, x[idx16]), atol=1e-5)  # exact cosines, not bf16's
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx32, idx16)]) > 0.99
+    assert np.allclose(sim16[:, 0], sim32[:, 0], atol=1e-5)
 
 
 def test_sample_recall_counts_found_neighbours():

@@ -78,9 +78,9 @@ def test_upsert_is_idempotent_and_partial_update_keeps_vectors(store):
     assert matrix.table[S.LABEL].tolist() == ["y"] and matrix.vectors.tolist() == [[0.0, 1.0, 0.0, 0.0]]
 
 
-def part(clip_id: str, k: int, where_field: str, where, vector) -> dict:
+def part(clip_id: str, k: int, where_field: str, where, vector, text=(0.0, 1.0, 0.0)) -> dict:
     return {S.PART_ID: f"{clip_id}:{k:03d}", S.CLIP_ID: clip_id, S.INDEX: k, where_field: where,
-            S.VECTOR: list(vector), S.TEXT_VECTOR: [0.0, 1.0, 0.0]}  # fmt: skip
+            S.VECTOR: list(vector), S.TEXT_VECTOR: list(text)}  # fmt: skip
 
 
 def test_clip_matrix_companions_and_thumbnails(store):
@@ -202,6 +202,67 @@ def test_packed_copy_keeps_cosines_within_half_a_percent(milvus_uri):
     assert np.abs(matrix.vectors @ matrix.vectors.T - exact @ exact.T).max() < 5e-3  # 3e-3 on these
 
 
+def test_companions_take_four_and_two_bits_a_coordinate_and_keep_the_cosines_checks_use(milvus_uri):
+    """Layout 3: a timeline step on 4 bits, a crop on 2 (rotated codes); their cosines with a class prototype
+    and with each other stay within what the temporal and spatial thresholds (0.15, 0.08) can absorb."""
+    layout = DatasetLayout(dataset="wide", model_id="toy", dim=512, text_dim=384, text_space="semantic")
+    rng = np.random.default_rng(0)
+    store = open_store(milvus_uri)
+    store.ensure(layout)
+    features = np.maximum(rng.normal(size=(40, 512)), 0) ** 2  # non-negative, a shared mean: like a CNN's
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    steps = [part("a", k, S.TIME, 0.5 * k, unit[k], text=rng.normal(size=384)) for k in range(20)]
+    crops = [part("a", k, S.BOX, [0, 0, 1, 1], unit[20 + k]) for k in range(10)]
+    store.write_clips(layout, [{**clip_row("a", "x", unit[0]), S.TEXT_VECTOR: list(rng.normal(size=384))}],
+                      steps, crops)  # fmt: skip
+    read = {which: store.companions(layout, which, ["a"])["a"] for which in ("timeline", "crops")}
+    assert store.layout("wide").storage == 3
+    store.close()
+    prototype = unit.mean(axis=0) / np.linalg.norm(unit.mean(axis=0))
+    step_error = read["timeline"].vectors @ prototype - unit[:20] @ prototype
+    crop_error = read["crops"].vectors @ prototype - unit[20:30] @ prototype
+    assert np.abs(step_error).max() < 0.015 and np.abs(crop_error).max() < 0.04
+    adjacent = np.einsum("nd,nd->n", read["timeline"].vectors[:-1], read["timeline"].vectors[1:])
+    assert np.abs(adjacent - np.einsum("nd,nd->n", unit[:19], unit[1:20])).max() < 0.02
+    assert read["timeline"].text.shape == (20, 384) and read["crops"].where.shape == (10, 4)
+
+
+def test_a_lite_file_is_written_in_zstd_without_dictionaries(store, milvus_uri):
+    """Lite's own Parquet defaults (Snappy, dictionary pages) took 40 KB a clip where these take 27 (same rows)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    store.write_clips(LAYOUT, [clip_row(f"c{i}", "x", row=i) for i in range(50)])
+    store.release()  # Lite writes its data files when the file is closed
+    files = list(Path(milvus_uri).rglob("data_*.parquet"))
+    assert files
+    for path in files:
+        columns = pq.ParquetFile(path).metadata.row_group(0)
+        chunks = [columns.column(k) for k in range(columns.num_columns)]
+        assert {c.compression for c in chunks} == {"ZSTD"}
+        assert not any(c.has_dictionary_page for c in chunks)
+
+
+def test_a_dataset_written_in_layout_2_is_still_read_and_written_in_it(milvus_uri):
+    layout = DatasetLayout(dataset="wide", model_id="toy", dim=512, text_dim=384, text_space="semantic")
+    store = open_store(milvus_uri)
+    store.ensure(layout)
+    record = store.client.query("ta_registry", filter="", output_fields=["*"], limit=10)[0]
+    store.client.upsert("ta_registry", [{**record, "layout": {**record["layout"], "storage": 2}}])
+    store.close()
+    store = open_store(milvus_uri)
+    vector = np.random.default_rng(1).normal(size=512)
+    store.ensure(layout)  # stays in layout 2: its rows were written with int8 companions
+    text = list(np.ones(384))
+    step = part("a", 0, S.TIME, 0.0, vector, text)
+    store.write_clips(layout, [{**clip_row("a", "x", vector), S.TEXT_VECTOR: text}], [step])
+    assert store.layout("wide").storage == 2
+    step = store.companions(layout, "timeline", ["a"])["a"].vectors[0]
+    store.close()
+    assert abs(step @ vector / np.linalg.norm(vector) - 1) < 1e-3  # int8: unit again, cosine within 1e-3
+
+
 def test_a_long_timeline_spans_several_packed_rows_and_reads_back_in_order(store):
     store.limits = replace(store.limits, max_packed_chars=200)  # 7 parts of this layout's 27 bytes fit a row
     steps = [part("a", k, S.TIME, 0.5 * k, (1, k, 0, 0)) for k in range(30)]
@@ -262,6 +323,6 @@ def test_a_store_written_in_the_old_layout_asks_to_be_reindexed(store):
 
 
 def test_milvus_itself_refuses_a_field_past_its_length(store):
-    """pymilvus's own length check is off (taxonomy_core.store.milvus says why): Milvus still refuses."""
+    """pymilvus's own length check is off (taxonomy_core.store.writes says why): Milvus still refuses."""
     with pytest.raises(StoreError, match="fingerprint.*exceeds max_length=2048"):
         store.write_clips(LAYOUT, [{**clip_row("a", "x"), S.FINGERPRINT: "f" * 2049}])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from indexer.embedders import Embedder, Vectors
+from indexer.fingerprint import decode as decode_fingerprint
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
 from taxonomy_core import schema as S
 from taxonomy_core.schema import ClipSpec
@@ -64,14 +65,16 @@ def embed_rows(
     per job (the job's `cache`), however many overlapping clips of its video use it."""
     started = time.perf_counter()
     plans = [_Companions.of(c, sampling.timeline_reuse) for c in clips]
+    same = [_same_frames(c, p.used, sampling.same_frame_bits) for c, p in zip(clips, plans)]
     first: dict[tuple, tuple[int, int]] = {}  # a frame's key -> (clip, row of its `images`) that holds its pixels
     for i, (clip, plan) in enumerate(zip(clips, plans)):
         for row in plan.used.tolist():
-            first.setdefault(_key(clip, row), (i, row))
+            if row not in same[i]:
+                first.setdefault(_key(clip, row), (i, row))
     position = {key: n for n, key in enumerate(first)}
 
     def at(i: int, rows: np.ndarray) -> np.ndarray:
-        return np.array([position[_key(clips[i], r)] for r in rows.tolist()], dtype=np.int64)
+        return np.array([position[_key(clips[i], same[i].get(r, r))] for r in rows.tolist()], dtype=np.int64)
 
     clip_rows = [at(i, c.frame_idx) for i, c in enumerate(clips)]
     pixels = [clips[i].images[row] for i, row in first.values()]
@@ -120,6 +123,24 @@ class FrameCache:
         while len(self.entries) > self.limit:
             self.entries.popitem(last=False)
         return found, len(missing)
+
+
+def _same_frames(clip: SampledClip, used: np.ndarray, bits: int) -> dict[int, int]:
+    """Rows of the clip's frames that show the same picture as an earlier frame of the clip (perceptual hashes
+    within `bits`), each mapped to that frame's row: they are not embedded again."""
+    hashes = decode_fingerprint(clip.fingerprint)
+    frames = [row for row in used.tolist() if clip.image_keys[row][1] == -1]
+    if bits < 0 or len(hashes) != sum(1 for _, box in clip.image_keys if box == -1):  # a long clip's is sampled
+        return {}
+    kept: list[int] = []
+    same = {}
+    for row in sorted(frames, key=lambda r: clip.image_keys[r][0]):  # in time order: the first of a run is kept
+        match = next((k for k in kept if (int(hashes[k]) ^ int(hashes[row])).bit_count() <= bits), None)
+        if match is None:
+            kept.append(row)
+        else:
+            same[row] = match
+    return same
 
 
 def _key(clip: SampledClip, row: int) -> tuple:

@@ -1,4 +1,5 @@
-"""The vector store: a protocol of domain verbs (`base`) and its Milvus implementation (`milvus`)."""
+"""The vector store: a protocol of domain verbs (`base`) and its Milvus implementation (`milvus`, with its
+verbs in `reads` and `writes`, its collections in `schemas`, opening a client in `connection`)."""
 
 from taxonomy_core.store.base import (
     CLIP_COLUMNS,
@@ -12,7 +13,8 @@ from taxonomy_core.store.base import (
     unit_rows,
 )
 from taxonomy_core.store.boundary import check_lite_target, configured_token, plain, quiet_open
-from taxonomy_core.store.milvus import DEFAULT_URI, TOKEN_ENV, URI_ENV, MilvusStore, default_uri, is_server
+from taxonomy_core.store.connection import DEFAULT_URI, TOKEN_ENV, URI_ENV, default_uri, is_server
+from taxonomy_core.store.milvus import MilvusStore
 
 
 def open_store(uri: str | None = None, token: str | None = None) -> Store:

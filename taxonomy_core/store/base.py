@@ -27,8 +27,10 @@ CLIP_COLUMNS = [
 # What a store writes and reads; a layout records the version it was written in (see DatasetLayout.storage).
 # 1: float32 vectors in every row. 2: the searchable float32 vectors apart from the clip rows, which add an int8
 # packed copy and a fingerprint; companions packed per clip, int8, crops without text vectors; thumbnails within a
-# budget; every kind sharded by clip id on Lite.
-STORAGE_VERSION = 2
+# budget; every kind sharded by clip id on Lite. 3: companions rotated and coded on 4 bits (timeline) and 2 bits
+# (crops) a coordinate; thumbnails within a smaller budget (see StoreLimits.thumbnail_chars). Layout 2 is still read.
+STORAGE_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 
 
 class StoreError(RuntimeError):
@@ -45,7 +47,7 @@ class StoreLimits:
     max_thumbnail_chars: int = 65535
     max_fingerprint_chars: int = 2048
     max_packed_chars: int = 65535  # a VARCHAR's ceiling: a clip's companions take as many rows as they need
-    thumbnail_chars: int = 4096  # larger thumbnails are re-encoded smaller on the way in (~3.6 KB at 128 px)
+    thumbnail_chars: int = 2048  # larger thumbnails are re-encoded smaller on the way in (~1.8 KB, 96 px mostly)
     max_top_k: int = 16384
     write_batch: int = 256
     read_batch: int = 1000  # rows per query by primary key
