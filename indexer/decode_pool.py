@@ -128,13 +128,29 @@ class _Pool:
         for worker, video in list(self.current.items()):
             if time.monotonic() - self.since.get(worker, time.monotonic()) <= limit:
                 continue
-            self.current.pop(worker)
-            self.procs[worker].terminate()
-            self.procs[worker].join(timeout=5)
             reason = f"opening and decoding it took longer than the time limit per file ({limit:g} s); skipped"
             yield from self._fail_rest(video, reason)
-            if self.pending:
-                self.procs[worker] = self._spawn(worker)
+            self._restart()
+            return
+
+    def _restart(self) -> None:
+        """Stop every decoder and start afresh on the videos still pending, with new queues: a process killed
+        mid-call may hold a queue's lock forever, or have taken the next video's task with it."""
+        for proc in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=5)
+        self.current.clear()
+        self.since.clear()
+        if not self.pending:
+            return
+        self.tasks, self.results = self.ctx.Queue(), self.ctx.Queue(maxsize=64)
+        for video in self.pending:
+            self.tasks.put((video, self.groups[video]))
+        workers = min(len(self.procs), len(self.pending))
+        for _ in range(workers):
+            self.tasks.put(_STOP)
+        self.procs = {i: self._spawn(i) for i in range(workers)}
 
     def _reap(self) -> Iterator[SegmentFailure]:
         """Replace dead workers; the video each was on fails, the others go on."""
