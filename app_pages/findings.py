@@ -5,12 +5,9 @@ import math
 import streamlit as st
 
 from app_pages.evidence import cast, evidence_strip
-from app_pages.literal import literal
-from app_pages.shared import clip_title, current_audit, finding_title, live, thumbnails
+from app_pages.shared import clip_title, current_audit, finding_title, fixed_manifest_button, thumbnails
 from app_pages.words import escape, fix_text, plain
 from auditor import decisions as D
-from auditor import service
-from auditor.workspace import AuditFolderError, manifest_download
 
 PER_PAGE = 20
 
@@ -138,20 +135,8 @@ with fixes_tab:
         show_fix(edit, finding, images)
 
     accepted = sum(1 for e in edits if decisions.get(e.key) == "accepted")
-    stored = live(service.stored_manifest, st.session_state["uri"], report["dataset"], report["model"])
-    try:
-        name, content = manifest_download(audit, decisions, stored)
-        st.download_button(
-            f"Download the fixed manifest ({accepted} accepted of {len(edits)} proposed fixes)",
-            content,
-            file_name=name,
-            key="download",
-            type="primary",
-        )
-    except AuditFolderError as e:
-        st.info(f"No download: {literal(e)}")
-    except (OSError, ValueError) as e:
-        st.error(f"The input manifest cannot be read to apply the fixes: {literal(e)}")
+    label = f"Download the fixed manifest ({accepted} accepted of {len(edits)} proposed fixes)"
+    fixed_manifest_button(st, audit, decisions, label, "download")
 
 with findings_tab:
     pages = max(1, math.ceil(len(shown) / PER_PAGE))

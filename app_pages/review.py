@@ -11,11 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.evidence import evidence_strip
-from app_pages.shared import SEVERITY_BADGES, current_audit, live
+from app_pages.shared import SEVERITY_BADGES, current_audit, fixed_manifest_button
 from app_pages.words import code, fix_text, kind_help, kind_name, plain, tip
 from auditor import decisions as D
-from auditor import service
-from auditor.workspace import AuditFolderError, manifest_download
 
 audit = current_audit()
 report, folder = audit.report, audit.folder
@@ -231,18 +229,11 @@ left.download_button(
     key="review_export_decisions",
     mime="application/json",
 )
-stored = live(service.stored_manifest, st.session_state["uri"], report["dataset"], report["model"])
-try:
-    name, content = manifest_download(audit, edit_states, stored)
-    right.download_button(
-        f"Download the fixed manifest ({n_accepted} accepted of {len(audit.edits)} edits)",
-        content,
-        file_name=name,
-        key="review_export_manifest",
-        type="primary",
-    )
-except AuditFolderError as e:
-    right.info(f"No fixed manifest: {e}")
-except (OSError, ValueError) as e:
-    right.error(f"The input manifest cannot be read to apply the fixes: {e}")
+fixed_manifest_button(
+    right,
+    audit,
+    edit_states,
+    f"Download the fixed manifest ({n_accepted} accepted of {len(audit.edits)} edits)",
+    "review_export_manifest",
+)
 st.caption(f"Saved as you decide in {code(folder / D.DECISIONS_FILE)}; reopening the audit resumes here.")

@@ -21,7 +21,7 @@ import streamlit as st
 from app_pages.literal import literal
 from auditor import service
 from auditor.access import data_roots, output_root
-from auditor.workspace import Audit, AuditFolderError, NoAudit, find_audits, open_audit
+from auditor.workspace import Audit, AuditFolderError, NoAudit, find_audits, manifest_download, open_audit
 from taxonomy_core.store import StoreError, default_uri
 
 AUDIT_ENV = "AUDITOR_AUDIT_DIR"
@@ -246,3 +246,17 @@ def player(report: dict, clip: dict) -> None:
 def finding_title(finding: dict) -> str:
     badge = SEVERITY_BADGES.get(finding["severity"], finding["severity"])
     return f"{badge} **{literal(finding['kind'])}** · confidence {finding.get('confidence', 0):.2f}"
+
+
+def fixed_manifest_button(where, audit: Audit, states: dict[str, str], label: str, key: str) -> None:
+    """The fixed manifest with the accepted edits, built from the manifest the store recorded, as a download
+    button in `where` (a column or the page); why not, in words, when it cannot be built."""
+    report = audit.report
+    stored = live(service.stored_manifest, st.session_state["uri"], report["dataset"], report["model"])
+    try:
+        name, content = manifest_download(audit, states, stored)
+        where.download_button(label, content, file_name=name, key=key, type="primary")
+    except AuditFolderError as e:
+        where.info(f"No download: {literal(e)}")
+    except (OSError, ValueError) as e:
+        where.error(f"The input manifest cannot be read to apply the fixes: {literal(e)}")
