@@ -61,7 +61,9 @@ def run_audit(
     own_store = store is None
     store = store or open_store(index_config.uri, index_config.token)
     try:
-        embedder = embedder or load_embedder(index_config.model, index_config.device, index_config.batch_size)
+        embedder = embedder or load_embedder(
+            index_config.model, index_config.device, index_config.batch_size, index_config.precision
+        )
         index = run_indexing(manifest, index_config, store=store, embedder=embedder, progress=index_progress)
         layout = store.layout(index_config.dataset, embedder.model_id)
         if layout is None:

@@ -17,6 +17,7 @@ from indexer.pipeline import IndexConfig
 from indexer.summary import print_summary
 from taxonomy_core import schema as S
 from taxonomy_core.formats import ManifestError, ReadOptions
+from taxonomy_core.precision import PRECISION_HELP, check_precision
 from taxonomy_core.store import StoreError
 from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries, table
 from taxonomy_core.terminal import user_errors as _user_errors
@@ -70,6 +71,7 @@ def audit(
         "[prompts] text prompts per class.",
     ),
     device: str = typer.Option("auto", "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 ..."),
+    precision: str = typer.Option("auto", "--precision", callback=check_precision, help=PRECISION_HELP),
     video_root: Path | None = typer.Option(
         None,
         "--video-root",
@@ -100,6 +102,7 @@ def audit(
         uri=uri,
         token=token,
         device=device,
+        precision=precision,
         manifest_format=fmt,
         read=ReadOptions(video_root=video_root),
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taxonomy_core.precision import cpu_bf16_fast
+
 log = logging.getLogger(__name__)
 
 BLOCK = 1024
@@ -206,27 +208,7 @@ class ClusteredLists:
 
 
 def fast_dtype():
-    """bfloat16 where this CPU multiplies it at least twice as fast as float32 (AMX tiles), else float32.
+    """bfloat16 where this CPU multiplies it at least twice as fast as float32 (AMX tiles), else float32."""
+    import torch
 
-    Timed once per process on a block the size the search uses (~20 ms), so no CPU list can be out of date.
-    """
-    global _FAST
-    if _FAST is None:
-        import torch
-
-        a, b = torch.randn(512, 512), torch.randn(4096, 512)
-
-        def seconds(dtype) -> float:
-            x, y = a.to(dtype), b.to(dtype)
-            x @ y.T
-            t0 = time.perf_counter()
-            for _ in range(3):
-                x @ y.T
-            return time.perf_counter() - t0
-
-        _FAST = torch.bfloat16 if 2 * seconds(torch.bfloat16) < seconds(torch.float32) else torch.float32
-        log.info("k-NN scores in %s", _FAST)
-    return _FAST
-
-
-_FAST = None
+    return torch.bfloat16 if cpu_bf16_fast() else torch.float32

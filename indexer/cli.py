@@ -15,6 +15,7 @@ from indexer.summary import print_summary, summary_dict
 from indexer.validation import validate
 from indexer.video import SamplingConfig
 from taxonomy_core.formats import KINETICS_PATTERN, ManifestError, ReadOptions
+from taxonomy_core.precision import PRECISION_HELP, check_precision
 from taxonomy_core.store import Store, StoreError, default_uri, is_server, open_store
 from taxonomy_core.terminal import console, fail, progress_bar, quiet_libraries, table
 
@@ -44,6 +45,7 @@ def index(
         None, "--batch-size", "-b", min=1, help="Images per model call (default: 128 on GPU, 16 on CPU)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    precision: str = typer.Option("auto", "--precision", callback=check_precision, help=PRECISION_HELP),
     workers: int | None = typer.Option(
         None, "--workers", min=0, help="Decoding processes (0 = decode in the main process)."
     ),
@@ -77,6 +79,7 @@ def index(
         uri=uri,
         token=token,
         device=device,
+        precision=precision,
         batch_size=batch_size,
         manifest_format=fmt,
         read=ReadOptions(video_root, pattern),

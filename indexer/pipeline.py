@@ -41,6 +41,7 @@ class IndexConfig:
     token: str | None = None
     device: str = "auto"
     batch_size: int | None = None  # images per model call; None: 128 on GPU, 16 on CPU
+    precision: str = "auto"  # auto: bf16 on a GPU and on a CPU with fast bf16 units; fp32: exact everywhere
     workers: int = field(default_factory=default_workers)
     manifest_format: str = "auto"
     read: ReadOptions = ReadOptions()
@@ -143,7 +144,7 @@ def run_indexing(
         with timer("existing"):
             todo = _sync_existing(store, config, clips, report)
         if todo:
-            embedder = embedder or load_embedder(config.model, config.device, config.batch_size)
+            embedder = embedder or load_embedder(config.model, config.device, config.batch_size, config.precision)
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)
             _warn_if_resampled(report.layout, layout)
@@ -230,6 +231,7 @@ def _job(todo: list[ClipSpec], embedder: Embedder, layout: DatasetLayout, store:
         model=config.model,
         device=config.device,
         batch_size=config.batch_size,
+        precision=config.precision,
         uri=store.uri,
         token=config.token if config.token is not None else configured_token(store.uri),  # for remote writers
         clips_per_write=config.clips_per_write,

@@ -40,6 +40,7 @@ class Embedder(Protocol):
     text_space: TextSpace | None  # "visual": texts share the clip space; "semantic": a separate one
     text_dim: int | None
     device: str
+    precision: str  # auto, fp32 or bf16: see taxonomy_core.precision.model_dtype
     batch_size: int
     # Short side of the one pass over a clip's middle frame whose feature map gives every crop's vector
     # (see `embed_regions`); None: crops are cut from the frame and embedded as images.
@@ -77,18 +78,21 @@ def parse_model(spec: str) -> tuple[str, str | None]:
     return family, (arg or None)
 
 
-def load_embedder(spec: str, device: str = "auto", batch_size: int | None = None) -> Embedder:
+def load_embedder(spec: str, device: str = "auto", batch_size: int | None = None, precision: str = "auto") -> Embedder:
     """Build the embedder a model spec names, e.g. `clip:ViT-B-32/laion2b_s34b_b79k` or `effnet-lite0`.
 
     `batch_size` (images per model call) defaults to 128 on a GPU and 16 on a CPU, where larger
-    batches fall out of cache and run slower (measured in docs/benchmarks.md).
+    batches fall out of cache and run slower (measured in docs/benchmarks.md). `precision` (auto, fp32,
+    bf16): auto runs the model under bfloat16 autocast on a GPU and on a CPU that multiplies bfloat16 fast.
     """
     family, arg = parse_model(spec)
     if family not in REGISTRY:
         raise EmbedderUnavailable(f"unknown model {spec!r}; available: {', '.join(_examples())}")
     module_name, _, class_name = REGISTRY[family].partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(arg, device=device, batch_size=batch_size)
+    embedder = cls(arg, device=device, batch_size=batch_size)
+    embedder.precision = precision
+    return embedder
 
 
 def _examples() -> list[str]:

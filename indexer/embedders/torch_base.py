@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from indexer.embedders import Vectors
+from taxonomy_core.precision import model_dtype
 
 
 def resolve_device(device: str) -> str:
@@ -23,12 +24,12 @@ def default_batch_size(device: str) -> int:
     return 128 if device.startswith("cuda") else 16
 
 
-def autocast(device: str):
-    """fp16 (bf16 where supported) on CUDA; exact fp32 on CPU, where autocast only slows convolutions."""
-    if device.startswith("cuda"):
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+def autocast(device: str, precision: str = "auto"):
+    """The model's reduced precision where it runs fast (taxonomy_core.precision.model_dtype), else exact fp32."""
+    dtype = model_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -75,6 +76,7 @@ class FrameEmbedder:
     image_size: int
     device: str
     batch_size: int
+    precision: str = "auto"  # auto, fp32 or bf16 (taxonomy_core.precision); load_embedder sets it
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
@@ -118,7 +120,7 @@ class FrameEmbedder:
         for i, shape in enumerate(shapes):
             by_shape.setdefault(shape, []).append(i)
         pooled: dict[int, torch.Tensor] = {}
-        with torch.inference_mode(), autocast(self.device):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             for shape, members in by_shape.items():
                 per_call = max(1, self.batch_size * self.image_size**2 // (shape[0] * shape[1]))
                 for start in range(0, len(members), per_call):
@@ -132,7 +134,7 @@ class FrameEmbedder:
 
     def _run(self, images: np.ndarray) -> list[np.ndarray]:
         outputs: list[list[np.ndarray]] = []
-        with torch.inference_mode(), autocast(self.device):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             for i in range(0, len(images), self.batch_size):
                 batch = self._prepare(images[i : i + self.batch_size])
                 outputs.append([o.float().cpu().numpy() for o in self._forward(batch)])

@@ -65,7 +65,7 @@ class VivitEmbedder(FrameEmbedder):
     def _run_videos(self, videos: np.ndarray) -> np.ndarray:
         out = []
         per_batch = max(1, self.batch_size // self.frames_per_clip)
-        with torch.inference_mode(), autocast(self.device):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             for i in range(0, len(videos), per_batch):
                 chunk = videos[i : i + per_batch]
                 b, t = chunk.shape[:2]

@@ -34,6 +34,7 @@ class Job:
     model: str
     device: str
     batch_size: int | None
+    precision: str
     uri: str
     token: str | None
     clips_per_write: int

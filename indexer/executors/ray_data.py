@@ -117,7 +117,7 @@ class _Embed:
 
     def __init__(self, job: Job):
         self.job = job
-        self.embedder = load_embedder(job.model, job.device, job.batch_size)
+        self.embedder = load_embedder(job.model, job.device, job.batch_size, job.precision)
         self.cache = FrameCache()  # frames of overlapping segments that reach this actor are embedded once
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
