@@ -14,17 +14,21 @@ PROXY_DIMS = 32  # what UMAP gets beside precomputed neighbours (at 10^5 x 1280,
 def project(
     vectors: np.ndarray, seed: int = 0, max_fit: int = 200_000, neighbours: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
-    """2-D coordinates; above `max_fit` points, UMAP is fitted on a seeded sample and the rest transformed.
+    """2-D coordinates; above `max_fit` points, UMAP is fitted on a seeded sample and the rest placed.
 
     `neighbours` (positions, cosines of each point's nearest others, as the audit context shares them) spare
     UMAP its own nearest-neighbour search: its graph is then built on the same neighbours every check used.
+    Above `max_fit`, UMAP lays out a seeded sample (its own neighbours, on the vectors' principal axes) and every
+    other point goes to the similarity-weighted mean of its shared neighbours already placed (O(N k), seconds
+    at 10^6); only a point none of whose neighbours could be placed goes through UMAP's slower `transform`.
     """
     n = len(vectors)
     if n < 5:
         return _pca2(vectors)
     import umap
 
-    shared = neighbours is not None and n <= max_fit and neighbours[0].shape[1] >= 2
+    graph = neighbours is not None and neighbours[0].shape[1] >= 2
+    shared = graph and n <= max_fit
     n_neighbors = min(15, n - 1, neighbours[0].shape[1] + 1) if shared else min(15, n - 1)
     knn_graph = _with_self(*neighbours, n_neighbors) if shared else (None, None, None)
     reducer = umap.UMAP(
@@ -37,9 +41,38 @@ def project(
             return reducer.fit_transform(_principal(vectors, PROXY_DIMS, seed)).astype(np.float32)
         if n <= max_fit:
             return reducer.fit_transform(vectors).astype(np.float32)
-        sample = np.random.default_rng(seed).choice(n, max_fit, replace=False)
-        reducer.fit(vectors[sample])
-        return reducer.transform(vectors).astype(np.float32)
+        proxy = _principal(vectors, PROXY_DIMS, seed)
+        sample = np.sort(np.random.default_rng(seed).choice(n, max_fit, replace=False))
+        points = np.full((n, 2), np.nan, np.float32)
+        points[sample] = reducer.fit_transform(proxy[sample])
+        if graph:
+            points = place_by_neighbours(points, *neighbours)
+        missing = np.flatnonzero(np.isnan(points[:, 0]))
+        if len(missing):
+            log.info("map: %d points placed by UMAP's transform (no placed neighbour)", len(missing))
+            points[missing] = reducer.transform(proxy[missing])
+        return points
+
+
+def place_by_neighbours(points: np.ndarray, idx: np.ndarray, sim: np.ndarray, rounds: int = 4) -> np.ndarray:
+    """Unplaced rows (NaN) at the similarity-weighted mean of their placed neighbours, `rounds` times over (each
+    round places points whose neighbours the previous one placed). Rows with no placed neighbour stay NaN."""
+    points = points.copy()
+    weights = np.maximum(sim, 0.0).astype(np.float32) + 1e-6
+    for _ in range(rounds):
+        todo = np.flatnonzero(np.isnan(points[:, 0]))
+        if not len(todo):
+            break
+        before = points.copy()  # a round reads only what the rounds before it placed
+        for start in range(0, len(todo), 65_536):
+            rows = todo[start : start + 65_536]
+            near = before[idx[rows]]  # [r, k, 2]
+            w = np.where(np.isnan(near[..., 0]), 0.0, weights[rows])
+            total = w.sum(axis=1)
+            ok = total > 0
+            placed = np.einsum("rk,rkd->rd", w, np.nan_to_num(near)) / np.maximum(total, 1e-12)[:, None]
+            points[rows[ok]] = placed[ok]
+    return points
 
 
 def _principal(vectors: np.ndarray, dims: int, seed: int, sample: int = 20_000) -> np.ndarray:

@@ -100,6 +100,22 @@ def test_umap_runs_on_the_shared_neighbours():
     assert np.array_equal(points, project(x, seed=0, neighbours=shared))  # seeded
 
 
+def test_map_above_max_fit_places_every_point_beside_its_neighbours():
+    """Above max_fit UMAP lays out a sample; the others go where their shared neighbours are: each lands among its
+    class (nearer its own class's centre on the map than any other class's), none is left unplaced."""
+    x = clustered(1200, classes=4)
+    shared = knn(x, 10)
+    points = project(x, seed=0, max_fit=400, neighbours=shared)
+    assert points.shape == (1200, 2) and np.isfinite(points).all()
+    rng = np.random.default_rng(0)  # clustered()'s draws: the centres, then each point's class
+    rng.normal(size=(4, 32))
+    labels = rng.integers(0, 4, 1200)
+    centres = np.stack([np.median(points[labels == c], axis=0) for c in range(4)])
+    nearest = np.linalg.norm(points[:, None] - centres[None], axis=2).argmin(axis=1)
+    assert (nearest == labels).mean() > 0.95
+    assert np.array_equal(points, project(x, seed=0, max_fit=400, neighbours=shared))  # seeded
+
+
 @pytest.fixture
 def synthetic_store(milvus_uri):
     planted = synthetic_dataset(300, dim=64, classes=6, mislabel_rate=0.02, copy_rate=0.02)
