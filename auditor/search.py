@@ -13,15 +13,39 @@ OVERFETCH = 3  # stale clips (rows that left the manifest) may sit in the collec
 
 def nearest(ctx, vector: np.ndarray, k: int, text: bool = False, exclude: int | None = None) -> list[tuple[int, float]]:
     """Top-k clips of the context for a query vector: through Milvus when the context has a store."""
-    if ctx.has_companions:
-        [hits] = ctx.store.search(ctx.layout, vector[None, :], (k + 1) * OVERFETCH, text=text)
-        ranked = [(ctx.position[c], s) for c, s in hits if c in ctx.position]
-    else:
-        space = ctx.text_space() if text else ctx.vectors
-        scores = space @ vector
-        order = np.argsort(-scores)[: k + 1]
-        ranked = [(int(i), float(scores[i])) for i in order]
+    [ranked] = nearest_many(ctx, vector[None, :], k + 1, text=text)
     return [(i, s) for i, s in ranked if i != exclude][:k]
+
+
+def nearest_many(ctx, vectors: np.ndarray, k: int, text: bool = False) -> list[list[tuple[int, float]]]:
+    """Top-k clips for each query vector, in one request (a store scans its shards once for all of them)."""
+    if ctx.has_companions:
+        found = ctx.store.search(ctx.layout, vectors, k * OVERFETCH, text=text)
+        return [[(ctx.position[c], s) for c, s in hits if c in ctx.position][:k] for hits in found]
+    space = ctx.text_space() if text else ctx.vectors
+    out = []
+    for vector in vectors:
+        scores = space @ vector
+        order = np.argsort(-scores)[:k]
+        out.append([(int(i), float(scores[i])) for i in order])
+    return out
+
+
+def centroid_of(ctx, positions: np.ndarray) -> np.ndarray:
+    centroid = ctx.vectors[positions].mean(axis=0)
+    return centroid / np.linalg.norm(centroid)
+
+
+def class_queries(ctx, labels: list[str], k: int) -> dict[str, tuple[list[int] | None, list[int]]]:
+    """Every class's text-query and centroid top-k clips, in two batched searches."""
+    texts = [label for label in labels if ctx.label_queries.get(label) is not None]
+    text_found = (
+        nearest_many(ctx, np.stack([ctx.label_queries[label] for label in texts]), k, text=True) if texts else []
+    )
+    by_text = {label: [i for i, _ in hits] for label, hits in zip(texts, text_found)}
+    centroids = np.stack([centroid_of(ctx, ctx.members(label)) for label in labels])
+    by_centroid = [[i for i, _ in hits] for hits in nearest_many(ctx, centroids, k)]
+    return {label: (by_text.get(label), hits) for label, hits in zip(labels, by_centroid)}
 
 
 @dataclass
@@ -49,16 +73,27 @@ class Consistency:
 
 
 def class_consistency(
-    ctx, label: str, k: int, query: np.ndarray | None = None, examples: list[int] | None = None
+    ctx,
+    label: str,
+    k: int,
+    query: np.ndarray | None = None,
+    examples: list[int] | None = None,
+    found: tuple[list[int] | None, list[int]] | None = None,
 ) -> Consistency:
-    """Text query (the label's prompts, or `query`) vs example queries (`examples`, default all members)."""
+    """Text query (the label's prompts, or `query`) vs example queries (`examples`, default all members).
+
+    `found`: the text query's and the members' centroid's top clips, already searched (`class_queries` and
+    `nearest_many` do every class in two requests).
+    """
     members = ctx.members(label)
     k = max(1, min(k, len(members)))
-    query = query if query is not None else ctx.label_queries.get(label)
-    text_hits = [i for i, _ in nearest(ctx, query, k, text=True)] if query is not None else []
     seeds = np.array(examples if examples is not None else members)
-    centroid = ctx.vectors[seeds].mean(axis=0)
-    centroid_hits = [i for i, _ in nearest(ctx, centroid / np.linalg.norm(centroid), k)]
+    if found is None:
+        query = query if query is not None else ctx.label_queries.get(label)
+        text_hits = [i for i, _ in nearest(ctx, query, k, text=True)] if query is not None else []
+        centroid_hits = [i for i, _ in nearest(ctx, centroid_of(ctx, seeds), k)]
+    else:
+        text_hits, centroid_hits = (found[0] or [])[:k], found[1][:k]
     neighbours = ctx.neighbours[0][seeds, :k]
     same = ctx.labels[neighbours] == label
     pulled = []

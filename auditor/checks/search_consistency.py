@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auditor.checks.base import Check, CheckResult
-from auditor.search import class_consistency
+from auditor.search import class_consistency, class_queries
 from taxonomy_core.findings import Evidence, Finding, clamp
 
 
@@ -20,8 +20,9 @@ class SearchConsistency(Check):
     def run(self, ctx) -> CheckResult:
         cfg = self.params
         result = self.result()
+        found = class_queries(ctx, ctx.classes, cfg.k)  # two searches for every class, not two per class
         for label in ctx.classes:
-            c = class_consistency(ctx, label, cfg.k)
+            c = class_consistency(ctx, label, cfg.k, found=found[label])
             result.classes[label] = {
                 "search_consistency": c.text_precision,
                 "text_precision": c.text_precision,
