@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,15 @@ class AuditContext:
     @cached_property
     def position(self) -> dict[str, int]:
         return {clip_id: i for i, clip_id in enumerate(self.clip_ids)}
+
+    def clip(self, i: int) -> dict[str, Any]:
+        """Clip i's manifest fields (row, label, video, start, end) without pandas' cost per row (~75 µs, which
+        per-clip checks paid hundreds of thousands of times)."""
+        return {name: column[i] for name, column in self._fields.items()}
+
+    @cached_property
+    def _fields(self) -> dict[str, np.ndarray]:
+        return {name: self.clips[name].to_numpy() for name in (S.ROW, S.LABEL, S.VIDEO, S.START, S.END)}
 
     @property
     def has_companions(self) -> bool:

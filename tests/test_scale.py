@@ -76,7 +76,7 @@ def test_bfloat16_scoring_returns_float32_cosines_of_the_same_neighbours(monkeyp
     lists = knn_module.ClusteredLists.build(x, 0)
     found = {}
     for dtype in (torch.float32, torch.bfloat16):
-        monkeypatch.setattr(knn_module, "_FAST", dtype)
+        monkeypatch.setattr(knn_module, "fast_dtype", lambda dtype=dtype: dtype)
         found[dtype] = lists.search(x, 10, probe=6)
     (idx32, sim32), (idx16, sim16) = found[torch.float32], found[torch.bfloat16]
     assert np.allclose(sim16, np.einsum("nd,nkd->nk", x, x[idx16]), atol=1e-5)  # exact cosines, not bf16's

@@ -35,7 +35,7 @@ class SpatialTightness(Check):
         return result
 
     def _clip(self, ctx, i: int, crops: dict, timeline: dict, result: CheckResult) -> None:
-        clip = ctx.clips.iloc[i]
+        clip = ctx.clip(i)
         prototype = ctx.loo_prototypes[i]
         middle = (clip[S.START] + clip[S.END]) / 2
         full = float(timeline.vectors[np.argmin(np.abs(timeline.where - middle))] @ prototype)

@@ -30,7 +30,7 @@ class TemporalTightness(Check):
         return result
 
     def _clip(self, ctx, i: int, timeline: dict, result: CheckResult) -> None:
-        p, clip = self.params, ctx.clips.iloc[i]
+        p, clip = self.params, ctx.clip(i)
         steps = timeline.vectors
         visual = steps @ ctx.loo_prototypes[i]
         query = ctx.label_queries.get(clip[S.LABEL])

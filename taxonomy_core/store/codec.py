@@ -108,7 +108,8 @@ class RowCodec:
         if self.bits == 8:
             return dequantize(codes.view(np.int8), scale)
         padded = -(-width // ROTATION_BLOCK) * ROTATION_BLOCK
-        z = LEVELS[self.bits][_unpack_bits(codes, self.bits, padded)] * (scale / (1 - MSE[self.bits]))[:, None]
+        z = _byte_levels(self.bits)[codes].reshape(len(codes), -1)[:, :padded]  # one look-up a byte, not a code
+        z *= (scale / (1 - MSE[self.bits]))[:, None]
         return unrotate(z, width)
 
     def rows_in(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
@@ -139,11 +140,12 @@ def _pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.bitwise_or.reduce(grouped << (bits * np.arange(per, dtype=np.uint8)), axis=2).astype(np.uint8)
 
 
-def _unpack_bits(packed: np.ndarray, bits: int, width: int) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _byte_levels(bits: int) -> np.ndarray:
+    """[256, 8 / bits] float32: the levels the codes of a packed byte stand for, low bits first (as packed)."""
     per = 8 // bits
-    shifts = bits * np.arange(per, dtype=np.uint8)
-    codes = (packed[:, :, None] >> shifts) & np.uint8((1 << bits) - 1)
-    return codes.reshape(len(packed), -1)[:, :width]
+    codes = (np.arange(256)[:, None] >> (bits * np.arange(per))) & ((1 << bits) - 1)
+    return LEVELS[bits][codes].astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,9 +164,13 @@ def _rotation(width: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _turn(x: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """Each block of ROTATION_BLOCK coordinates times its matrix (one batched product)."""
-    blocked = x.reshape(len(x), len(blocks), ROTATION_BLOCK).transpose(1, 0, 2)
-    return np.matmul(blocked, blocks).transpose(1, 0, 2).reshape(len(x), -1)
+    """Each block of ROTATION_BLOCK coordinates times its matrix: one product a block, read and written in place
+    in the rows (BLAS takes the row stride; a batched product over transposed blocks copied the data twice)."""
+    out = np.empty((len(x), len(blocks) * ROTATION_BLOCK), np.float32)
+    for b, block in enumerate(blocks):
+        cols = slice(b * ROTATION_BLOCK, (b + 1) * ROTATION_BLOCK)
+        np.matmul(x[:, cols], block, out=out[:, cols])
+    return out
 
 
 def rotate(x: np.ndarray) -> np.ndarray:
