@@ -101,6 +101,7 @@ def specific(i: np.ndarray, j: np.ndarray, bits: np.ndarray, n: int) -> np.ndarr
 
     def other(a, d):  # the clip's closest match other than this pair (ties count as another match)
         return np.where(best[a, 0] < d, best[a, 0], best[a, 1])
+
     reference = np.minimum(other(i, bits), other(j, bits))
     return (bits <= EXACT_BITS) | (bits <= SPECIFIC_RATIO * reference)
 

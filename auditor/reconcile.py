@@ -40,7 +40,9 @@ def _hold_loose_relabels(findings: list[Finding]) -> tuple[list[Finding], set[in
     held = {
         f.rows[0]: f
         for f in findings
-        if f.kind == "likely_mislabel" and len(f.rows) == 1 and f.rows[0] in loose
+        if f.kind == "likely_mislabel"
+        and len(f.rows) == 1
+        and f.rows[0] in loose
         and not any((g.suggestion or {}).get("tight_part_class") == f.labels[-1] for g in loose[f.rows[0]])
     }
     out = []

@@ -187,9 +187,9 @@ def repeats(ctx, kept: int, dropped: list[int], pairs, threshold: float) -> Find
         labels=(ctx.labels[kept],),
         videos=tuple(sorted(set(ctx.clips[S.VIDEO].iloc[members]))),
         evidence=(Evidence(keep, "kept_copy", round(weakest, 4)),),
-        confidence=clamp(0.9 - 0.1 * max(bits)) if None not in bits else clamp(
-            0.5 + (weakest - threshold) / max(1e-6, 1 - threshold) / 2
-        ),
+        confidence=clamp(0.9 - 0.1 * max(bits))
+        if None not in bits
+        else clamp(0.5 + (weakest - threshold) / max(1e-6, 1 - threshold) / 2),
         action=f"keep row {keep} and drop row(s) {', '.join(map(str, rows))}, unless the repeats are intended",
         suggestion={"keep": keep, "drop": rows, "weakest_link": round(weakest, 4)},
     )

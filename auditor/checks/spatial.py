@@ -36,7 +36,7 @@ class SpatialTightness(Check):
 
     def _clip(self, ctx, i: int, crops: dict, timeline: dict, result: CheckResult) -> None:
         clip = ctx.clip(i)
-        prototype = ctx.loo_prototypes[i]
+        prototype = ctx.loo_prototype(i)
         middle = (clip[S.START] + clip[S.END]) / 2
         full = float(timeline.vectors[np.argmin(np.abs(timeline.where - middle))] @ prototype)
         scores = crops.vectors @ prototype
@@ -84,7 +84,7 @@ class SpatialTightness(Check):
         whole = ctx.nearest_class(i, ctx.vectors[i])
         if whole == ctx.labels[i] or own_probability(ctx, i) < self.params.probe_own_min:
             return None
-        lean = crops.vectors @ ctx.loo_prototypes[i] - crops.vectors @ ctx.centroids[ctx.classes.index(whole)]
+        lean = crops.vectors @ ctx.loo_prototype(i) - crops.vectors @ ctx.centroids[ctx.classes.index(whole)]
         best = int(np.argmax(lean))
         contrast = float(lean[best] - np.median(lean))
         spread = max(float(ctx.class_spreads[ctx.codes[i]]), 1e-6)

@@ -32,7 +32,7 @@ class TemporalTightness(Check):
     def _clip(self, ctx, i: int, timeline: dict, result: CheckResult) -> None:
         p, clip = self.params, ctx.clip(i)
         steps = timeline.vectors
-        visual = steps @ ctx.loo_prototypes[i]
+        visual = steps @ ctx.loo_prototype(i)
         query = ctx.label_queries.get(clip[S.LABEL])
         text_space = timeline.text if timeline.text is not None else steps
         textual = text_space @ query if query is not None else None
