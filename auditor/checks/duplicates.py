@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from auditor.checks.base import Check, CheckResult
 from auditor.copies import EMBEDDING_ONLY, SAME_FRAMES
@@ -34,7 +35,8 @@ class Duplicates(Check):
         pairs = ctx.copy_pairs(self.params.similarity)
         split = ctx.clips[S.SPLIT].fillna("").to_numpy(dtype=object)
         sources = source_of(ctx.clips)
-        split_sources = {s for s in set(sources) if len(set(split[sources == s])) > 1}
+        spread = pd.DataFrame({"source": sources, "split": split}).groupby("source", sort=False)["split"].nunique()
+        split_sources = set(spread.index[spread > 1])  # one pass: a scan per source was O(N^2) (hours at 3 x 10^5)
         cross = [p for p in pairs if split[p[0]] != split[p[1]] and not _one_split_source(p, sources, split_sources)]
         within = [p for p in pairs if split[p[0]] == split[p[1]]]
         for group in leak_groups(split, cross):
@@ -45,8 +47,10 @@ class Duplicates(Check):
         other_label = [p for p in pairs if ctx.labels[p[0]] != ctx.labels[p[1]]]
         for members in components(len(ctx.codes), other_label):
             result.findings.append(label_conflict(ctx, members, other_label))
+        in_splits = np.flatnonzero(pd.Series(sources).isin(split_sources).to_numpy())
+        by_source = pd.Series(in_splits).groupby(sources[in_splits]).indices
         for source in sorted(split_sources):
-            self._source_in_splits(ctx, source, sources, result)
+            self._source_in_splits(ctx, source, in_splits[by_source[source]], result)
         result.findings += overlapping_segments(ctx, self.params.overlap_seconds)
         return result
 
@@ -96,10 +100,10 @@ class Duplicates(Check):
             for i, (j, _) in sorted(best.items())
         ]
 
-    def _source_in_splits(self, ctx, source: str, sources: np.ndarray, result: CheckResult) -> None:
+    def _source_in_splits(self, ctx, source: str, positions: np.ndarray, result: CheckResult) -> None:
         """A source video cut into several splits leaks scene and subject (siblings, not copies): move the
         minority to the split that holds most of it."""
-        group = ctx.clips[sources == source]
+        group = ctx.clips.iloc[np.sort(positions)]
         counts = group[S.SPLIT].fillna("").value_counts()
         majority = counts.index[0]
         moving = group[group[S.SPLIT].fillna("") != majority]
@@ -219,9 +223,9 @@ def label_conflict(ctx, members: list[int], pairs) -> Finding:
 def overlapping_segments(ctx, tolerance: float) -> list[Finding]:
     """Segments of one video file whose times overlap: one finding per video, from the manifest alone."""
     out = []
-    for video, table in ctx.clips.groupby(S.VIDEO, sort=True):
-        if len(table) < 2:
-            continue
+    videos = ctx.clips[S.VIDEO]
+    shared = ctx.clips[videos.duplicated(keep=False).to_numpy()]  # a video cut once overlaps nothing
+    for video, table in shared.groupby(S.VIDEO, sort=True):
         spans = sorted(zip(table[S.START], table[S.END], table[S.ROW], table[S.SPLIT].fillna("")))
         overlaps, reach = [], spans[0]
         for span in spans[1:]:
