@@ -76,6 +76,7 @@ class AuditContext:
         self.frame_bits: dict[tuple[int, int], float] = {}  # pair -> mean Hamming bits between matched frames
         self.copy_reasons: dict[tuple[int, int], str] = {}  # pair -> how it was judged (auditor.copies)
         self._probes: dict[int, Probe | None] = {}
+        self._probe_everywhere: tuple[np.ndarray, np.ndarray] | None = None
         self.clips = self.clips.reset_index(drop=True)
         self.vectors = _unit(self.vectors)
         if self.text_vectors is not None:
@@ -241,6 +242,12 @@ class AuditContext:
         if folds not in self._probes:
             self._probes[folds] = fit_probe(self.vectors, self.labels, folds, self.config.seed)
         return self._probes[folds]
+
+    def probe_everywhere(self) -> tuple[np.ndarray, np.ndarray]:
+        """The probe's held-out probabilities for every clip (Probe.every_clip), made once."""
+        if self._probe_everywhere is None:
+            self._probe_everywhere = self.probe().every_clip(len(self.codes))
+        return self._probe_everywhere
 
     # --- companions -----------------------------------------------------------------------
 

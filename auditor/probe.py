@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,10 +23,23 @@ class Probe:
     probabilities: np.ndarray
     labels: list[str]
     folds: int
+    # Clips of those classes outside the sample (above PROBE_MAX_SAMPLES), predicted by the mean of the fold
+    # models: every fold model is held out from them, so their predictions are as honest as the sample's.
+    rest_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    rest_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     @property
     def correct(self) -> np.ndarray:
         return self.truth == self.predicted
+
+    def every_clip(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """([n] which probabilities row holds clip i, -1 for none; the rows): the sample's out-of-fold rows, then
+        the rest's held-out ones, so a check reads one prediction per clip whatever the dataset's size."""
+        where = np.full(n, -1, dtype=np.int64)
+        where[self.positions] = np.arange(len(self.positions))
+        where[self.rest_positions] = len(self.positions) + np.arange(len(self.rest_positions))
+        rest = self.rest_probabilities.reshape(len(self.rest_positions), len(self.labels))
+        return where, np.vstack([self.probabilities.astype(np.float32), rest])
 
 
 def fit_probe(vectors: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> Probe | None:
@@ -40,7 +53,7 @@ def fit_probe(vectors: np.ndarray, labels: np.ndarray, folds: int, seed: int) ->
     usable = [label for label, n in counts.items() if n >= 2]
     if len(usable) < 2:
         return None
-    idx = np.flatnonzero(np.isin(labels, usable))
+    idx = usable_idx = np.flatnonzero(np.isin(labels, usable))
     if len(idx) > PROBE_MAX_SAMPLES:
         idx = np.sort(np.random.default_rng(seed).choice(idx, PROBE_MAX_SAMPLES, replace=False))
     y = labels[idx].astype(str)
@@ -52,6 +65,8 @@ def fit_probe(vectors: np.ndarray, labels: np.ndarray, folds: int, seed: int) ->
     probabilities = np.zeros((len(y), len(names)))
     model = LogisticRegression(C=10.0, max_iter=300)
     x = vectors[idx]
+    rest = np.setdiff1d(usable_idx, idx)
+    rest_probabilities = np.zeros((len(rest), len(names)), np.float32)
     for train, test in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(x, y):
         fitted = clone(model)
         with warnings.catch_warnings():
@@ -60,4 +75,9 @@ def fit_probe(vectors: np.ndarray, labels: np.ndarray, folds: int, seed: int) ->
         predicted[test] = fitted.predict(x[test])
         columns = [names.index(c) for c in fitted.classes_]
         probabilities[np.ix_(test, columns)] = fitted.predict_proba(x[test])
-    return Probe(idx, y.astype(object), predicted, probabilities, names, n_splits)
+        for start in range(0, len(rest), 65_536):  # in blocks: the rest may be millions of clips
+            block = rest[start : start + 65_536]
+            rest_probabilities[np.ix_(np.arange(start, start + len(block)), columns)] += (
+                fitted.predict_proba(vectors[block]) / n_splits
+            )
+    return Probe(idx, y.astype(object), predicted, probabilities, names, n_splits, rest, rest_probabilities)

@@ -12,7 +12,7 @@ PROXY_DIMS = 32  # what UMAP gets beside precomputed neighbours (at 10^5 x 1280,
 
 
 def project(
-    vectors: np.ndarray, seed: int = 0, max_fit: int = 200_000, neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    vectors: np.ndarray, seed: int = 0, max_fit: int = 100_000, neighbours: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
     """2-D coordinates; above `max_fit` points, UMAP is fitted on a seeded sample and the rest placed.
 

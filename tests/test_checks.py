@@ -307,3 +307,31 @@ def test_heavily_re_encoded_copies_are_caught_by_their_frames_not_their_embeddin
     [leak] = [f for f in result.findings if f.kind == "split_leak"]
     assert leak.rows == rows_of(ctx, 45) and [e.row for e in leak.evidence] == list(rows_of(ctx, 5))
     assert "frames match 100%" in leak.message
+
+
+def test_probe_above_its_sample_predicts_every_other_clip_held_out(monkeypatch):
+    """Above PROBE_MAX_SAMPLES the probe cross-validates on a sample and its fold models (each held out from the
+    rest) predict every other clip: a mislabel outside the sample is judged by the probe too, and the spatial
+    check reads a real probability for it, not a default."""
+    from auditor import probe as probe_module
+    from auditor.checks.spatial import own_probability
+
+    monkeypatch.setattr(probe_module, "PROBE_MAX_SAMPLES", 60)
+    ctx = make_context(per_class=60)
+    labels = ctx.clips[S.LABEL].to_numpy(dtype=object)
+    probe = ctx.probe()
+    outside = [i for i in range(len(labels)) if i not in set(probe.positions.tolist()) and labels[i] == "hurdles"]
+    flipped = outside[0]
+    labels[flipped] = "pole_vault"  # truly a hurdles clip, outside the probe's sample
+    ctx = AuditContext(ctx.clips.assign(**{S.LABEL: labels}), ctx.vectors, config=ctx.config)
+    probe = ctx.probe()
+    assert flipped not in set(probe.positions.tolist())
+    assert len(probe.positions) + len(probe.rest_positions) == len(labels)
+    where, probabilities = probe.every_clip(len(labels))
+    assert (where >= 0).all()
+    predicted = np.array(probe.labels)[probabilities[where].argmax(axis=1)]
+    assert (predicted == ctx.clips[S.LABEL].to_numpy()).mean() > 0.95  # the held-out rest is predicted well
+    assert predicted[flipped] == "hurdles" and own_probability(ctx, flipped) < 0.2
+    [result] = run_checks(ctx, build_checks(["mislabels"]))
+    [finding] = [f for f in result.findings if f.kind == "likely_mislabel"]
+    assert finding.rows == rows_of(ctx, flipped) and finding.suggestion == {"label": "hurdles"}

@@ -80,13 +80,16 @@ def identical_other_label(ctx, similarity: float) -> dict[int, list[tuple[int, f
 
 
 def probe_predictions(ctx) -> np.ndarray | None:
-    """[N] the probe's out-of-fold class code per clip (-1 where it did not see the clip), or None."""
+    """[N] the probe's held-out class code per clip (-1 for a class it could not learn), or None."""
     probe = ctx.probe()
     if probe is None:
         return None
-    lookup = {label: i for i, label in enumerate(ctx.classes)}
+    codes = {label: i for i, label in enumerate(ctx.classes)}
+    lookup = np.array([codes.get(label, -1) for label in probe.labels], dtype=np.int64)
+    where, probabilities = probe.every_clip(len(ctx.codes))
     out = np.full(len(ctx.codes), -1, dtype=np.int64)
-    out[probe.positions] = [lookup.get(label, -1) for label in probe.predicted]
+    seen = where >= 0
+    out[seen] = lookup[np.argmax(probabilities[where[seen]], axis=1)]
     return out
 
 

@@ -93,11 +93,9 @@ class SpatialTightness(Check):
 
 
 def own_probability(ctx, i: int) -> float:
-    """The probe's out-of-fold probability of clip i's own label (1.0 where there is no probe or it did not see i)."""
+    """The probe's held-out probability of clip i's own label (1.0 where there is no probe for its class)."""
     probe = ctx.probe()
     if probe is None or ctx.labels[i] not in probe.labels:
         return 1.0
-    at = np.searchsorted(probe.positions, i)
-    if at >= len(probe.positions) or probe.positions[at] != i:
-        return 1.0
-    return float(probe.probabilities[at, probe.labels.index(ctx.labels[i])])
+    where, probabilities = ctx.probe_everywhere()
+    return float(probabilities[where[i], probe.labels.index(ctx.labels[i])]) if where[i] >= 0 else 1.0

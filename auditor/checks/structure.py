@@ -24,7 +24,7 @@ class Structure(Check):
         split_silhouette: float = 0.25  # two sub-groups at least this well separated suggest a split
         split_min_share: float = 0.25  # ... each holding at least this share of the class
         confusable_fraction: float = 0.3  # neighbour share of another class that makes two classes confusable
-        umap_max_fit: int = 200_000  # UMAP fits on a seeded sample this large and transforms the rest
+        umap_max_fit: int = 100_000  # UMAP lays out a seeded sample this large; the rest go beside their neighbours
         hdbscan_min_cluster: int = 5
 
     def run(self, ctx) -> CheckResult:
