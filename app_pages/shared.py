@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,6 +132,28 @@ def _mtime(path: Path) -> float:
 def cached_audit(folder: str, stamps: tuple[float, ...], extra: tuple[Path, ...]) -> Audit:
     """Shared, not copied: pages must not change what it returns."""
     return open_audit(Path(folder), extra)
+
+
+@dataclass(frozen=True)
+class ClipIndex:
+    """The audit's clips by id, by row and by class (each class's by row): made once per audit, not per page run."""
+
+    by_id: dict[str, dict]
+    by_row: dict[int, dict]
+    members: dict[str, list[dict]]
+
+
+def clip_index(audit: Audit) -> ClipIndex:
+    """The index of this audit's clips; shared, not copied: pages must not change it."""
+    return _clip_index(str(audit.folder), _mtime(audit.folder / "report.json"), audit.report["clips"])
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _clip_index(folder: str, stamp: float, _clips: list[dict]) -> ClipIndex:
+    members: dict[str, list[dict]] = {}
+    for clip in sorted(_clips, key=lambda c: c["row"]):
+        members.setdefault(clip["label"], []).append(clip)
+    return ClipIndex({c["clip_id"]: c for c in _clips}, {c["row"]: c for c in _clips}, members)
 
 
 # --- asking Milvus -----------------------------------------------------------------------------
