@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
 
-from app_pages.shared import clip_caption, clip_index, current_audit, live, player, thumbnails
+from app_pages.shared import audit_stamp, clip_caption, clip_index, current_audit, live, player, thumbnails
 from app_pages.words import escape, tip
 from auditor import service
 
@@ -141,7 +141,7 @@ encoder = encoder_now(layout.model_id) if layout.text_space is not None else Non
 prompts = service.class_prompts((report.get("thresholds") or {}).get("audit") or {}, label)
 comparison = live(
     search, uri, report["dataset"], report["model"], label, int(k), tuple(c["clip_id"] for c in examples),
-    text, tuple(prompts) if encoder else (), (str(audit.folder), report.get("generated_at")), index, encoder,
+    text, tuple(prompts) if encoder else (), audit_stamp(audit), index, encoder,
 )  # fmt: skip
 if comparison is None:
     audit_numbers(report, label)

@@ -143,13 +143,18 @@ class ClipIndex:
     members: dict[str, list[dict]]
 
 
+def audit_stamp(audit: Audit) -> tuple:
+    """What tells one version of an audit from another: a cache key for what is made from its report."""
+    return str(audit.folder), audit.report.get("generated_at"), _mtime(audit.folder / "report.json"), len(audit.edits)
+
+
 def clip_index(audit: Audit) -> ClipIndex:
     """The index of this audit's clips; shared, not copied: pages must not change it."""
-    return _clip_index(str(audit.folder), _mtime(audit.folder / "report.json"), audit.report["clips"])
+    return _clip_index(audit_stamp(audit), audit.report["clips"])
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _clip_index(folder: str, stamp: float, _clips: list[dict]) -> ClipIndex:
+def _clip_index(stamp: tuple, _clips: list[dict]) -> ClipIndex:
     members: dict[str, list[dict]] = {}
     for clip in sorted(_clips, key=lambda c: c["row"]):
         members.setdefault(clip["label"], []).append(clip)
