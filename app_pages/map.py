@@ -25,7 +25,8 @@ from app_pages.words import kind_name, plain
 from auditor import decisions as D
 from auditor.workspace import Audit
 
-MAX_DRAWN = 20_000  # drawn points besides the clips with findings; filters and selections apply to all clips
+# Points drawn besides the clips with findings (what a browser draws smoothly); filters and selections apply to all.
+MAX_DRAWN = int(os.environ.get("AUDITOR_MAP_POINTS", 20_000))
 FLOOR = 100  # a class drawn from a sample keeps at least this many of its clips (where it has them)
 HOVER_THUMBNAILS = 400  # thumbnails sent to the browser for hovering (each is a few kB)
 PALETTE = px.colors.qualitative.D3 + px.colors.qualitative.Dark24  # distinct hues first: blue, orange, green, red…
@@ -82,7 +83,7 @@ def stratified(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
     if len(frame) <= budget:
         return frame
     counts = frame["label"].value_counts()
-    floor = min(FLOOR, budget // (2 * len(counts)))
+    floor = min(FLOOR, max(1, budget // (2 * len(counts))))  # every class shows, however small the budget
     quota = np.minimum(counts, np.maximum(floor, (budget * counts / len(frame)).astype(int)))
     order = np.random.default_rng(0).permutation(len(frame))
     labels = frame["label"].to_numpy()[order]

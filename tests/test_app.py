@@ -419,3 +419,65 @@ def test_guidance_explains_its_columns(app):
     assert "evaluate tab" not in shown and "held-out clips" in shown
     frames = [d.value for d in at.dataframe]
     assert not any("None" in str(frame.to_string()) for frame in frames)
+
+
+# --- at scale: the store's own index, samples on the map (docs/benchmarks.md, "The app at 10^6") -------------
+
+
+def test_search_answers_from_the_store_index_as_the_audit_does(demo):
+    """The store's searches give the numbers the audit's search check computes from the whole context."""
+    from auditor.context import AuditContext
+    from auditor.search import class_consistency
+
+    outcome, uri = demo[0], demo[4]
+    clips = {c["clip_id"]: c for c in outcome.report["clips"]}
+    with service.store_session(uri) as store:
+        ctx = AuditContext.from_store(store, service.find_layout(store, "demo", "effnet-lite0"))
+        expected = {label: class_consistency(ctx, label, 5) for label in ctx.classes}
+    for label, want in expected.items():
+        members = [c for c, clip in clips.items() if clip["label"] == label]
+        got = service.search_class(uri, "demo", "effnet-lite0", label, 5, clips=clips, members=members)
+        assert got.measured == got.seeds == got.averaged == len(members)
+        assert got.consistency.example_precision == pytest.approx(want.example_precision)
+        assert got.consistency.centroid_precision == pytest.approx(want.centroid_precision)
+        assert got.example_hits == [ctx.clip_ids[i] for i in want.example_results]
+        assert [p["row"] for p in got.consistency.pulled] == [p["row"] for p in want.pulled]
+
+
+def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, demo, monkeypatch):
+    import streamlit as st
+
+    from taxonomy_core.store import MilvusStore
+
+    def whole_matrix(*args, **kwargs):
+        raise AssertionError("the Search page read every clip's vector")
+
+    monkeypatch.setattr(MilvusStore, "clip_matrix", whole_matrix)
+    monkeypatch.setattr(service, "SEARCH_SEEDS", 3)  # every demo class is "large" for this test
+    st.cache_data.clear()
+    at = page(app, "app_pages/search.py")
+    at.selectbox(key="search_label").set_value("rabbit").run()
+    assert not at.exception, at.exception
+    members = sum(c["label"] == "rabbit" for c in demo[0].report["clips"])
+    assert at.subheader[0].value.startswith("rabbit:")
+    assert f"measured on the neighbours of 3 of the {members} examples" in texts(at)
+    before = [m.value for m in at.metric]
+    at.run()  # the same seeded sample: the same numbers
+    assert [m.value for m in at.metric] == before
+
+
+def test_map_above_its_budget_draws_a_stratified_sample_under_every_clip_with_a_finding(app, demo, monkeypatch):
+    monkeypatch.setenv("AUDITOR_MAP_POINTS", "12")
+    at = page(app, "app_pages/map.py")
+    report = demo[0].report
+    placed = [c for c in report["clips"] if c.get("umap")]
+    flagged = {r for f in report["findings"] for r in f["rows"]} & {c["row"] for c in placed}
+    assert any(f"of {len(placed):,} clips: every clip with a finding ({len(flagged):,}" in c.value for c in at.caption)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    drawn = [[row for [row] in t["customdata"]] for t in figure["data"]]
+    on_top = next(i for i, rows in enumerate(drawn) if set(rows) <= flagged and rows)
+    assert flagged == {r for rows in drawn[on_top:] for r in rows}  # every accused clip, in the last layer
+    sample = {r for rows in drawn[:on_top] for r in rows}
+    assert not sample & flagged and 0 < len(sample) < len(placed) - len(flagged)
+    by_row = {c["row"]: c["label"] for c in placed}
+    assert {by_row[r] for r in sample} == {c["label"] for c in placed if c["row"] not in flagged}  # each class
