@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from app_pages.literal import literal
-from app_pages.shared import clip_gallery, clip_title, current_audit, finding_title, thumbnails
+from app_pages.shared import clip_gallery, clip_index, clip_title, current_audit, finding_title, thumbnails
 from app_pages.words import escape, name, plain, tip
 
 report = current_audit().report
@@ -17,8 +17,9 @@ st.title("Class")
 label = st.selectbox("Class", sorted(classes), key="class_label")
 metrics = classes[label]
 table = pd.DataFrame(report["classes"])
-by_row = {c["row"]: c for c in report["clips"]}
-members = [c for c in report["clips"] if c["label"] == label]
+index = clip_index(report)
+by_row = index.by_row
+members = index.members[label]
 rows = {c["row"] for c in members}
 
 

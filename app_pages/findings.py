@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from app_pages.evidence import cast, evidence_strip
-from app_pages.shared import clip_title, current_audit, finding_title, fixed_manifest_button, thumbnails
+from app_pages.shared import clip_index, clip_title, current_audit, finding_title, fixed_manifest_button, thumbnails
 from app_pages.words import escape, fix_text, plain
 from auditor import decisions as D
 
@@ -26,7 +26,7 @@ except D.DecisionsError as e:
 decisions = decided.accepted_edits(plan)  # edit key -> state, from the decision about its finding
 st.page_link("app_pages/review.py", label="Work through them as a queue, from the keyboard: Review", icon="⌨️")
 
-by_row = {c["row"]: c for c in report["clips"]}
+by_row = clip_index(report).by_row
 findings = report["findings"]
 
 

@@ -5,14 +5,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.shared import clip_gallery, current_audit
+from app_pages.shared import clip_gallery, clip_index, current_audit
 from app_pages.words import escape
 from auditor.report import confusion_figure
 
 report = current_audit().report
 st.title("Guidance")
 st.caption("What fine-tuning guides ask of a dataset beyond tight classes, measured on this audit's report.")
-by_row = {c["row"]: c for c in report["clips"]}
+by_row = clip_index(report).by_row
 classes = {c["label"]: c for c in report["classes"]}
 
 

@@ -135,7 +135,7 @@ if len(drawn) < len(view):
         f"{FLOOR} of a class where it has them); the filters and selections use all of them"
     )
 
-by_row = clip_index(audit).by_row
+by_row = clip_index(report).by_row
 picked_state = st.session_state.get("map_selected", [])
 typed = [r for r in st.session_state.get("picked_rows", []) if r in by_row]
 rows = list(dict.fromkeys(picked_state + typed))
@@ -251,7 +251,11 @@ hover_thumbnails(
 if len(drawn) > HOVER_THUMBNAILS:
     st.caption(f"hover thumbnails for {HOVER_THUMBNAILS} of the {len(drawn):,} drawn clips: filter classes for more")
 
-st.multiselect("…or pick rows", sorted(clips["row"].tolist()), key="picked_rows")
+choices = clips["row"] if len(clips) <= MAX_DRAWN else pd.concat([drawn["row"], pd.Series(typed, dtype=int)])
+st.multiselect(
+    "…or pick rows", sorted(set(choices.tolist())), key="picked_rows",
+    help=None if len(clips) <= MAX_DRAWN else "rows of the clips drawn (a list of every row would slow every rerun)",
+)  # fmt: skip
 if not rows:
     st.caption(
         "Click a point (or pick rows, or choose the lasso or box tool in the chart's toolbar) to see its findings."

@@ -123,7 +123,8 @@ VERDICT_RULE = (
     "example results is context: it has no pass mark."
 )
 audit = current_audit()
-report, index = audit.report, clip_index(audit)
+report = audit.report
+index = clip_index(report)
 st.title("Are my examples visually similar?")
 uri = st.session_state["uri"]
 labels = sorted(index.members)

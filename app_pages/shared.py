@@ -136,29 +136,38 @@ def cached_audit(folder: str, stamps: tuple[float, ...], extra: tuple[Path, ...]
 
 @dataclass(frozen=True)
 class ClipIndex:
-    """The audit's clips by id, by row and by class (each class's by row): made once per audit, not per page run."""
+    """The audit's clips by id, by row and by class: made once per report, not on every page run (at 10^5 clips
+    and more, a pass over them all is what a page run costs)."""
 
     by_id: dict[str, dict]
     by_row: dict[int, dict]
-    members: dict[str, list[dict]]
+    members: dict[str, list[dict]]  # by row
+    typical: dict[str, list[dict]]  # accused by nothing, closest to their class first
 
 
 def audit_stamp(audit: Audit) -> tuple:
-    """What tells one version of an audit from another: a cache key for what is made from its report."""
+    """What tells one version of an audit from another: a cache key for what is made from it."""
     return str(audit.folder), audit.report.get("generated_at"), _mtime(audit.folder / "report.json"), len(audit.edits)
 
 
-def clip_index(audit: Audit) -> ClipIndex:
-    """The index of this audit's clips; shared, not copied: pages must not change it."""
-    return _clip_index(audit_stamp(audit), audit.report["clips"])
+def clip_index(report: dict) -> ClipIndex:
+    """The index of a report's clips; shared, not copied: pages must not change it."""
+    return _clip_index((id(report), report.get("generated_at"), len(report["clips"])), report["clips"])
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _clip_index(stamp: tuple, _clips: list[dict]) -> ClipIndex:
+def _clip_index(key: tuple, _clips: list[dict]) -> ClipIndex:
     members: dict[str, list[dict]] = {}
     for clip in sorted(_clips, key=lambda c: c["row"]):
         members.setdefault(clip["label"], []).append(clip)
-    return ClipIndex({c["clip_id"]: c for c in _clips}, {c["row"]: c for c in _clips}, members)
+    typical = {
+        label: sorted(
+            (c for c in clips if not c.get("findings") and c.get("own_similarity") is not None),
+            key=lambda c: -c["own_similarity"],
+        )
+        for label, clips in members.items()
+    }
+    return ClipIndex({c["clip_id"]: c for c in _clips}, {c["row"]: c for c in _clips}, members, typical)
 
 
 # --- asking Milvus -----------------------------------------------------------------------------
