@@ -52,13 +52,15 @@ def stored_layout(uri: str, dataset: str, model: str):
 
 
 @st.cache_data(show_spinner="Searching Milvus…", max_entries=64)
-def search(uri: str, dataset: str, model: str, label: str, k: int, examples: tuple[str, ...], text: str,
-           prompts: tuple[str, ...], audit_stamp: tuple, _index, _encoder) -> service.QueryComparison:  # fmt: skip
+def search(
+    uri: str, dataset: str, model: str, label: str, k: int, examples: tuple[str, ...], text: str,
+    prompts: tuple[str, ...], audit_k: int | None, audit_stamp: tuple, _index, _encoder,
+) -> service.QueryComparison:  # fmt: skip
     """The class's queries, asked of the store; one answer per question (the text model's arrival is part of it)."""
     members = [c["clip_id"] for c in _index.members[label]]
     return service.search_class(
         uri, dataset, model, label, k, clips=_index.by_id, members=members, examples=examples, text=text or None,
-        prompts=prompts, encoder=_encoder,
+        prompts=prompts, encoder=_encoder, audit_k=audit_k,
     )  # fmt: skip
 
 
@@ -93,18 +95,19 @@ def toggle(chosen: set[int], row: int, key: str) -> None:
     (chosen.add if st.session_state[key] else chosen.discard)(row)
 
 
-def sample_note(comparison: service.QueryComparison, picked: bool) -> str:
-    """How a large class was measured: a seeded sample of its examples, and what the audit found over all."""
-    note = (
-        f"Example precision here is measured on the neighbours of {comparison.measured} of the "
-        f"{comparison.seeds:,} examples (a seeded sample: each is one more search of the store); the example query "
-        f"averages {comparison.averaged:,} of them."
-    )
-    audit_k = ((report.get("thresholds") or {}).get("checks") or {}).get("search", {}).get("k", 10)
-    whole = next(c for c in report["classes"] if c["label"] == label).get("example_precision")
-    if whole is not None and not picked and comparison.consistency.k == audit_k:
-        note += f" The audit measured {whole:.2f} over all of them."
-    return note
+def sample_note(comparison: service.QueryComparison, audit_k: int | None) -> str | None:
+    """How a large class was measured (seeded samples of its examples), or None when every example counted."""
+    parts = []
+    if comparison.measured < comparison.seeds:
+        parts.append(
+            f"Example precision is measured on the neighbours of {comparison.measured} of the {comparison.seeds:,} "
+            "examples (a seeded sample: each is one more search of the store)"
+            + (f"; at K = {audit_k} the audit's own neighbours give it for all of them" if audit_k else "")
+            + "."
+        )
+    if comparison.averaged < comparison.seeds:
+        parts.append(f"The example query averages {comparison.averaged:,} of the {comparison.seeds:,} (seeded).")
+    return " ".join(parts) or None
 
 
 def audit_numbers(report: dict, label: str) -> None:
@@ -139,10 +142,11 @@ if layout is None:
     audit_numbers(report, label)
     st.stop()
 encoder = encoder_now(layout.model_id) if layout.text_space is not None else None
-prompts = service.class_prompts((report.get("thresholds") or {}).get("audit") or {}, label)
+settings = (report.get("thresholds") or {}).get("audit") or {}
+prompts = service.class_prompts(settings, label)
 comparison = live(
     search, uri, report["dataset"], report["model"], label, int(k), tuple(c["clip_id"] for c in examples),
-    text, tuple(prompts) if encoder else (), audit_stamp(audit), index, encoder,
+    text, tuple(prompts) if encoder else (), settings.get("knn_k"), audit_stamp(audit), index, encoder,
 )  # fmt: skip
 if comparison is None:
     audit_numbers(report, label)
@@ -160,8 +164,8 @@ shown = [
 for col, (title, value, key) in zip(m, shown):
     col.metric(title, "n/a" if value is None else f"{value:.2f}", help=tip(report, key))
 st.caption(f"The verdict: {VERDICT_RULE}")
-if comparison.measured < comparison.seeds:
-    st.caption(sample_note(comparison, bool(examples)))
+if note := sample_note(comparison, settings.get("knn_k")):
+    st.caption(note)
 
 by_id = index.by_id
 text_ids, example_ids = comparison.text_hits, comparison.example_hits
@@ -212,3 +216,5 @@ st.caption("★ found by both queries · score: cosine similarity to the query")
 if result.pulled:
     st.subheader("Examples that pull in other classes")
     st.dataframe(result.pulled, hide_index=True)
+    if comparison.pulling > len(result.pulled):
+        st.caption(f"{len(result.pulled)} of the {comparison.pulling:,} (a seeded sample: each is a search)")

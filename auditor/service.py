@@ -189,6 +189,9 @@ class QueryComparison:
     seeds: int = 0  # the examples the query stands for
     measured: int = 0  # of them, those whose own neighbours were searched (a seeded sample above SEARCH_SEEDS)
     averaged: int = 0  # of them, those averaged into the class query (a seeded sample above CENTROID_SEEDS)
+    pulling: int = (
+        0  # of them, those whose neighbours are mostly other classes (consistency.pulled: SEARCH_SEEDS at most)
+    )
 
 
 def class_prompts(settings: dict, label: str) -> list[str]:
@@ -213,16 +216,23 @@ def search_class(
     text: str | None = None,
     prompts: Sequence[str] = (),
     encoder: TextEncoder | None = None,
+    audit_k: int | None = None,
 ) -> QueryComparison:
     """ "Are my LABEL clips visually similar?", asked of the store's own index: only the hits are read.
 
     `clips` are the audit's clip records by id (a stored clip outside them is stale and skipped); `members` the
-    class's clip ids. The examples (default: every member) query through their centroid, and their own
-    neighbours give the example precision: searched for each of them, or for a seeded sample of SEARCH_SEEDS.
+    class's clip ids. The examples (default: every member) query through their centroid; their own neighbours
+    give the example precision. At `audit_k`, the k of the audit's neighbour graph, each clip's recorded
+    `knn_agreement` is exactly that, for every example; at another k their neighbours are searched, for each of
+    them or a seeded sample of SEARCH_SEEDS. Only examples that pull in other classes are searched at `audit_k`.
     """
     k = max(1, min(k, len(members)))
     seeds = list(examples) or list(members)
-    measured = _sample(seeds, SEARCH_SEEDS)
+    recorded = {c: clips[c].get("knn_agreement") for c in seeds} if k == audit_k else {}
+    if recorded and None not in recorded.values():
+        measured = _sample([c for c in seeds if recorded[c] < 0.5], SEARCH_SEEDS)
+    else:
+        recorded, measured = {}, _sample(seeds, SEARCH_SEEDS)
     averaged = _sample(seeds, CENTROID_SEEDS)
     limit = (k + 1) * OVERFETCH
     with store_session(uri) as store:
@@ -235,21 +245,41 @@ def search_class(
         query = _text_query(encoder, text, prompts)
         text_hits = store.search(layout, query[None], limit, text=True)[0] if query is not None else []
     centroid_hits, text_hits = _top(clips, centroid_hits, k), _top(clips, text_hits, k)
-    neighbours = [[clips[c]["label"] for c, _ in _top(clips, hits, k, seed)] for seed, hits in zip(asked, seed_hits)]
-    same = [label == other for found in neighbours for other in found]
+    neighbours = {
+        seed: [clips[c]["label"] for c, _ in _top(clips, hits, k, seed)] for seed, hits in zip(asked, seed_hits)
+    }
+    precision = recorded or {
+        seed: float(np.mean([x == label for x in found])) for seed, found in neighbours.items() if found
+    }
     text_ids, centroid_ids = [c for c, _ in text_hits], [c for c, _ in centroid_hits]
     consistency = Consistency(
         label=label,
         k=k,
         text_precision=_share(clips, text_ids, label) if text_ids else None,
-        example_precision=float(np.mean(same)) if same else 0.0,
+        example_precision=_example_precision(precision, neighbours, label, bool(recorded)),
         centroid_precision=_share(clips, centroid_ids, label),
         agreement=len(set(text_ids) & set(centroid_ids)) / len(set(text_ids) | set(centroid_ids)) if text_ids else None,
-        pulled=[p for seed, found in zip(asked, neighbours) if (p := _pulled(clips[seed]["row"], found, label))],
-    )
+        pulled=[_pulled(clips[seed]["row"], found, label, precision[seed]) for seed, found in neighbours.items()
+                if precision.get(seed, 1.0) < 0.5],
+    )  # fmt: skip
     scores = {"text": dict(text_hits), "examples": dict(centroid_hits)}
-    sizes = {"seeds": len(seeds), "measured": len(asked), "averaged": len(averaged)}
+    pulling = sum(x < 0.5 for x in precision.values())
+    sizes = {
+        "seeds": len(seeds),
+        "measured": len(recorded) or len(asked),
+        "averaged": len(averaged),
+        "pulling": pulling,
+    }
     return QueryComparison(consistency, text_ids, centroid_ids, scores, **sizes)
+
+
+def _example_precision(precision: dict[str, float], neighbours: dict[str, list[str]], label: str, recorded: bool):
+    """The share of the examples' neighbours in the class: the mean of the recorded shares (each over the audit's k
+    neighbours), or over every neighbour found (a clip near the end of a tiny class has fewer)."""
+    if recorded:
+        return float(np.mean(list(precision.values())))
+    same = [x == label for found in neighbours.values() for x in found]
+    return float(np.mean(same)) if same else 0.0
 
 
 def _sample(ids: list[str], most: int) -> list[str]:
@@ -275,10 +305,7 @@ def _share(clips: Mapping[str, dict], ids: list[str], label: str) -> float:
     return float(np.mean([clips[c]["label"] == label for c in ids]))
 
 
-def _pulled(row: int, neighbours: list[str], label: str) -> dict | None:
-    """An example whose neighbours are mostly another class: which one it pulls in (search_consistency's rule)."""
-    same = [x == label for x in neighbours]
-    if not same or np.mean(same) >= 0.5:
-        return None
-    values, counts = np.unique([x for x in neighbours if x != label], return_counts=True)
-    return {"row": int(row), "pulls_in": str(values[np.argmax(counts)]), "precision": float(np.mean(same))}
+def _pulled(row: int, neighbours: list[str], label: str, precision: float) -> dict:
+    """An example whose neighbours are mostly another class, and the class it pulls in most (ties: by name)."""
+    values, counts = np.unique([x for x in neighbours if x != label] or ["?"], return_counts=True)
+    return {"row": int(row), "pulls_in": str(values[np.argmax(counts)]), "precision": float(precision)}

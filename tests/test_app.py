@@ -433,15 +433,17 @@ def test_search_answers_from_the_store_index_as_the_audit_does(demo):
     clips = {c["clip_id"]: c for c in outcome.report["clips"]}
     with service.store_session(uri) as store:
         ctx = AuditContext.from_store(store, service.find_layout(store, "demo", "effnet-lite0"))
-        expected = {label: class_consistency(ctx, label, 5) for label in ctx.classes}
-    for label, want in expected.items():
+        expected = {(label, k): class_consistency(ctx, label, k) for label in ctx.classes for k in (5, 10)}
+    for (label, k), want in expected.items():  # k = 10: the audit's own neighbours (knn_agreement); 5: searched
         members = [c for c, clip in clips.items() if clip["label"] == label]
-        got = service.search_class(uri, "demo", "effnet-lite0", label, 5, clips=clips, members=members)
+        got = service.search_class(uri, "demo", "effnet-lite0", label, k, clips=clips, members=members, audit_k=10)
         assert got.measured == got.seeds == got.averaged == len(members)
         assert got.consistency.example_precision == pytest.approx(want.example_precision)
         assert got.consistency.centroid_precision == pytest.approx(want.centroid_precision)
         assert got.example_hits == [ctx.clip_ids[i] for i in want.example_results]
-        assert [p["row"] for p in got.consistency.pulled] == [p["row"] for p in want.pulled]
+        pulled = [(p["row"], p["pulls_in"]) for p in got.consistency.pulled]
+        assert pulled == [(p["row"], p["pulls_in"]) for p in want.pulled]
+        assert [p["precision"] for p in got.consistency.pulled] == pytest.approx([p["precision"] for p in want.pulled])
 
 
 def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, demo, monkeypatch):
@@ -458,8 +460,10 @@ def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, dem
     at = page(app, "app_pages/search.py")
     at.selectbox(key="search_label").set_value("rabbit").run()
     assert not at.exception, at.exception
-    members = sum(c["label"] == "rabbit" for c in demo[0].report["clips"])
     assert at.subheader[0].value.startswith("rabbit:")
+    assert "measured on the neighbours of" not in texts(at)  # at the audit's K, its neighbours give every example
+    at.number_input(key="search_k").set_value(5).run()
+    members = sum(c["label"] == "rabbit" for c in demo[0].report["clips"])
     assert f"measured on the neighbours of 3 of the {members} examples" in texts(at)
     before = [m.value for m in at.metric]
     at.run()  # the same seeded sample: the same numbers
