@@ -47,7 +47,7 @@ MODEL_CHOICES = (OFFLINE_MODEL, DEFAULT_MODEL)  # what the app offers to run an 
 _SERVERS: dict[tuple[str, str | None], Store] = {}
 # Milvus Lite answers a search by brute force, ~30 ms a query at 2 x 10^4 clips: the example precision is
 # measured on at most SEARCH_SEEDS examples (a seeded sample above), the class query averages CENTROID_SEEDS.
-SEARCH_SEEDS = 32
+SEARCH_SEEDS = 16
 CENTROID_SEEDS = 1000
 BUSY = "Milvus is busy (an indexing job holds this file) — retry, or use a server"
 # The store's connection advice says this when another process holds a Lite file's lock.
