@@ -185,7 +185,7 @@ def figure(layers: list[pd.DataFrame]) -> go.Figure:
                 continue
             name = "no finding" if value == "none" else kind_name(value) if column == "finding" else value
             relabel = part["row"].isin(relabelled.keys())
-            symbols = ["diamond" if x else "circle" for x in relabel]
+            symbols = ["diamond" if x else "circle" for x in relabel] if relabel.any() else "circle"  # one: fast
             fig.add_trace(
                 go.Scattergl(
                     x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, legendgroup=value,
