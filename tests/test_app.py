@@ -485,3 +485,19 @@ def test_map_above_its_budget_draws_a_stratified_sample_under_every_clip_with_a_
     assert not sample & flagged and 0 < len(sample) < len(placed) - len(flagged)
     by_row = {c["row"]: c["label"] for c in placed}
     assert {by_row[r] for r in sample} == {c["label"] for c in placed if c["row"] not in flagged}  # each class
+
+
+def test_above_its_size_the_fixed_manifest_is_built_when_asked_and_kept_until_a_decision(app, fresh, monkeypatch):
+    from app_pages import shared
+
+    monkeypatch.setattr(shared, "EAGER_DOWNLOAD", 0)  # the demo counts as large: no manifest read per run
+    at = page(app, "app_pages/findings.py")
+    assert not at.get("download_button") and at.button(key="download:prepare")
+    at.button(key="download:prepare").click().run()
+    assert not at.exception, at.exception
+    [button] = at.get("download_button")
+    assert "Download the fixed manifest (0 accepted" in button.label
+    at.run()  # kept: no second build, the button stays
+    assert at.get("download_button")
+    at.button(key=f"accepted:{fix_keys(at)[0]}").click().run()  # a decision: the kept one is out of date
+    assert not at.get("download_button") and "1 accepted" in at.button(key="download:prepare").label
