@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -432,7 +433,7 @@ def test_search_answers_from_the_store_index_as_the_audit_does(demo):
     outcome, uri = demo[0], demo[4]
     clips = {c["clip_id"]: c for c in outcome.report["clips"]}
     with service.store_session(uri) as store:
-        ctx = AuditContext.from_store(store, service.find_layout(store, "demo", "effnet-lite0"))
+        ctx = AuditContext.from_store(store, service.find_layout(store, "demo", "effnet-lite0"), set(clips))
         expected = {(label, k): class_consistency(ctx, label, k) for label in ctx.classes for k in (5, 10)}
     for (label, k), want in expected.items():  # k = 10: the audit's own neighbours (knn_agreement); 5: searched
         members = [c for c, clip in clips.items() if clip["label"] == label]
@@ -440,7 +441,9 @@ def test_search_answers_from_the_store_index_as_the_audit_does(demo):
         assert got.measured == got.seeds == got.averaged == len(members)
         assert got.consistency.example_precision == pytest.approx(want.example_precision)
         assert got.consistency.centroid_precision == pytest.approx(want.centroid_precision)
-        assert got.example_hits == [ctx.clip_ids[i] for i in want.example_results]
+        centre = ctx.vectors[ctx.members(label)].mean(axis=0)
+        closest = sorted(ctx.vectors[want.example_results] @ (centre / np.linalg.norm(centre)), reverse=True)
+        assert [got.scores["examples"][c] for c in got.example_hits] == pytest.approx(closest, abs=5e-3)  # ties: any
         pulled = [(p["row"], p["pulls_in"]) for p in got.consistency.pulled]
         assert pulled == [(p["row"], p["pulls_in"]) for p in want.pulled]
         assert [p["precision"] for p in got.consistency.pulled] == pytest.approx([p["precision"] for p in want.pulled])
