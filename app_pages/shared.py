@@ -215,14 +215,9 @@ def thumbnails(report: dict, clip_ids: list[str]) -> dict[str, bytes]:
     return live(_thumbnails, *audit_key(report), tuple(clip_ids), default={})
 
 
-@st.cache_data(show_spinner="Listing the dataset's videos…", ttl=600, max_entries=4)
-def _videos(uri: str, dataset: str, model: str) -> service.DatasetVideos:
-    return service.dataset_videos(uri, dataset, model)
-
-
 @st.cache_data(show_spinner="Cutting the segment…", max_entries=64)
 def _segment(uri: str, dataset: str, model: str, clip_id: str) -> service.Cut:
-    return service.segment_video(_videos(uri, dataset, model), clip_id)
+    return service.segment_video(service.clip_videos(uri, dataset, model, [clip_id]), clip_id)
 
 
 # --- clips on a page ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from taxonomy_core.store import (
 __all__ = [
     "BUSY", "MODEL_CHOICES", "Cut", "DatasetVideos", "JobSpec", "JobStatus", "QueryComparison", "Segment",
     "StoreBusy", "VideoRefused", "absolute_uri", "class_prompts", "dataset_context", "dataset_layout",
-    "dataset_videos", "find_layout", "open_existing", "read_job", "running_job", "search_class", "segment_video",
+    "clip_videos", "find_layout", "open_existing", "read_job", "running_job", "search_class", "segment_video",
     "start_audit_job", "stop_job", "store_session", "stored_manifest", "stored_models", "text_encoder",
     "text_search_note", "thumbnails",
 ]  # fmt: skip
@@ -143,13 +143,13 @@ def thumbnails(uri: str, dataset: str, model: str, clip_ids: list[str]) -> dict[
     return {clip_id: base64.b64decode(b64) for clip_id, b64 in found.items()}
 
 
-def dataset_videos(uri: str, dataset: str, model: str) -> DatasetVideos:
-    """Every stored clip's video file and bounds, as the store lists them: all the app may play."""
+def clip_videos(uri: str, dataset: str, model: str, clip_ids: list[str]) -> DatasetVideos:
+    """Some stored clips' video files and bounds, as the store lists them, and the folders of those files: all the
+    app may play of them (their rows are read, not every clip's: a pass over 10^5 rows takes seconds on Lite)."""
     with store_session(uri) as store:
         layout = find_layout(store, dataset, model)
-        records = store.clip_records(layout, [S.CLIP_ID, S.VIDEO, S.START, S.END])
-        segments = {r[S.CLIP_ID]: Segment(r[S.VIDEO], float(r[S.START]), float(r[S.END])) for r in records}
-    return DatasetVideos.of(segments)
+        records = store.clip_fields(layout, clip_ids, [S.VIDEO, S.START, S.END])
+    return DatasetVideos.of({c: Segment(r[S.VIDEO], float(r[S.START]), float(r[S.END])) for c, r in records.items()})
 
 
 def segment_video(videos: DatasetVideos, clip_id: str) -> Cut:
