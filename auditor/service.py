@@ -189,9 +189,7 @@ class QueryComparison:
     seeds: int = 0  # the examples the query stands for
     measured: int = 0  # of them, those whose own neighbours were searched (a seeded sample above SEARCH_SEEDS)
     averaged: int = 0  # of them, those averaged into the class query (a seeded sample above CENTROID_SEEDS)
-    pulling: int = (
-        0  # of them, those whose neighbours are mostly other classes (consistency.pulled: SEARCH_SEEDS at most)
-    )
+    pulling: int = 0  # of them, those whose neighbours are mostly other classes (SEARCH_SEEDS of them in pulled)
 
 
 def class_prompts(settings: dict, label: str) -> list[str]:
@@ -264,13 +262,8 @@ def search_class(
     )  # fmt: skip
     scores = {"text": dict(text_hits), "examples": dict(centroid_hits)}
     pulling = sum(x < 0.5 for x in precision.values())
-    sizes = {
-        "seeds": len(seeds),
-        "measured": len(recorded) or len(asked),
-        "averaged": len(averaged),
-        "pulling": pulling,
-    }
-    return QueryComparison(consistency, text_ids, centroid_ids, scores, **sizes)
+    measured = len(recorded) or len(asked)
+    return QueryComparison(consistency, text_ids, centroid_ids, scores, len(seeds), measured, len(averaged), pulling)
 
 
 def _example_precision(precision: dict[str, float], neighbours: dict[str, list[str]], label: str, recorded: bool):
