@@ -262,8 +262,8 @@ def search_class(
     )  # fmt: skip
     scores = {"text": dict(text_hits), "examples": dict(centroid_hits)}
     pulling = sum(x < 0.5 for x in precision.values())
-    measured = len(recorded) or len(asked)
-    return QueryComparison(consistency, text_ids, centroid_ids, scores, len(seeds), measured, len(averaged), pulling)
+    counted = len(recorded) or len(asked)
+    return QueryComparison(consistency, text_ids, centroid_ids, scores, len(seeds), counted, len(averaged), pulling)
 
 
 def _example_precision(precision: dict[str, float], neighbours: dict[str, list[str]], label: str, recorded: bool):
