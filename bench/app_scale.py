@@ -33,7 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["AUDITOR_AUDIT_DIR"], os.environ["AUDITOR_MILVUS_URI"] = args.audit, args.uri
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
+    report = Path(args.audit) / "report.json"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {date.today()}; store {args.uri}")
+    print(f"report.json: {report.stat().st_size / 1e6:.0f} MB")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'page':28s} {'first load':>11s} {'next render':>12s} {'interaction':>12s}")
     for page in PAGES:
