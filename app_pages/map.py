@@ -131,8 +131,8 @@ drawn = pd.concat(layers)
 if len(drawn) < len(view):
     st.caption(
         f"drawing {len(drawn):,} of {len(view):,} clips: every clip with a finding ({len(layers[1]):,}, drawn on top) "
-        f"and a seeded sample of the others, stratified by class (each class in proportion, at least "
-        f"{FLOOR} of a class where it has them); the filters and selections use all of them"
+        "and a seeded sample of the others, stratified by class (each in proportion to its size, small classes "
+        "topped up so that every class shows); the filters and selections use all of them"
     )
 
 by_row = clip_index(report).by_row
