@@ -27,6 +27,7 @@ from taxonomy_core.store import StoreError, default_uri
 
 AUDIT_ENV = "AUDITOR_AUDIT_DIR"
 PLAYERS = 8  # players drawn at once: each cuts its segment from the file
+THUMBNAILS_KEPT = 50_000  # thumbnails the app keeps in memory (~2 KB each), read again after
 EAGER_DOWNLOAD = 20_000  # clips up to which the fixed manifest is built on every run of a page that offers it
 T = TypeVar("T")
 
@@ -203,16 +204,27 @@ def audit_key(report: dict) -> tuple[str, str, str]:
     return st.session_state["uri"], report["dataset"], report["model"]
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _thumbnails(uri: str, dataset: str, model: str, clip_ids: tuple[str, ...]) -> dict[str, bytes]:
-    return service.thumbnails(uri, dataset, model, list(clip_ids))  # a StoreError is raised, so never cached
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _thumbnail_memo(uri: str, dataset: str, model: str) -> dict[str, bytes | None]:
+    """JPEG bytes by clip id as read so far (None: the store has none), shared by sessions."""
+    return {}
 
 
 def thumbnails(report: dict, clip_ids: list[str]) -> dict[str, bytes]:
-    """JPEG bytes per clip id; {} (after the notice) when Milvus cannot answer now."""
-    if not clip_ids:
-        return {}
-    return live(_thumbnails, *audit_key(report), tuple(clip_ids), default={})
+    """JPEG bytes per clip id; {} (after the notice) when Milvus cannot answer now.
+
+    What the memo lacks is read in one call: a page asks once for all it will show (each call opens a Lite file
+    and loads the shards it touches, seconds at 10^5 clips), and its parts then find theirs in the memo.
+    """
+    memo = _thumbnail_memo(*audit_key(report))
+    missing = list(dict.fromkeys(c for c in clip_ids if c not in memo))
+    if missing:
+        found = live(service.thumbnails, *audit_key(report), missing, default=None)
+        if found is not None:
+            if len(memo) > THUMBNAILS_KEPT:
+                memo.clear()
+            memo.update({c: found.get(c) for c in missing})
+    return {c: memo[c] for c in clip_ids if memo.get(c) is not None}
 
 
 @st.cache_data(show_spinner="Cutting the segment…", max_entries=64)
