@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from app_pages.literal import literal
-from app_pages.shared import clip_gallery, clip_title, current_audit, finding_title, thumbnails
+from app_pages.shared import clip_gallery, clip_index, clip_title, current_audit, finding_title, thumbnails
 from app_pages.words import escape, name, plain, tip
 
 report = current_audit().report
@@ -17,8 +17,9 @@ st.title("Class")
 label = st.selectbox("Class", sorted(classes), key="class_label")
 metrics = classes[label]
 table = pd.DataFrame(report["classes"])
-by_row = {c["row"]: c for c in report["clips"]}
-members = [c for c in report["clips"] if c["label"] == label]
+index = clip_index(report)
+by_row = index.by_row
+members = index.members[label]
 rows = {c["row"] for c in members}
 
 
@@ -57,6 +58,11 @@ st.caption(
 )
 
 suspects = findings_of("likely_mislabel") + findings_of("outlier")
+split = findings_of("split_candidate", accused_only=False)
+boxed = findings_of("spatial_looseness")
+shown_rows = [r for f in suspects[:12] for r in f["rows"][:1]] + [f["rows"][0] for f in boxed]
+shown_rows += [r for group in (split[0]["suggestion"]["groups"] if split else []) for r in group[:6]]
+thumbnails(report, [by_row[r]["clip_id"] for r in shown_rows if r in by_row])  # the page's, in one read
 st.subheader(f"Outliers and likely mislabels ({len(suspects)})")
 for f in suspects[:12]:
     with st.container(border=True):
@@ -66,7 +72,6 @@ for f in suspects[:12]:
 clip_gallery(report, [by_row[r] for f in suspects[:12] for r in f["rows"][:1] if r in by_row])
 
 st.subheader("Sub-groups")
-split = findings_of("split_candidate", accused_only=False)
 if split:
     groups = split[0]["suggestion"]["groups"]
     st.info(escape(f"{split[0].get('action') or ''} {split[0]['message']}"))
@@ -144,7 +149,6 @@ else:
     st.caption("No clip of this class has a timeline (the model or the audit did not sample one).")
 
 st.subheader("Spatial tightness")
-boxed = findings_of("spatial_looseness")
 if not boxed:
     st.write(
         f"No clip of {escape(label)} is cut loosely in space: no crop matches the class clearly better than the frame."

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from app_pages.shared import PLAYERS, player, thumbnails
+from app_pages.shared import PLAYERS, clip_index, player, thumbnails
 from app_pages.words import code
 
 ROLES = {
@@ -65,17 +65,12 @@ def duplicate_threshold(report: dict[str, Any]) -> float:
 
 def typical(report: dict[str, Any], label: str, avoid: set[int], n: int = 1) -> list[dict]:
     """The class's most typical clips (closest to their class, accused by nothing)."""
-    members = [
-        c for c in report["clips"]
-        if c["label"] == label and c["row"] not in avoid and not c.get("findings")
-        and c.get("own_similarity") is not None
-    ]  # fmt: skip
-    return sorted(members, key=lambda c: -c["own_similarity"])[:n]
+    return [c for c in clip_index(report).typical.get(label, []) if c["row"] not in avoid][:n]
 
 
 def cast(report: dict[str, Any], finding: dict[str, Any], limit: int = PLAYERS) -> list[tuple[dict, str, str]]:
     """(clip, role, note) for the accused clips, then the evidence, then typical clips: at most `limit`."""
-    by_row = {c["row"]: c for c in report["clips"]}
+    by_row = clip_index(report).by_row
     accused = [r for r in finding.get("rows") or [] if r in by_row]
     shown: list[tuple[dict, str, str]] = [(by_row[r], "accused", "") for r in accused[: max(1, limit // 3)]]
     roles: dict[int, list[str]] = {}

@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from app_pages.evidence import cast, evidence_strip
-from app_pages.shared import clip_title, current_audit, finding_title, fixed_manifest_button, thumbnails
+from app_pages.shared import clip_index, clip_title, current_audit, finding_title, fixed_manifest_button, thumbnails
 from app_pages.words import escape, fix_text, plain
 from auditor import decisions as D
 
@@ -26,7 +26,7 @@ except D.DecisionsError as e:
 decisions = decided.accepted_edits(plan)  # edit key -> state, from the decision about its finding
 st.page_link("app_pages/review.py", label="Work through them as a queue, from the keyboard: Review", icon="⌨️")
 
-by_row = {c["row"]: c for c in report["clips"]}
+by_row = clip_index(report).by_row
 findings = report["findings"]
 
 
@@ -110,6 +110,11 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
                     evidence_strip(report, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
 
 
+def cast_ids(found: list[dict]) -> list[str]:
+    """The clips the evidence strips of these findings show."""
+    return [clip["clip_id"] for finding in found for clip, _, _ in cast(report, finding)]
+
+
 def show_on_map(finding: dict | None, rows: list[int]) -> None:
     """The Map opens with the finding's accused clips picked and its evidence highlighted."""
     st.session_state["picked_rows"] = [r for r in rows if r in by_row]
@@ -130,7 +135,8 @@ with fixes_tab:
     fix_pages = max(1, math.ceil(len(fixes) / PER_PAGE))
     fix_page = st.number_input("Page", 1, fix_pages, 1, key="fixes_page") if fix_pages > 1 else 1
     page_fixes = fixes[(fix_page - 1) * PER_PAGE : fix_page * PER_PAGE]
-    images = thumbnails(report, [by_row[e.row]["clip_id"] for e, _ in page_fixes if e.row in by_row])
+    accused = [by_row[e.row]["clip_id"] for e, _ in page_fixes if e.row in by_row]
+    images = thumbnails(report, accused + cast_ids([f for _, f in page_fixes if f]))  # the page's, in one read
     for edit, finding in page_fixes:
         show_fix(edit, finding, images)
 
@@ -141,7 +147,9 @@ with fixes_tab:
 with findings_tab:
     pages = max(1, math.ceil(len(shown) / PER_PAGE))
     page = st.number_input("Page", 1, pages, 1, key="findings_page") if pages > 1 else 1
-    for i, finding in enumerate(shown[(page - 1) * PER_PAGE : page * PER_PAGE]):
+    page_findings = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
+    thumbnails(report, cast_ids(page_findings))  # read in one call; each card's strip finds its own
+    for i, finding in enumerate(page_findings):
         key = D.finding_key(finding)
         with st.container(border=True, key=f"findingcard_{i}"):
             st.markdown(finding_title(finding) + f" · `{decided.state(key)}`")

@@ -5,14 +5,16 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.shared import clip_gallery, current_audit
+from app_pages.shared import clip_gallery, clip_index, current_audit
 from app_pages.words import escape
 from auditor.report import confusion_figure
+
+TRAINING_POINTS = 20_000  # training clips drawn under the reference footage
 
 report = current_audit().report
 st.title("Guidance")
 st.caption("What fine-tuning guides ask of a dataset beyond tight classes, measured on this audit's report.")
-by_row = {c["row"]: c for c in report["clips"]}
+by_row = clip_index(report).by_row
 classes = {c["label"]: c for c in report["classes"]}
 
 
@@ -72,17 +74,18 @@ if reference:
     for side in ("training", "reference"):
         metadata[side] = metadata[side].map(lambda d: ", ".join(f"{k}: {v:.2f}" for k, v in d.items()))
     st.dataframe(metadata, hide_index=True, width="stretch")
-    placed = pd.DataFrame([c for c in report["clips"] if c.get("umap")])
+    step = max(1, len(report["clips"]) // TRAINING_POINTS)  # at scale, every step-th clip: an even grey background
+    placed = [c for c in report["clips"][::step] if c.get("umap")]
     refs = pd.DataFrame([c for c in report.get("reference_clips", []) if c.get("umap")])
     fig = go.Figure()
-    if len(placed):
+    if placed:
         fig.add_trace(
             go.Scattergl(
-                x=[u[0] for u in placed["umap"]],
-                y=[u[1] for u in placed["umap"]],
+                x=[c["umap"][0] for c in placed],
+                y=[c["umap"][1] for c in placed],
                 mode="markers",
-                name="training",
-                text=placed["label"],
+                name="training" if step == 1 else f"training (every {step}th clip)",
+                text=[c["label"] for c in placed],
                 marker={"size": 6, "color": "#bbb"},
             )
         )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import html
-from pathlib import Path
+import os
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -19,49 +20,98 @@ import streamlit as st
 
 from app_pages.evidence import evidence_strip
 from app_pages.hover import hover_thumbnails
-from app_pages.shared import PLAYERS, clip_gallery, current_audit, finding_title, thumbnails
+from app_pages.shared import PLAYERS, audit_stamp, clip_gallery, clip_index, current_audit, finding_title, thumbnails
 from app_pages.words import kind_name, plain
 from auditor import decisions as D
+from auditor.workspace import Audit
 
-MAX_DRAWN = 20_000  # drawn points; filters and selections always apply to all clips
+# Points drawn besides the clips with findings (what a browser draws smoothly); filters and selections apply to all.
+MAX_DRAWN = int(os.environ.get("AUDITOR_MAP_POINTS", 20_000))
+FLOOR = 100  # a class drawn from a sample keeps at least this many of its clips (where it has them)
 HOVER_THUMBNAILS = 400  # thumbnails sent to the browser for hovering (each is a few kB)
 PALETTE = px.colors.qualitative.D3 + px.colors.qualitative.Dark24  # distinct hues first: blue, orange, green, red…
 SEVERITY_COLOURS = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4", "none": "#c4c4c4"}
 RANK = {"error": 0, "warning": 1, "info": 2}
 
+
+def map_frame(audit: Audit, accused: dict[int, list[dict]]) -> pd.DataFrame:
+    """The placed clips with what the map draws of them: made once per audit, shared (never changed in place)."""
+    return _map_frame(audit_stamp(audit), audit.report["clips"], accused)
+
+
+@st.cache_resource(show_spinner="Placing the clips…", max_entries=2)
+def _map_frame(stamp: tuple, _clips: list[dict], _accused: dict[int, list[dict]]) -> pd.DataFrame:
+    placed = [c for c in _clips if c.get("umap")]
+    kinds = [[f["kind"] for f in _accused.get(c["row"], [])] for c in placed]
+    return pd.DataFrame(
+        {
+            "row": [c["row"] for c in placed],
+            "clip_id": [c["clip_id"] for c in placed],
+            "label": [c["label"] for c in placed],
+            "x": [c["umap"][0] for c in placed],
+            "y": [c["umap"][1] for c in placed],
+            "cluster": [str(c.get("cluster")) for c in placed],
+            "split": ["–" if c.get("split") is None else c["split"] for c in placed],
+            "file": [os.path.basename(c["video"]) for c in placed],
+            "kinds": kinds,
+            "severity": [
+                min((f["severity"] for f in _accused.get(c["row"], [])), key=RANK.get, default="none") for c in placed
+            ],
+            "finding": [k[0] if k else "none" for k in kinds],  # the worst: findings are in review order
+        },
+        columns=["row", "clip_id", "label", "x", "y", "cluster", "split", "file", "kinds", "severity", "finding"],
+    )
+
+
+def drawn_layers(view: pd.DataFrame) -> list[pd.DataFrame]:
+    """What the map draws, bottom layer first: every clip in view, or above MAX_DRAWN a seeded sample of the clips
+    without findings stratified by class, under every clip with one."""
+    if len(view) <= MAX_DRAWN:
+        return [view]
+    flagged = view["finding"].to_numpy() != "none"
+    others = view[~flagged]
+    return [stratified(others, max(MAX_DRAWN - int(flagged.sum()), MAX_DRAWN // 4)), view[flagged]]
+
+
+def as_shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of some clips with the class each is drawn in (its new one where a relabel was accepted)."""
+    return frame.assign(shown_label=[relabelled.get(r, x) for r, x in zip(frame["row"], frame["label"])])
+
+
+def stratified(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """About `budget` rows, each class in proportion to its size and at least FLOOR of it (seeded)."""
+    if len(frame) <= budget:
+        return frame
+    counts = frame["label"].value_counts()
+    floor = min(FLOOR, max(1, budget // (2 * len(counts))))  # every class shows, however small the budget
+    quota = np.minimum(counts, np.maximum(floor, (budget * counts / len(frame)).astype(int)))
+    order = np.random.default_rng(0).permutation(len(frame))
+    labels = frame["label"].to_numpy()[order]
+    rank = pd.Series(labels).groupby(labels, sort=False).cumcount().to_numpy()
+    return frame.iloc[np.sort(order[rank < quota.reindex(labels).to_numpy()])]
+
+
 audit = current_audit()
 report = audit.report
 st.title("Map")
-clips = pd.DataFrame(report["clips"])
-clips = clips[clips["umap"].notna()] if "umap" in clips else clips.iloc[0:0]
-if clips.empty:
-    st.info("This audit has no map (no clip has a UMAP position).")
-    st.stop()
-
 plan = D.Plan.of(report["findings"], audit.edits)
-try:
-    decided = D.load(audit.folder, plan)
-except D.DecisionsError:
-    decided = D.Decisions()
 accused: dict[int, list[dict]] = {}
 for finding in plan.findings:
     for r in finding.get("rows") or []:
         accused.setdefault(r, []).append(finding)
+clips = map_frame(audit, accused)
+if clips.empty:
+    st.info("This audit has no map (no clip has a UMAP position).")
+    st.stop()
+
+try:
+    decided = D.load(audit.folder, plan)
+except D.DecisionsError:
+    decided = D.Decisions()
 relabelled = {
     e.row: str(e.value) for key, edits in plan.edits.items() if decided.state(key) == "accepted"
     for e in edits if e.action == "relabel"
 }  # fmt: skip
-
-clips["x"], clips["y"] = zip(*clips["umap"])
-clips["cluster"] = clips["cluster"].astype(str)
-clips["split"] = clips["split"].fillna("–")
-clips["file"] = clips["video"].map(lambda v: Path(v).name)
-clips["kinds"] = clips["row"].map(lambda r: [f["kind"] for f in accused.get(r, [])])
-clips["severity"] = clips["row"].map(
-    lambda r: min((f["severity"] for f in accused.get(r, [])), key=RANK.get, default="none")
-)
-clips["finding"] = clips["kinds"].map(lambda k: k[0] if k else "none")  # the worst: findings are in review order
-clips["shown_label"] = [relabelled.get(r, label) for r, label in zip(clips["row"], clips["label"])]
 
 c1, c2 = st.columns([1, 2])
 colour = c1.selectbox(
@@ -72,16 +122,20 @@ colour = c1.selectbox(
 )
 labels = c2.multiselect("Classes", sorted(clips["label"].unique()), placeholder="all classes", key="map_classes")
 only_flagged = st.toggle("Only clips with findings", key="map_flagged")
-view = clips[clips["label"].isin(labels) | clips["shown_label"].isin(labels)] if labels else clips
+moved_in = [r for r, new in relabelled.items() if new in labels]
+view = clips[clips["label"].isin(labels) | clips["row"].isin(moved_in)] if labels else clips
 if only_flagged:
     view = view[view["finding"] != "none"]
-drawn = view.sample(MAX_DRAWN, random_state=0) if len(view) > MAX_DRAWN else view
+layers = [as_shown(layer) for layer in drawn_layers(view)]
+drawn = pd.concat(layers)
 if len(drawn) < len(view):
     st.caption(
-        f"drawing {len(drawn):,} of {len(view):,} clips (a seeded sample); the filters and selections use all of them"
+        f"drawing {len(drawn):,} of {len(view):,} clips: every clip with a finding ({len(layers[1]):,}, drawn on top) "
+        "and a seeded sample of the others, stratified by class (each in proportion to its size, small classes "
+        "topped up so that every class shows); the filters and selections use all of them"
     )
 
-by_row = {c["row"]: c for c in report["clips"]}
+by_row = clip_index(report).by_row
 picked_state = st.session_state.get("map_selected", [])
 typed = [r for r in st.session_state.get("picked_rows", []) if r in by_row]
 rows = list(dict.fromkeys(picked_state + typed))
@@ -116,22 +170,30 @@ def group_colour(column: str, values: list[str]) -> dict[str, str]:
     return {**{v: PALETTE[i % len(PALETTE)] for i, v in enumerate(ordered)}, "none": "#c4c4c4"}
 
 
-def figure(frame: pd.DataFrame) -> go.Figure:
+def figure(layers: list[pd.DataFrame]) -> go.Figure:
+    """Each layer's points by colour, later layers on top (the sampled clips, then those with findings)."""
+    frame = pd.concat(layers)
     column = {"label": "shown_label", "finding kind": "finding"}.get(colour, colour)
     values = sorted(frame[column].astype(str).unique(), key=lambda v: (v == "none", RANK.get(v, 9), v))
     colours = group_colour(column, values)
     fig = go.Figure()
-    for value in values:
-        part = frame[frame[column].astype(str) == value]
-        name = "no finding" if value == "none" else kind_name(value) if column == "finding" else value
-        relabel = part["row"].isin(relabelled.keys())
-        fig.add_trace(
-            go.Scattergl(
-                x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, legendgroup=value,
-                marker={"size": 8, "color": colours[value], "symbol": ["diamond" if x else "circle" for x in relabel]},
-                customdata=part[["row"]].values.tolist(), hovertext=hover(part), hoverinfo="text",
-            )
-        )  # fmt: skip
+    in_legend: set[str] = set()
+    for layer in layers:
+        for value in values:
+            part = layer[layer[column].astype(str) == value]
+            if part.empty:
+                continue
+            name = "no finding" if value == "none" else kind_name(value) if column == "finding" else value
+            relabel = part["row"].isin(relabelled.keys())
+            symbols = ["diamond" if x else "circle" for x in relabel] if relabel.any() else "circle"  # one: fast
+            fig.add_trace(
+                go.Scattergl(
+                    x=part["x"].tolist(), y=part["y"].tolist(), mode="markers", name=name, legendgroup=value,
+                    showlegend=value not in in_legend, marker={"size": 8, "color": colours[value], "symbol": symbols},
+                    customdata=part[["row"]].values.tolist(), hovertext=hover(part), hoverinfo="text",
+                )
+            )  # fmt: skip
+            in_legend.add(value)
     if column == "finding":  # every other finding of a clip as a ring in its kind's colour
         every = sorted({k for kinds in frame["kinds"] for k in kinds})
         colours = {**group_colour(column, every + ["none"]), **colours}
@@ -149,7 +211,7 @@ def figure(frame: pd.DataFrame) -> go.Figure:
     ring = {"size": 18, "symbol": "circle-open", "color": "#111", "line": {"width": 2}}
     star = {"size": 20, "symbol": "star-open", "color": "#111", "line": {"width": 2}}
     for chosen, name, marker in ((linked, "evidence of the picked", ring), (set(rows), "picked", star)):
-        part = frame[frame["row"].isin(chosen)]
+        part = as_shown(view[view["row"].isin(chosen)])  # drawn even where the sample left them out
         if len(part):
             fig.add_trace(
                 go.Scattergl(
@@ -177,10 +239,10 @@ def remember_selection() -> None:
 if focus_finding:
     plain(f"Showing: {focus_finding.get('action') or focus_finding['message']}", strong=True)
     st.caption("★ the accused clip(s) · ○ their evidence. Click or lasso points to pick others.")
-st.plotly_chart(figure(drawn), key="map", on_select=remember_selection, selection_mode=("points", "box", "lasso"))
+st.plotly_chart(figure(layers), key="map", on_select=remember_selection, selection_mode=("points", "box", "lasso"))
 if relabelled:
     st.caption(f"◆ {len(relabelled)} accepted relabel(s) drawn in their new class (hover says which class they left)")
-hovered = drawn.head(HOVER_THUMBNAILS)
+hovered = pd.concat(layers[::-1]).head(HOVER_THUMBNAILS)  # those with findings first
 images = thumbnails(report, hovered["clip_id"].tolist())
 hover_thumbnails(
     "map", {str(r): f"data:image/jpeg;base64,{base64.b64encode(images[c]).decode()}"
@@ -189,7 +251,11 @@ hover_thumbnails(
 if len(drawn) > HOVER_THUMBNAILS:
     st.caption(f"hover thumbnails for {HOVER_THUMBNAILS} of the {len(drawn):,} drawn clips: filter classes for more")
 
-st.multiselect("…or pick rows", sorted(clips["row"].tolist()), key="picked_rows")
+choices = clips["row"] if len(clips) <= MAX_DRAWN else pd.concat([drawn["row"], pd.Series(typed, dtype=int)])
+st.multiselect(
+    "…or pick rows", sorted(set(choices.tolist())), key="picked_rows",
+    help=None if len(clips) <= MAX_DRAWN else "rows of the clips drawn (a list of every row would slow every rerun)",
+)  # fmt: skip
 if not rows:
     st.caption(
         "Click a point (or pick rows, or choose the lasso or box tool in the chart's toolbar) to see its findings."

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.evidence import evidence_strip
-from app_pages.shared import SEVERITY_BADGES, current_audit, fixed_manifest_button
+from app_pages.shared import SEVERITY_BADGES, clip_index, current_audit, fixed_manifest_button
 from app_pages.words import code, fix_text, kind_help, kind_name, plain, tip
 from auditor import decisions as D
 
@@ -29,7 +29,7 @@ except D.DecisionsError as e:
         D.save(folder, D.Decisions(run_id=str(report.get("run_id") or "")), plan)
         st.rerun()
     st.stop()
-by_row = {c["row"]: c for c in report["clips"]}
+by_row = clip_index(report).by_row
 
 with st.expander("Which findings: filter, and decide many at once", expanded=False):
     c1, c2, c3 = st.columns([2, 2, 1])

@@ -1,7 +1,9 @@
 """Search: "are my hurdles visually similar?" Text-to-video and example-to-video side by side, live on Milvus.
 
-The page shows at once: example queries need no model, and the text model (torch and its weights) loads in
-a background thread the first time; text results appear by themselves when it is ready.
+Every query goes to the store's own vector search and reads only its hits and their thumbnails: nothing on the
+page reads every clip's vector, so it shows as fast at 10^6 clips as at 10^3. Example queries need no model; the
+text model (torch and its weights) loads in a background thread the first time, and text results appear by
+themselves when it is ready.
 """
 
 import math
@@ -9,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
 
-from app_pages.shared import clip_caption, current_audit, live, player, thumbnails
+from app_pages.shared import audit_stamp, clip_caption, clip_index, current_audit, live, player, thumbnails
 from app_pages.words import escape, tip
 from auditor import service
 
@@ -44,14 +46,27 @@ def wait_for_model(loading: Future) -> None:
         st.rerun(scope="app")
 
 
-@st.cache_resource(show_spinner="Reading vectors from Milvus…", max_entries=4)
-def stored_context(uri: str, dataset: str, model: str, report_time: str):
-    return service.load_context(uri, dataset, model)
+@st.cache_data(show_spinner=False, ttl=600, max_entries=4)
+def stored_layout(uri: str, dataset: str, model: str):
+    return service.dataset_layout(uri, dataset, model)  # a StoreError is raised, so never cached
+
+
+@st.cache_data(show_spinner="Searching Milvus…", max_entries=64)
+def search(
+    uri: str, dataset: str, model: str, label: str, k: int, examples: tuple[str, ...], text: str,
+    prompts: tuple[str, ...], audit_k: int | None, audit_stamp: tuple, _index, _encoder,
+) -> service.QueryComparison:  # fmt: skip
+    """The class's queries, asked of the store; one answer per question (the text model's arrival is part of it)."""
+    members = [c["clip_id"] for c in _index.members[label]]
+    return service.search_class(
+        uri, dataset, model, label, k, clips=_index.by_id, members=members, examples=examples, text=text or None,
+        prompts=prompts, encoder=_encoder, audit_k=audit_k,
+    )  # fmt: skip
 
 
 def pick_examples(report: dict, label: str) -> list[dict]:
     """The class's clips as rows (thumbnail, file, time), a page at a time; the ticked ones are the examples."""
-    members = sorted((c for c in report["clips"] if c["label"] == label), key=lambda c: c["row"])
+    members = index.members[label]
     chosen: set[int] = st.session_state.setdefault("search_examples", {}).setdefault(label, set())
     summary = f"rows {', '.join(str(r) for r in sorted(chosen))}" if chosen else f"all {len(members)} clips of {label}"
     with st.expander(f"Example clips: {summary} (pick rows)"):
@@ -80,6 +95,21 @@ def toggle(chosen: set[int], row: int, key: str) -> None:
     (chosen.add if st.session_state[key] else chosen.discard)(row)
 
 
+def sample_note(comparison: service.QueryComparison, audit_k: int | None) -> str | None:
+    """How a large class was measured (seeded samples of its examples), or None when every example counted."""
+    parts = []
+    if comparison.measured < comparison.seeds:
+        parts.append(
+            f"Example precision is measured on the neighbours of {comparison.measured} of the {comparison.seeds:,} "
+            "examples (a seeded sample: each is one more search of the store)"
+            + (f"; at K = {audit_k} the audit's own neighbours give it for all of them" if audit_k else "")
+            + "."
+        )
+    if comparison.averaged < comparison.seeds:
+        parts.append(f"The example query averages {comparison.averaged:,} of the {comparison.seeds:,} (seeded).")
+    return " ".join(parts) or None
+
+
 def audit_numbers(report: dict, label: str) -> None:
     """What the audit measured for the class, when live search cannot run."""
     metrics = next(c for c in report["classes"] if c["label"] == label)
@@ -95,28 +125,29 @@ VERDICT_RULE = (
     "mostly coherent from an example precision of 0.50; below that, not coherent. The agreement between text and "
     "example results is context: it has no pass mark."
 )
-report = current_audit().report
+audit = current_audit()
+report = audit.report
+index = clip_index(report)
 st.title("Are my examples visually similar?")
 uri = st.session_state["uri"]
-labels = sorted({c["label"] for c in report["clips"]})
+labels = sorted(index.members)
 c1, c2, c3 = st.columns([2, 3, 1])
 label = c1.selectbox("Class", labels, key="search_label")
 text = c2.text_input("Text query", placeholder=f"e.g. a video of {label.replace('_', ' ')}", key="search_text")
 k = c3.number_input("K", 1, 100, 10, key="search_k")
 examples = pick_examples(report, label)
 
-ctx = live(stored_context, uri, report["dataset"], report["model"], report.get("generated_at", ""))
-if ctx is None:
+layout = live(stored_layout, uri, report["dataset"], report["model"])
+if layout is None:
     audit_numbers(report, label)
     st.stop()
-layout = ctx.layout
-has_text = layout.text_space is not None
-encoder = encoder_now(layout.model_id) if has_text else None
+encoder = encoder_now(layout.model_id) if layout.text_space is not None else None
+settings = (report.get("thresholds") or {}).get("audit") or {}
+prompts = service.class_prompts(settings, label)
 comparison = live(
-    lambda: service.compare_queries(
-        ctx, uri, label, int(k), text=text or None, examples=[c["clip_id"] for c in examples], encoder=encoder
-    )
-)
+    search, uri, report["dataset"], report["model"], label, int(k), tuple(c["clip_id"] for c in examples),
+    text, tuple(prompts) if encoder else (), settings.get("knn_k"), audit_stamp(audit), index, encoder,
+)  # fmt: skip
 if comparison is None:
     audit_numbers(report, label)
     st.stop()
@@ -133,8 +164,10 @@ shown = [
 for col, (title, value, key) in zip(m, shown):
     col.metric(title, "n/a" if value is None else f"{value:.2f}", help=tip(report, key))
 st.caption(f"The verdict: {VERDICT_RULE}")
+if note := sample_note(comparison, settings.get("knn_k")):
+    st.caption(note)
 
-by_id = {c["clip_id"]: c for c in report["clips"]}
+by_id = index.by_id
 text_ids, example_ids = comparison.text_hits, comparison.example_hits
 shared = frozenset(text_ids) & frozenset(example_ids)
 play = st.toggle("Play the results (up to 6 per side)", key="search_play")
@@ -183,3 +216,5 @@ st.caption("★ found by both queries · score: cosine similarity to the query")
 if result.pulled:
     st.subheader("Examples that pull in other classes")
     st.dataframe(result.pulled, hide_index=True)
+    if comparison.pulling > len(result.pulled):
+        st.caption(f"{len(result.pulled)} of the {comparison.pulling:,} (a seeded sample: each is a search)")

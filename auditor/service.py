@@ -8,32 +8,47 @@ server's client is opened once and reused. Read-only callers never create a Lite
 from __future__ import annotations
 
 import base64
-import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from auditor.config import AuditConfig
 from auditor.context import AuditContext, TextEncoder
 from auditor.jobs import JobSpec, JobStatus, read_job, running_job, start_audit_job, stop_job
 from auditor.media import Cut, DatasetVideos, Segment, VideoRefused, cut_segment
-from auditor.search import Consistency, class_consistency, nearest
+from auditor.search import OVERFETCH, Consistency
 from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL
 from taxonomy_core import schema as S
-from taxonomy_core.store import DatasetLayout, Store, StoreError, default_uri, is_server, open_store
+from taxonomy_core.store import (
+    CLIP_COLUMNS,
+    DatasetLayout,
+    Hits,
+    Store,
+    StoreError,
+    default_uri,
+    is_server,
+    open_store,
+    unit_rows,
+)  # fmt: skip
 
 __all__ = [
     "BUSY", "MODEL_CHOICES", "Cut", "DatasetVideos", "JobSpec", "JobStatus", "QueryComparison", "Segment",
-    "StoreBusy", "VideoRefused", "absolute_uri", "compare_queries", "dataset_context", "dataset_videos",
-    "find_layout", "load_context", "open_existing", "read_job", "running_job", "segment_video", "start_audit_job",
-    "stop_job", "store_session", "stored_manifest", "stored_models", "text_encoder", "text_search_note", "thumbnails",
+    "StoreBusy", "VideoRefused", "absolute_uri", "class_prompts", "dataset_context", "dataset_layout",
+    "clip_videos", "find_layout", "open_existing", "read_job", "running_job", "search_class", "segment_video",
+    "start_audit_job", "stop_job", "store_session", "stored_manifest", "stored_models", "text_encoder",
+    "text_search_note", "thumbnails",
 ]  # fmt: skip
 
 MODEL_CHOICES = (OFFLINE_MODEL, DEFAULT_MODEL)  # what the app offers to run an audit with
 _SERVERS: dict[tuple[str, str | None], Store] = {}
+# Milvus Lite answers a search by brute force, ~30 ms a query at 2 x 10^4 clips: the example precision is
+# measured on at most SEARCH_SEEDS examples (a seeded sample above), the class query averages CENTROID_SEEDS.
+SEARCH_SEEDS = 16
+CENTROID_SEEDS = 1000
 BUSY = "Milvus is busy (an indexing job holds this file) — retry, or use a server"
 # The store's connection advice says this when another process holds a Lite file's lock.
 _HELD = "holds this Milvus Lite file"
@@ -89,6 +104,12 @@ def find_layout(store: Store, dataset: str, model: str | None = None) -> Dataset
     return layout
 
 
+def dataset_layout(uri: str, dataset: str, model: str) -> DatasetLayout:
+    """How the store holds the dataset (its model, text space): the registry alone, no clip is read."""
+    with store_session(uri) as store:
+        return find_layout(store, dataset, model)
+
+
 def stored_models(uri: str, dataset: str) -> list[str]:
     with store_session(uri) as store:
         return [x.model_id for x in store.layouts() if x.dataset == dataset]
@@ -122,13 +143,13 @@ def thumbnails(uri: str, dataset: str, model: str, clip_ids: list[str]) -> dict[
     return {clip_id: base64.b64decode(b64) for clip_id, b64 in found.items()}
 
 
-def dataset_videos(uri: str, dataset: str, model: str) -> DatasetVideos:
-    """Every stored clip's video file and bounds, as the store lists them: all the app may play."""
+def clip_videos(uri: str, dataset: str, model: str, clip_ids: list[str]) -> DatasetVideos:
+    """Some stored clips' video files and bounds, as the store lists them, and the folders of those files: all the
+    app may play of them (their rows are read, not every clip's: a pass over 10^5 rows takes seconds on Lite)."""
     with store_session(uri) as store:
         layout = find_layout(store, dataset, model)
-        records = store.clip_records(layout, [S.CLIP_ID, S.VIDEO, S.START, S.END])
-        segments = {r[S.CLIP_ID]: Segment(r[S.VIDEO], float(r[S.START]), float(r[S.END])) for r in records}
-    return DatasetVideos.of(segments)
+        records = store.clip_fields(layout, clip_ids, [S.VIDEO, S.START, S.END])
+    return DatasetVideos.of({c: Segment(r[S.VIDEO], float(r[S.START]), float(r[S.END])) for c, r in records.items()})
 
 
 def segment_video(videos: DatasetVideos, clip_id: str) -> Cut:
@@ -143,15 +164,6 @@ def text_encoder(model_id: str, device: str = "auto") -> TextEncoder | None:
 
     embedder = load_embedder(model_id, device)
     return embedder.embed_texts if embedder.text_space else None
-
-
-def load_context(uri: str, dataset: str, model: str | None, config: AuditConfig = AuditConfig()) -> AuditContext:
-    """The stored dataset's clips and vectors with neighbours computed, detached from the store (cacheable)."""
-    with store_session(uri) as store:
-        ctx = AuditContext.from_store(store, find_layout(store, dataset, model), config=config)
-        ctx.neighbours  # noqa: B018  computed once here, while the store is open
-    ctx.store = None
-    return ctx
 
 
 @contextmanager
@@ -174,30 +186,119 @@ class QueryComparison:
     text_hits: list[str]  # clip ids, best first
     example_hits: list[str]
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # "text" / "examples" -> clip id -> cosine
+    seeds: int = 0  # the examples the query stands for
+    measured: int = 0  # of them, those whose own neighbours were searched (a seeded sample above SEARCH_SEEDS)
+    averaged: int = 0  # of them, those averaged into the class query (a seeded sample above CENTROID_SEEDS)
+    pulling: int = 0  # of them, those whose neighbours are mostly other classes (SEARCH_SEEDS of them in pulled)
 
 
-def compare_queries(
-    ctx: AuditContext,
+def class_prompts(settings: dict, label: str) -> list[str]:
+    """The text queries the audit asked for a class, from the settings it recorded (report["thresholds"]["audit"])."""
+    config = AuditConfig(
+        prompt_templates=tuple(settings.get("prompt_templates") or AuditConfig.prompt_templates),
+        prompts=dict(settings.get("prompts") or {}),
+    )
+    return AuditContext(pd.DataFrame(columns=CLIP_COLUMNS), np.zeros((0, 1), np.float32), config=config).prompts(label)
+
+
+def search_class(
     uri: str,
+    dataset: str,
+    model: str,
     label: str,
     k: int,
     *,
+    clips: Mapping[str, dict],
+    members: Sequence[str],
+    examples: Sequence[str] = (),
     text: str | None = None,
-    examples: list[str] | None = None,
+    prompts: Sequence[str] = (),
     encoder: TextEncoder | None = None,
+    audit_k: int | None = None,
 ) -> QueryComparison:
-    """ "Are my LABEL clips visually similar?": the label (or `text`) as a query against the class's examples."""
+    """ "Are my LABEL clips visually similar?", asked of the store's own index: only the hits are read.
+
+    `clips` are the audit's clip records by id (a stored clip outside them is stale and skipped); `members` the
+    class's clip ids. The examples (default: every member) query through their centroid; their own neighbours
+    give the example precision. At `audit_k`, the k of the audit's neighbour graph, each clip's recorded
+    `knn_agreement` is exactly that, for every example; at another k their neighbours are searched, for each of
+    them or a seeded sample of SEARCH_SEEDS. Only examples that pull in other classes are searched at `audit_k`.
+    """
+    k = max(1, min(k, len(members)))
+    seeds = list(examples) or list(members)
+    recorded = {c: clips[c].get("knn_agreement") for c in seeds} if k == audit_k else {}
+    if recorded and None not in recorded.values():
+        measured = _sample([c for c in seeds if recorded[c] < 0.5], SEARCH_SEEDS)
+    else:
+        recorded, measured = {}, _sample(seeds, SEARCH_SEEDS)
+    averaged = _sample(seeds, CENTROID_SEEDS)
+    limit = (k + 1) * OVERFETCH
     with store_session(uri) as store:
-        live = copy.copy(ctx)  # shares the computed neighbours; the store is attached for this call only
-        live.store, live.text_encoder = store, encoder
-        query = encoder([text])[0] if text and encoder else None
-        seeds = [ctx.position[c] for c in examples or []] or None
-        result = class_consistency(live, label, k, query=query, examples=seeds)
-        centre = ctx.vectors[seeds or ctx.members(label)].mean(axis=0)
-        example_scored = nearest(live, centre / np.linalg.norm(centre), k)
-        example_hits = [i for i, _ in example_scored] if seeds else result.example_results
-        asked = query if query is not None else live.label_queries.get(label)
-        text_scored = nearest(live, asked, k, text=True) if asked is not None and result.text_results else []
-    ids = ctx.clip_ids
-    scores = {"text": {ids[i]: s for i, s in text_scored}, "examples": {ids[i]: s for i, s in example_scored}}
-    return QueryComparison(result, [ids[i] for i in result.text_results], [ids[i] for i in example_hits], scores)
+        layout = find_layout(store, dataset, model)
+        found = store.exact_vectors(layout, list(dict.fromkeys(measured + averaged)))
+        vectors = {c: v[S.VECTOR] for c, v in found.items()}
+        asked = [c for c in measured if c in vectors]
+        centre = unit_rows(np.mean([vectors[c] for c in averaged if c in vectors], axis=0))
+        centroid_hits, *seed_hits = store.search(layout, np.stack([centre] + [vectors[c] for c in asked]), limit)
+        query = _text_query(encoder, text, prompts)
+        text_hits = store.search(layout, query[None], limit, text=True)[0] if query is not None else []
+    centroid_hits, text_hits = _top(clips, centroid_hits, k), _top(clips, text_hits, k)
+    neighbours = {
+        seed: [clips[c]["label"] for c, _ in _top(clips, hits, k, seed)] for seed, hits in zip(asked, seed_hits)
+    }
+    precision = recorded or {
+        seed: float(np.mean([x == label for x in found])) for seed, found in neighbours.items() if found
+    }
+    text_ids, centroid_ids = [c for c, _ in text_hits], [c for c, _ in centroid_hits]
+    consistency = Consistency(
+        label=label,
+        k=k,
+        text_precision=_share(clips, text_ids, label) if text_ids else None,
+        example_precision=_example_precision(precision, neighbours, label, bool(recorded)),
+        centroid_precision=_share(clips, centroid_ids, label),
+        agreement=len(set(text_ids) & set(centroid_ids)) / len(set(text_ids) | set(centroid_ids)) if text_ids else None,
+        pulled=[_pulled(clips[seed]["row"], found, label, precision[seed]) for seed, found in neighbours.items()
+                if precision.get(seed, 1.0) < 0.5],
+    )  # fmt: skip
+    scores = {"text": dict(text_hits), "examples": dict(centroid_hits)}
+    pulling = sum(x < 0.5 for x in precision.values())
+    counted = len(recorded) or len(asked)
+    return QueryComparison(consistency, text_ids, centroid_ids, scores, len(seeds), counted, len(averaged), pulling)
+
+
+def _example_precision(precision: dict[str, float], neighbours: dict[str, list[str]], label: str, recorded: bool):
+    """The share of the examples' neighbours in the class: the mean of the recorded shares (each over the audit's k
+    neighbours), or over every neighbour found (a clip near the end of a tiny class has fewer)."""
+    if recorded:
+        return float(np.mean(list(precision.values())))
+    same = [x == label for found in neighbours.values() for x in found]
+    return float(np.mean(same)) if same else 0.0
+
+
+def _sample(ids: list[str], most: int) -> list[str]:
+    """All of `ids`, or a seeded sample of `most` of them in their order (the same sample every time)."""
+    if len(ids) <= most:
+        return ids
+    return [ids[i] for i in sorted(np.random.default_rng(0).choice(len(ids), most, replace=False))]
+
+
+def _text_query(encoder: TextEncoder | None, text: str | None, prompts: Sequence[str]) -> np.ndarray | None:
+    """The typed text, else the mean of the class's prompts, in the text space; None without a text model."""
+    if encoder is None or not (text or prompts):
+        return None
+    return unit_rows(np.asarray(encoder([text] if text else list(prompts))).mean(axis=0))
+
+
+def _top(clips: Mapping[str, dict], hits: Hits, k: int, skip: str | None = None) -> Hits:
+    """The k best hits that are clips of the audit (not stale rows), without `skip` (the query's own clip)."""
+    return [(c, s) for c, s in hits if c in clips and c != skip][:k]
+
+
+def _share(clips: Mapping[str, dict], ids: list[str], label: str) -> float:
+    return float(np.mean([clips[c]["label"] == label for c in ids]))
+
+
+def _pulled(row: int, neighbours: list[str], label: str, precision: float) -> dict:
+    """An example whose neighbours are mostly another class, and the class it pulls in most (ties: by name)."""
+    values, counts = np.unique([x for x in neighbours if x != label] or ["?"], return_counts=True)
+    return {"row": int(row), "pulls_in": str(values[np.argmax(counts)]), "precision": float(precision)}

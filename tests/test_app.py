@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -419,3 +420,87 @@ def test_guidance_explains_its_columns(app):
     assert "evaluate tab" not in shown and "held-out clips" in shown
     frames = [d.value for d in at.dataframe]
     assert not any("None" in str(frame.to_string()) for frame in frames)
+
+
+# --- at scale: the store's own index, samples on the map (docs/benchmarks.md, "The app at 10^6") -------------
+
+
+def test_search_answers_from_the_store_index_as_the_audit_does(demo):
+    """The store's searches give the numbers the audit's search check computes from the whole context."""
+    from auditor.context import AuditContext
+    from auditor.search import class_consistency
+
+    outcome, uri = demo[0], demo[4]
+    clips = {c["clip_id"]: c for c in outcome.report["clips"]}
+    with service.store_session(uri) as store:
+        ctx = AuditContext.from_store(store, service.find_layout(store, "demo", "effnet-lite0"), set(clips))
+        expected = {(label, k): class_consistency(ctx, label, k) for label in ctx.classes for k in (5, 10)}
+    for (label, k), want in expected.items():  # k = 10: the audit's own neighbours (knn_agreement); 5: searched
+        members = [c for c, clip in clips.items() if clip["label"] == label]
+        got = service.search_class(uri, "demo", "effnet-lite0", label, k, clips=clips, members=members, audit_k=10)
+        assert got.measured == got.seeds == got.averaged == len(members)
+        assert got.consistency.example_precision == pytest.approx(want.example_precision)
+        assert got.consistency.centroid_precision == pytest.approx(want.centroid_precision)
+        centre = ctx.vectors[ctx.members(label)].mean(axis=0)
+        closest = sorted(ctx.vectors[want.example_results] @ (centre / np.linalg.norm(centre)), reverse=True)
+        assert [got.scores["examples"][c] for c in got.example_hits] == pytest.approx(closest, abs=5e-3)  # ties: any
+        pulled = [(p["row"], p["pulls_in"]) for p in got.consistency.pulled]
+        assert pulled == [(p["row"], p["pulls_in"]) for p in want.pulled]
+        assert [p["precision"] for p in got.consistency.pulled] == pytest.approx([p["precision"] for p in want.pulled])
+
+
+def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, demo, monkeypatch):
+    import streamlit as st
+
+    from taxonomy_core.store import MilvusStore
+
+    def whole_matrix(*args, **kwargs):
+        raise AssertionError("the Search page read every clip's vector")
+
+    monkeypatch.setattr(MilvusStore, "clip_matrix", whole_matrix)
+    monkeypatch.setattr(service, "SEARCH_SEEDS", 3)  # every demo class is "large" for this test
+    st.cache_data.clear()
+    at = page(app, "app_pages/search.py")
+    at.selectbox(key="search_label").set_value("rabbit").run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value.startswith("rabbit:")
+    assert "measured on the neighbours of" not in texts(at)  # at the audit's K, its neighbours give every example
+    at.number_input(key="search_k").set_value(5).run()
+    members = sum(c["label"] == "rabbit" for c in demo[0].report["clips"])
+    assert f"measured on the neighbours of 3 of the {members} examples" in texts(at)
+    before = [m.value for m in at.metric]
+    at.run()  # the same seeded sample: the same numbers
+    assert [m.value for m in at.metric] == before
+
+
+def test_map_above_its_budget_draws_a_stratified_sample_under_every_clip_with_a_finding(app, demo, monkeypatch):
+    monkeypatch.setenv("AUDITOR_MAP_POINTS", "12")
+    at = page(app, "app_pages/map.py")
+    report = demo[0].report
+    placed = [c for c in report["clips"] if c.get("umap")]
+    flagged = {r for f in report["findings"] for r in f["rows"]} & {c["row"] for c in placed}
+    assert any(f"of {len(placed):,} clips: every clip with a finding ({len(flagged):,}" in c.value for c in at.caption)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    drawn = [[row for [row] in t["customdata"]] for t in figure["data"]]
+    on_top = next(i for i, rows in enumerate(drawn) if set(rows) <= flagged and rows)
+    assert flagged == {r for rows in drawn[on_top:] for r in rows}  # every accused clip, in the last layer
+    sample = {r for rows in drawn[:on_top] for r in rows}
+    assert not sample & flagged and 0 < len(sample) < len(placed) - len(flagged)
+    by_row = {c["row"]: c["label"] for c in placed}
+    assert {by_row[r] for r in sample} == {c["label"] for c in placed if c["row"] not in flagged}  # each class
+
+
+def test_above_its_size_the_fixed_manifest_is_built_when_asked_and_kept_until_a_decision(app, fresh, monkeypatch):
+    from app_pages import shared
+
+    monkeypatch.setattr(shared, "EAGER_DOWNLOAD", 0)  # the demo counts as large: no manifest read per run
+    at = page(app, "app_pages/findings.py")
+    assert not at.get("download_button") and at.button(key="download:prepare")
+    at.button(key="download:prepare").click().run()
+    assert not at.exception, at.exception
+    [button] = at.get("download_button")
+    assert "Download the fixed manifest (0 accepted" in button.label
+    at.run()  # kept: no second build, the button stays
+    assert at.get("download_button")
+    at.button(key=f"accepted:{fix_keys(at)[0]}").click().run()  # a decision: the kept one is out of date
+    assert not at.get("download_button") and "1 accepted" in at.button(key="download:prepare").label

@@ -104,6 +104,15 @@ class Reads:
             self.release()
         return out
 
+    def clip_fields(self, layout: DatasetLayout, clip_ids: list[str], fields: list[str]) -> dict[str, dict]:
+        """Some scalar fields of some clips, by clip id: primary-key reads of the shards they are in, not a scan."""
+        layout = self._registered(layout, check=False)
+        out = {}
+        for shard, ids in self._by_shard(layout, clip_ids).items():
+            for row in self._get(layout.shard_names("clips")[shard], S.CLIP_ID, ids, [S.CLIP_ID, *fields]):
+                out[row[S.CLIP_ID]] = row
+        return out
+
     def exact_vectors(self, layout: DatasetLayout, clip_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
         """The float32 vectors as written (the searchable copy), per clip id: slow on Lite, for a few clips."""
         layout = self._registered(layout)
