@@ -231,25 +231,26 @@ def decisions(outcome) -> set[tuple]:
     }
 
 
-def test_reduced_precision_keeps_the_demo_decisions(demo, effnet, tmp_path):
-    """The model under bfloat16 autocast (`--precision bf16`: ~3x faster on this project's AMX machine) and in
-    exact float32 (the CPU's default) give the demo the same findings, every check run, with the same fixes."""
+def test_reduced_precision_runs_end_to_end_and_moves_vectors_by_little(demo, effnet, tmp_path):
+    """The demo indexed and audited under bfloat16 autocast (`--precision bf16`: ~3x faster on this project's AMX
+    machine): every clip is indexed and audited, and its vector stays within cosine 0.995 of exact float32's. Its
+    findings are not asserted equal: under bf16 a vector moves ~1e-3 with its batch, and in one of five runs a
+    decision on a threshold differed (docs/benchmarks.md), which is why bf16 is asked for, not the CPU default."""
     from auditor.audit import run_audit
     from auditor.config import AuditConfig
     from indexer.pipeline import IndexConfig
-    from taxonomy_core.precision import model_dtype
 
     default, _, manifest, _, uri = demo
-    other = "fp32" if model_dtype("cpu", "auto") is not None else "bf16"  # the precision the fixture did not use
-    config = IndexConfig(dataset=other, model="effnet-lite0", uri=str(tmp_path / f"{other}.db"), precision=other)
-    effnet.precision = other
+    config = IndexConfig(dataset="bf16", model="effnet-lite0", uri=str(tmp_path / "bf16.db"), precision="bf16")
+    effnet.precision = "bf16"
     try:
         again = run_audit(manifest, config, AuditConfig(), tmp_path / "report", embedder=effnet)
     finally:
         effnet.precision = "auto"
-    assert decisions(again) == decisions(default)
-    assert len(decisions(default)) >= 10  # the demo's planted problems, not an empty comparison
-    ours, theirs = clip_vectors(uri, "demo"), clip_vectors(config.uri, other)
+    assert again.index.indexed == default.index.indexed and again.report["findings"]
+    changed = decisions(again) ^ decisions(default)
+    print(f"bf16 vs float32: {len(changed)} of {len(decisions(default))} findings differ")
+    ours, theirs = clip_vectors(uri, "demo"), clip_vectors(config.uri, "bf16")
     cosines = [float(np.dot(ours[k], theirs[k])) for k in ours]
-    print(f"auto vs {other}: clip vector cosine min {min(cosines):.5f}, median {np.median(cosines):.5f}")
+    print(f"bf16 vs float32: clip vector cosine min {min(cosines):.5f}, median {np.median(cosines):.5f}")
     assert len(cosines) == len(theirs) > 30 and min(cosines) > 0.995  # measured: min 0.9981, median 0.9992
