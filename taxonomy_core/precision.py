@@ -1,4 +1,4 @@
-"""Which reduced precision this machine runs fast: shared by the indexer's models and the audit's k-NN."""
+"""Model precision (`--precision`) and whether this CPU runs bfloat16 fast (the audit's k-NN scores in it)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ def cpu_bf16_fast() -> bool:
     """True where this CPU multiplies bfloat16 at least twice as fast as float32 (AMX tiles, AVX512-BF16).
 
     Timed once per process on a 512 x 512 by 4096 x 512 product (~20 ms), so no CPU list can be out of date.
-    Convolutions follow the same kernels: on this project's 2-core AMX machine EfficientNet-Lite0 ran 3.1x
-    faster under bfloat16 autocast (docs/benchmarks.md).
+    (The models do not ask it: on a CPU they run bf16 only when `--precision bf16` says so, see model_dtype.)
     """
     global _FAST
     if _FAST is None:

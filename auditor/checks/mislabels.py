@@ -86,7 +86,7 @@ def probe_predictions(ctx) -> np.ndarray | None:
         return None
     codes = {label: i for i, label in enumerate(ctx.classes)}
     lookup = np.array([codes.get(label, -1) for label in probe.labels], dtype=np.int64)
-    where, probabilities = probe.every_clip(len(ctx.codes))
+    where, probabilities = ctx.probe_everywhere()
     out = np.full(len(ctx.codes), -1, dtype=np.int64)
     seen = where >= 0
     out[seen] = lookup[np.argmax(probabilities[where[seen]], axis=1)]
