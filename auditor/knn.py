@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taxonomy_core.precision import cpu_bf16_fast
-
 log = logging.getLogger(__name__)
 
 BLOCK = 1024
@@ -24,7 +22,6 @@ EXACT_MAX = 20_000  # exact takes seconds up to here (3 s at 10k x 512 on 2 core
 TARGET_RECALL = 0.95
 SAMPLE = 500  # clips whose exact neighbours calibrate the probe count, and as many again to measure recall
 SCORES_PER_BLOCK = 1 << 25  # query x candidate scores held at once (128 MB of float32)
-RESCORE = 6  # extra candidates per row scored again in float32 after a bfloat16 pass
 
 
 @dataclass(frozen=True)
@@ -174,41 +171,29 @@ class ClusteredLists:
     def search(self, vectors: np.ndarray, k: int, probe: int) -> tuple[np.ndarray, np.ndarray]:
         """Each clip's k nearest among the members of its home list's `probe` nearest lists.
 
-        Where this CPU multiplies bfloat16 faster (AMX), scores are bf16 and the best `k + RESCORE` of each row are
-        scored again in float32, so the cosines returned are exact and only near-ties can change order.
+        In float32. Scoring the lists in bfloat16 on an AMX CPU (then rescoring a shortlist) was tried: under a
+        shared machine's load it ran 2x slower than float32 (10^5 x 1280 and 2 x 10^5 x 512, load 6-7), and
+        oneDNN kept ~0.6 GB a 10^5 clips resident afterwards (a kernel per list shape), which the audit's memory
+        target at 3 x 10^5 could not afford (docs/benchmarks.md).
         """
         import torch
 
         n = len(vectors)
         k = min(k, n - 1)
         x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
-        fast = x.to(fast_dtype()) if fast_dtype() != torch.float32 else x
-        short = min(k + RESCORE, n - 1) if fast is not x else k
         idx = np.empty((n, k), dtype=np.int64)
         sim = np.empty((n, k), dtype=np.float32)
         with torch.inference_mode():
             for home, queries in enumerate(self.members):
                 pool = torch.from_numpy(self.candidates(home, probe, k))
-                block = max(1, SCORES_PER_BLOCK // max(len(pool), short * x.shape[1]))  # scores, or the shortlist
-                candidates = fast[pool]
+                block = max(1, SCORES_PER_BLOCK // len(pool))
+                candidates = x[pool]
                 for start in range(0, len(queries), block):
                     rows = queries[start : start + block]
-                    scores = fast[torch.from_numpy(rows)] @ candidates.T
+                    scores = x[torch.from_numpy(rows)] @ candidates.T
                     own = torch.arange(len(rows))
                     scores[own, start + own] = -torch.inf  # home's members come first in the pool, in order
-                    values, found = torch.topk(scores, min(short, len(pool) - 1), dim=1)
-                    found = pool[found]
-                    if fast is not x:  # float32 cosines of the shortlist, best k kept
-                        exact = torch.einsum("qd,qcd->qc", x[torch.from_numpy(rows)], x[found])
-                        values, best = torch.topk(exact, k, dim=1)
-                        found = torch.gather(found, 1, best)
-                    idx[rows] = found.numpy()
+                    values, found = torch.topk(scores, min(k, len(pool) - 1), dim=1)
+                    idx[rows] = pool[found].numpy()
                     sim[rows] = values.numpy()
         return idx, sim
-
-
-def fast_dtype():
-    """bfloat16 where this CPU multiplies it at least twice as fast as float32 (AMX tiles), else float32."""
-    import torch
-
-    return torch.bfloat16 if cpu_bf16_fast() else torch.float32

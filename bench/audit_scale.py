@@ -4,6 +4,8 @@
     python bench/audit_scale.py --store --sizes 100000 [--uri URI]      a store of N clips with companions
     python bench/audit_scale.py --store --sizes 300000 --keep DIR       build into DIR and keep it, then audit
     python bench/audit_scale.py --store --reuse DIR                     audit the store built there again
+    python bench/audit_scale.py --store --sizes 1000000 --keep DIR --build-only [--resume]
+                                                                        build it (or go on), audit it later
 
 `--store` builds a Milvus store of N synthetic clips with the offline model's shapes (1280-d visual, 384-d
 text, 3 timeline steps and 10 crops a clip, real-footage thumbnails, fingerprints) through `Store.write_clips`,
@@ -24,6 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,11 +51,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="clips per write_clips call (the indexer's default)")
     parser.add_argument("--keep", help="build the store in this folder and keep it (re-audit it with --reuse)")
     parser.add_argument("--reuse", help="audit the store that --keep built in this folder again, without building")
+    parser.add_argument("--build-only", action="store_true", help="with --keep: build the store and stop")
+    parser.add_argument("--resume", action="store_true", help="with --keep: go on with a build that was stopped")
     parser.add_argument("--phase", choices=["build", "audit"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "build":
-        return build(args.sizes[0], args.uri, Path(args.folder), args.batch)
+        return build(args.sizes[0], args.uri, Path(args.folder), args.batch, args.resume)
     if args.phase == "audit":
         return audit(args.uri, Path(args.folder))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
@@ -100,7 +105,10 @@ def store_run(n: int | None, args) -> None:
     else:
         print(f"\nN={n}: store {uri}, load average {os.getloadavg()[0]:.2f}", flush=True)
         build_cmd = [*script, "--phase", "build", "--sizes", str(n), "--batch", str(args.batch)]
+        build_cmd += ["--resume"] if args.resume else []
         subprocess.run(build_cmd, env=env, check=True)
+        if args.build_only:
+            return
     per_clip = folder_bytes(Path(uri)) / n if not args.uri else float("nan")
     subprocess.run([*script, "--phase", "audit"], env=env, check=True)
     total = json.loads((folder / "audit.json").read_text())["total_seconds"]
@@ -109,7 +117,7 @@ def store_run(n: int | None, args) -> None:
     print(f"STORE_BYTES_PER_CLIP {per_clip:.0f}")
 
 
-def build(n: int, uri: str, folder: Path, batch: int) -> None:
+def build(n: int, uri: str, folder: Path, batch: int, resume: bool = False) -> None:
     from taxonomy_core.store import open_store
 
     t0 = time.perf_counter()
@@ -117,10 +125,10 @@ def build(n: int, uri: str, folder: Path, batch: int) -> None:
     made = time.perf_counter() - t0
     store = open_store(uri)
     layout = synthetic_layout(StoreShape())
-    if store.layout(layout.dataset, layout.model_id):
+    if store.layout(layout.dataset, layout.model_id) and not resume:
         store.drop(layout)
     t0 = time.perf_counter()
-    made_store = write_synthetic_store(store, planted, StoreShape(), batch=batch)
+    made_store = write_synthetic_store(store, planted, StoreShape(), batch=batch, resume=resume, progress=Progress(n))
     store.close()
     wall, stats = time.perf_counter() - t0, made_store.stats
     write_manifest(planted, folder / "manifest.csv")
@@ -164,7 +172,8 @@ def audit(uri: str, folder: Path) -> None:
         graph = ctx.neighbour_graph
     n = len(ctx.clips)
     built = build_checks(None, ctx.config)
-    results = run_checks(ctx, built, lambda name, result: PEAKS.update({f"check {name}": peak_rss_gb()}))
+    RSS.reset()
+    results = run_checks(ctx, built, lambda name, result: RSS.record(f"check {name}"))
     for r in results:
         stages[f"check {r.name}"] = r.seconds
     with timed(stages, "report (json, html, fixed manifest)"):
@@ -186,7 +195,7 @@ def audit(uri: str, folder: Path) -> None:
             if name == "neighbours"
             else ""
         )
-        print(f"    {name:38s} {seconds:8.1f}s  peak {PEAKS.get(name, 0):.2f} GB{note}")
+        print(f"    {name:38s} {seconds:8.1f}s  {RSS.line(name)}{note}")
     print(f"  peak RSS of the audit {peak_rss_gb():.2f} GB (Milvus Lite runs inside this process)")
     print(f"  planted defects found: {planted_found(ctx, report, truth)}")
     (folder / "audit.json").write_text(json.dumps({"total_seconds": total, "stages": stages}))
@@ -198,12 +207,61 @@ def audit(uri: str, folder: Path) -> None:
 @contextmanager
 def timed(stages: dict[str, float], name: str):
     t0 = time.perf_counter()
+    RSS.reset()
     yield
     stages[name] = time.perf_counter() - t0
-    PEAKS[name] = peak_rss_gb()
+    RSS.record(name)
 
 
-PEAKS: dict[str, float] = {}  # peak RSS after each stage
+class Progress:
+    """A build's progress on one line a minute: clips written, rate, ETA (a 10^6 build takes hours)."""
+
+    def __init__(self, n: int):
+        self.n, self.t0, self.last, self.first = n, time.perf_counter(), 0.0, None
+
+    def __call__(self, done: int, n: int) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (done, now)
+        if now - self.last < 60 and done < n:
+            return
+        self.last = now
+        rate = (done - self.first[0]) / max(now - self.first[1], 1e-9)
+        eta = (n - done) / rate if rate > 0 else float("nan")
+        print(f"  built {done}/{n} clips, {rate:.0f} clips/s, ETA {eta / 60:.0f} min, "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+
+
+class RssWatch:
+    """The process's resident memory sampled every 50 ms: each stage's own high-water mark and what it leaves
+    resident (the whole-run peak alone hides which stage sets it)."""
+
+    def __init__(self):
+        self.high, self.during, self.after = 0.0, {}, {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    @staticmethod
+    def now_gb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+
+    def _sample(self) -> None:
+        while True:
+            self.high = max(self.high, self.now_gb())
+            time.sleep(0.05)
+
+    def reset(self) -> None:
+        self.high = self.now_gb()
+
+    def record(self, name: str) -> None:
+        self.during[name], self.after[name] = max(self.high, self.now_gb()), self.now_gb()
+        self.reset()
+
+    def line(self, name: str) -> str:
+        return f"peak {self.during.get(name, 0):.2f} GB, after {self.after.get(name, 0):.2f} GB"
+
+
+RSS = RssWatch()
 
 
 def peak_rss_gb() -> float:

@@ -46,6 +46,9 @@ def synthetic_dataset(
         vectors[target] = vectors[original] + 0.05 * rng.normal(size=dim)  # a re-encoded copy
         codes[target] = codes[original]
         copies.add((int(original), int(target)))
+    for start in range(0, n, 50_000):  # unit rows in place: AuditContext then keeps them without a copy
+        block = vectors[start : start + 50_000]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
     true = codes.copy()
     copied = {i for pair in copies for i in pair}
     candidates = np.array([i for i in range(n) if i not in copied])
@@ -125,20 +128,39 @@ class SyntheticStore:
 
 
 def write_synthetic_store(
-    store: Store, planted: Planted, shape: StoreShape = StoreShape(), batch: int = 32, seed: int = 0
+    store: Store,
+    planted: Planted,
+    shape: StoreShape = StoreShape(),
+    batch: int = 32,
+    seed: int = 0,
+    resume: bool = False,
+    progress=None,
 ) -> SyntheticStore:
-    """Every clip of `planted` with companions, through `store.write_clips` in batches like the indexer's."""
+    """Every clip of `planted` with companions, through `store.write_clips` in batches like the indexer's.
+
+    `resume`: clips already stored are not written again (a clip row lands after its companions, so a stored
+    clip row means a complete clip; batches go in order, so the stored ones are the first); their batches'
+    random draws are still made, so the rest are the clips a build in one go would write. `progress(done, n)`
+    after each batch.
+    """
     rows = SyntheticRows(planted, shape, np.random.default_rng(seed + 1))
     layout = synthetic_layout(shape)
     store.ensure(layout)
+    stored = store.count(layout) if resume else 0
     stats = WriteStats()
     for start in range(0, rows.n, batch):
-        clips, timeline, crops = rows.batch(np.arange(start, min(rows.n, start + batch)))
+        positions = np.arange(start, min(rows.n, start + batch))
+        if positions[-1] < stored:  # written by an earlier run: only its draws, to keep the rest the same
+            rows.skip(positions)
+            continue
+        clips, timeline, crops = rows.batch(positions)
         t0 = time.perf_counter()
         store.write_clips(layout, clips, timeline, crops)
         stats.seconds += time.perf_counter() - t0
         stats.clips += len(clips)
         stats.input_rows += len(clips) + len(timeline) + len(crops)
+        if progress:
+            progress(int(positions[-1]) + 1, rows.n)
     return SyntheticStore(layout, rows.loose, rows.small, rows.text_centres, stats)
 
 
@@ -180,6 +202,10 @@ class SyntheticRows:
                     S.VECTOR: crops[row, k].tolist(), S.TEXT_VECTOR: text[row].tolist(),
                 })  # fmt: skip
         return clips, timeline, crop_rows
+
+    def skip(self, positions: np.ndarray) -> None:
+        """Make a batch's random draws without its rows (a resumed build)."""
+        self._vectors(positions)
 
     def _vectors(self, positions: np.ndarray):
         shape, rng, codes = self.shape, self.rng, self.ctx.codes

@@ -66,24 +66,6 @@ def test_small_sets_are_exact_and_large_ones_clustered_with_measured_recall():
     assert (np.diff(big.sim, axis=1) <= 1e-6).all() and np.isclose(big.sim[:, 0], exact_sim[:, 0]).mean() > 0.97
 
 
-def test_bfloat16_scoring_returns_float32_cosines_of_the_same_neighbours(monkeypatch):
-    """Where bf16 is faster the lists are scored in bf16 and the shortlist again in float32: same answer."""
-    import torch
-
-    from auditor import knn as knn_module
-
-    x = clustered(6000)
-    lists = knn_module.ClusteredLists.build(x, 0)
-    found = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        monkeypatch.setattr(knn_module, "fast_dtype", lambda dtype=dtype: dtype)
-        found[dtype] = lists.search(x, 10, probe=6)
-    (idx32, sim32), (idx16, sim16) = found[torch.float32], found[torch.bfloat16]
-    assert np.allclose(sim16, np.einsum("nd,nkd->nk", x, x[idx16]), atol=1e-5)  # exact cosines, not bf16's
-    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx32, idx16)]) > 0.99
-    assert np.allclose(sim16[:, 0], sim32[:, 0], atol=1e-5)
-
-
 def test_sample_recall_counts_found_neighbours():
     x = clustered(300)
     idx, _ = knn(x, 5)
@@ -138,3 +120,18 @@ def test_audit_through_a_store_reads_every_clip_once_and_finds_planted_defects(s
     found = {name: {row for f in results[name].findings for row in f.rows} for name in ("temporal", "spatial")}
     assert len(loose & found["temporal"]) >= 0.8 * len(loose) and len(small & found["spatial"]) >= 0.8 * len(small)
     assert len(results["temporal"].clips) == len(results["spatial"].clips) == 300
+
+
+def test_blocked_top_k_equals_a_full_sort_across_block_edges():
+    """The search check's in-memory search (Lite searches by brute force too) scans the vectors in blocks."""
+    from auditor.search import top_k
+
+    x = clustered(2500)
+    queries = np.concatenate([x[:3], clustered(4, classes=2)])
+    for block in (1, 7, 1000, 10_000):
+        got = top_k(x, queries, 12, block=block)
+        for q, hits in zip(queries, got):
+            scores = x @ q
+            want = np.argsort(-scores, kind="stable")[:12]
+            assert [i for i, _ in hits] == want.tolist()
+            assert [s for _, s in hits] == pytest.approx(scores[want].tolist())

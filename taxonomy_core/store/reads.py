@@ -42,27 +42,41 @@ class Reads:
     def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix:
         """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row.
 
-        Read from the packed int8 copy, shard by shard: each page keeps its bytes (1 per dimension) and the
-        float32 matrix is made once at the end, so memory peaks at the matrix plus a quarter of it.
+        Read from the packed int8 copy, shard by shard, into a preallocated byte array a shard (1 byte a dimension)
+        and scalar columns; the float32 matrix is then decoded block by block in row order, so memory peaks at the
+        matrix plus a quarter of it, with no list of per-clip records or concatenated copies on the way.
         """
         layout = self._registered(layout)
         codec = clip_codec(layout)
-        records, raws = [], []
+        shards: list[np.ndarray] = []  # each shard's packed rows, in read order
+        columns: dict[str, list] = {name: [] for name in CLIP_COLUMNS}
         for collection in layout.shard_names("clips"):
+            raw, n = np.empty((self._rows_in(collection), codec.row_bytes), np.uint8), 0
             for page in self._pages(collection, CLIP_COLUMNS + [S.PACKED]):
                 kept = [r for r in page if clip_ids is None or r[S.CLIP_ID] in clip_ids]
-                if kept:
-                    raws.append(codec.rows_in([r.pop(S.PACKED) for r in kept])[0])
-                    records += kept
+                if not kept:
+                    continue
+                if n + len(kept) > len(raw):  # rows written since the count
+                    raw = np.concatenate([raw, np.empty((n + len(kept) - len(raw), codec.row_bytes), np.uint8)])
+                raw[n : n + len(kept)] = codec.rows_in([r[S.PACKED] for r in kept])[0]
+                n += len(kept)
+                for name, values in columns.items():
+                    values += [r[name] for r in kept]
+            shards.append(raw[:n])
             self._evict()
-        raw = np.concatenate(raws) if raws else np.zeros((0, codec.row_bytes), np.uint8)
-        order = np.argsort([r[S.ROW] for r in records], kind="stable")
+        bounds = np.cumsum([0] + [len(raw) for raw in shards])
+        order = np.argsort(np.asarray(columns[S.ROW], np.int64), kind="stable")
         vectors = [np.empty((len(order), w), np.float32) for w in codec.widths]
         for start in range(0, len(order), self.limits.scan_batch):
             chunk = order[start : start + self.limits.scan_batch]
-            for out, decoded in zip(vectors, codec.unpack(raw[chunk])[0]):
+            which = np.searchsorted(bounds, chunk, side="right") - 1
+            raw = np.empty((len(chunk), codec.row_bytes), np.uint8)
+            for k in np.unique(which):
+                raw[which == k] = shards[k][chunk[which == k] - bounds[k]]
+            for out, decoded in zip(vectors, codec.unpack(raw)[0]):
                 out[start : start + len(chunk)] = unit_rows(decoded)
-        table = pd.DataFrame.from_records([records[i] for i in order], columns=CLIP_COLUMNS)
+        del shards
+        table = pd.DataFrame({name: _ordered(values, order) for name, values in columns.items()}, columns=CLIP_COLUMNS)
         table[S.SPLIT] = table[S.SPLIT].replace("", None)
         return ClipMatrix(table, vectors[0], vectors[1] if layout.text_dim else None)
 
@@ -191,6 +205,12 @@ class Reads:
             start += n
         return out
 
+    def _rows_in(self, collection: str) -> int:
+        """Rows in one collection (loads it: call it where it is about to be read anyway)."""
+        self._load(collection)
+        rows = self._call(self.client.query, collection, filter="", output_fields=["count(*)"], **self._read)
+        return int(rows[0]["count(*)"])
+
     def _pages(self, collection: str, fields: list[str]) -> Iterator[list[dict]]:
         self._load(collection)
         iterator = self._call(
@@ -227,3 +247,10 @@ class Reads:
             for hits, found in zip(merged, results):
                 hits += [(h[S.CLIP_ID], float(h["distance"])) for h in found]
         return [sorted(hits, key=lambda h: -h[1])[:limit] for hits in merged]
+
+
+def _ordered(values: list, order: np.ndarray) -> np.ndarray:
+    """A column's values in `order`: numbers as numpy arrays, anything else (text, JSON) as object arrays."""
+    numbers = bool(values) and isinstance(values[0], (int, float)) and not isinstance(values[0], bool)
+    column = np.asarray(values) if numbers else np.fromiter(values, dtype=object, count=len(values))
+    return column[order]
