@@ -26,7 +26,7 @@ except D.DecisionsError as e:
 decisions = decided.accepted_edits(plan)  # edit key -> state, from the decision about its finding
 st.page_link("app_pages/review.py", label="Work through them as a queue, from the keyboard: Review", icon="⌨️")
 
-by_row = clip_index(report).by_row
+by_row = clip_index(audit).by_row
 findings = report["findings"]
 
 
@@ -107,7 +107,7 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
             playing = play.toggle("Play" + (" with its evidence, together" if beside else ""), key=f"play:{edit.key}")
             if beside or playing:
                 with body:
-                    evidence_strip(report, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
+                    evidence_strip(audit, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
 
 
 def cast_ids(found: list[dict]) -> list[str]:
@@ -158,6 +158,6 @@ with findings_tab:
             evidence = f" · {evidence_text(finding)}" if finding.get("evidence") else ""
             plain(f"{rows}{finding['message']}{evidence}", small=True)
             play, locate = st.columns(2)
-            evidence_strip(report, finding, key=f"findingcard_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
+            evidence_strip(audit, finding, key=f"findingcard_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
             if finding["rows"] and locate.button("Show on the map", key=f"fmap_{i}"):
                 show_on_map(finding, finding["rows"])

@@ -162,7 +162,11 @@ def type_into(page, label: str, text: str) -> None:
 
 
 def report_of(demo) -> dict:
-    return json.loads((demo[0].out_dir / "report.json").read_text())
+    """report.json with its clips (from the clip table beside it) under "clips", as schema 3 held them."""
+    from auditor.cliptable import folder_clips
+
+    folder = demo[0].out_dir
+    return {**json.loads((folder / "report.json").read_text()), "clips": folder_clips(folder).records()}
 
 
 def test_overview_offline_without_deploy_button(server, page):
