@@ -83,7 +83,7 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
     """One proposed fix: the clip's picture, what the fix does and why, accept or reject, play, find on the map."""
     clip = by_row.get(edit.row)
     state = decisions.get(edit.key, "pending")
-    beside = bool(finding and len(cast(report, finding)) > 1)  # evidence to show beside the accused clip
+    beside = bool(finding and len(cast(audit, finding)) > 1)  # evidence to show beside the accused clip
     with st.container(border=True, key=f"fix_{edit.action}_{edit.row}"):
         picture, body, choice = st.columns([1, 4, 1]) if not beside else (None, *st.columns([5, 1]))
         if picture and clip and clip["clip_id"] in images:
@@ -112,7 +112,7 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
 
 def cast_ids(found: list[dict]) -> list[str]:
     """The clips the evidence strips of these findings show."""
-    return [clip["clip_id"] for finding in found for clip, _, _ in cast(report, finding)]
+    return [clip["clip_id"] for finding in found for clip, _, _ in cast(audit, finding)]
 
 
 def show_on_map(finding: dict | None, rows: list[int]) -> None:

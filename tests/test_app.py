@@ -230,9 +230,9 @@ def test_busy_store_pages_say_so_and_show_the_audit(app, demo):
         at.multiselect(key="picked_rows").set_value([demo[1].loose_in_time]).run()
         assert not at.exception and any(service.BUSY in w.value for w in at.warning)
         assert "temporal_looseness" in texts(at)  # the audit's own findings still show
-        at = page(app, "app_pages/search.py")
+        at = page(app, "app_pages/search.py")  # searches the audit's copies; only their exact re-scoring waits
         assert any(service.BUSY in w.value for w in at.warning)
-        assert "(from the audit)" in at.subheader[0].value
+        assert "(from the audit)" not in at.subheader[0].value and "Ranked on the audit's 8-bit copies" in texts(at)
         at = page(app, "app_pages/findings.py")
         assert any(service.BUSY in w.value for w in at.warning) and fix_keys(at)
         at = page(app, "app_pages/review.py")  # the queue works from the audit folder alone
@@ -456,6 +456,38 @@ def test_search_answers_from_the_store_index_as_the_audit_does(demo):
         pulled = [(p["row"], p["pulls_in"]) for p in got.consistency.pulled]
         assert pulled == [(p["row"], p["pulls_in"]) for p in want.pulled]
         assert [p["precision"] for p in got.consistency.pulled] == pytest.approx([p["precision"] for p in want.pulled])
+
+
+def test_search_on_the_audit_copies_ranks_as_the_store_does(demo):
+    """The Search page's answers from the audit's 8-bit copies: re-scored with the store's float32 vectors they are
+    the store's own exact search (ids, scores, every number of the verdict); on the copies alone, within int8's
+    reach."""
+    outcome, uri = demo[0], demo[4]
+    audit = open_audit(outcome.out_dir, (outcome.out_dir,))
+    copies = audit.search_copies()
+    clips = {c["clip_id"]: c for c in outcome.clips.records()}
+    towards = np.random.default_rng(0).normal(size=384).astype(np.float32)  # a text query in the ConSE space
+
+    def encoder(prompts):
+        return np.tile(towards, (len(prompts), 1))
+
+    for label in sorted({c["label"] for c in clips.values()}):
+        members = [c for c, clip in clips.items() if clip["label"] == label]
+        for k, examples in ((5, ()), (10, ()), (3, tuple(members[:2]))):
+            ask = dict(clips=clips, members=members, examples=examples, encoder=encoder, prompts=[label], audit_k=10)
+            store = service.search_class(uri, "demo", "effnet-lite0", label, k, **ask)
+            exact = service.search_class(uri, "demo", "effnet-lite0", label, k, **ask, copies=copies, exact=True)
+            assert exact.exact and (exact.example_hits, exact.text_hits) == (store.example_hits, store.text_hits)
+            for side in ("examples", "text"):
+                assert exact.scores[side] == pytest.approx(store.scores[side], abs=1e-5)
+            assert exact.consistency == store.consistency
+            approx = service.search_class(uri, "demo", "effnet-lite0", label, k, **ask, copies=copies, exact=False)
+            assert not approx.exact
+            for side, hits in (("examples", store.example_hits), ("text", store.text_hits)):
+                got, want = approx.scores[side], store.scores[side]
+                assert all(abs(got[c] - want[c]) < 5e-3 for c in set(got) & set(want))
+                kth = min(want.values())
+                assert {c for c in hits if want[c] > kth + 0.01} <= set(got)  # only near-ties may swap
 
 
 def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, demo, monkeypatch):
