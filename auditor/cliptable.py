@@ -97,7 +97,9 @@ def _recorded(position: Mapping[str, int], results, n: int) -> dict[str, list]:
             if i is None:  # a reference clip: not one of the audited clips
                 continue
             for key, value in fields.items():
-                out.setdefault(key, [None] * n)[i] = value
+                if key not in out:
+                    out[key] = [None] * n
+                out[key][i] = value
     return out
 
 

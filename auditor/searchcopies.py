@@ -10,6 +10,7 @@ with the store's float32 vectors (`auditor.service.search_class`), so small audi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,19 +47,23 @@ def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def write_copies(folder: Path, run_id: str, vectors: np.ndarray, text_vectors: np.ndarray | None = None) -> Path:
     """One structured .npy (scale, vector[, text_scale, text_vector] a row), in the context's order; written whole,
-    a block at a time (the extra memory is one block's)."""
+    a block at a time through a plain file (a memory-mapped output would count every written page as resident)."""
     path = Path(folder) / copies_name(run_id)
     n, dim = vectors.shape
     text_dim = text_vectors.shape[1] if text_vectors is not None else None
-    with atomic_target(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=_dtype(dim, text_dim), shape=(n,))
+    dtype = _dtype(dim, text_dim)
+    with atomic_target(path) as tmp, open(tmp, "wb") as handle:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n,)}
+        np.lib.format.write_array_header_1_0(handle, header)
         for start in range(0, n, WRITE_BLOCK):
             part = slice(start, start + WRITE_BLOCK)
-            out["vector"][part], out["scale"][part] = quantize(np.asarray(vectors[part], np.float32))
+            rows = np.empty(len(vectors[part]), dtype)
+            rows["vector"], rows["scale"] = quantize(np.asarray(vectors[part], np.float32))
             if text_vectors is not None:
-                out["text_vector"][part], out["text_scale"][part] = quantize(np.asarray(text_vectors[part], np.float32))
-        out.flush()
-        del out
+                rows["text_vector"], rows["text_scale"] = quantize(np.asarray(text_vectors[part], np.float32))
+            handle.write(rows.tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
 
 
