@@ -11,13 +11,14 @@ from app_pages.literal import literal
 from app_pages.shared import clip_gallery, clip_index, clip_title, current_audit, finding_title, thumbnails
 from app_pages.words import escape, name, plain, tip
 
-report = current_audit().report
+audit = current_audit()
+report = audit.report
 classes = {c["label"]: c for c in report["classes"]}
 st.title("Class")
 label = st.selectbox("Class", sorted(classes), key="class_label")
 metrics = classes[label]
 table = pd.DataFrame(report["classes"])
-index = clip_index(report)
+index = clip_index(audit)
 by_row = index.by_row
 members = index.members[label]
 rows = {c["row"] for c in members}

@@ -13,6 +13,7 @@ import streamlit as st
 
 from app_pages.shared import PLAYERS, clip_index, player, thumbnails
 from app_pages.words import code
+from auditor.workspace import Audit
 
 ROLES = {
     "train_original": "training original",
@@ -63,14 +64,14 @@ def duplicate_threshold(report: dict[str, Any]) -> float:
     return float(((report.get("thresholds") or {}).get("checks") or {}).get("duplicates", {}).get("similarity", 0.95))
 
 
-def typical(report: dict[str, Any], label: str, avoid: set[int], n: int = 1) -> list[dict]:
+def typical(audit: Audit, label: str, avoid: set[int], n: int = 1) -> list[dict]:
     """The class's most typical clips (closest to their class, accused by nothing)."""
-    return [c for c in clip_index(report).typical.get(label, []) if c["row"] not in avoid][:n]
+    return [c for c in clip_index(audit).typical.get(label, []) if c["row"] not in avoid][:n]
 
 
-def cast(report: dict[str, Any], finding: dict[str, Any], limit: int = PLAYERS) -> list[tuple[dict, str, str]]:
+def cast(audit: Audit, finding: dict[str, Any], limit: int = PLAYERS) -> list[tuple[dict, str, str]]:
     """(clip, role, note) for the accused clips, then the evidence, then typical clips: at most `limit`."""
-    by_row = clip_index(report).by_row
+    by_row = clip_index(audit).by_row
     accused = [r for r in finding.get("rows") or [] if r in by_row]
     shown: list[tuple[dict, str, str]] = [(by_row[r], "accused", "") for r in accused[: max(1, limit // 3)]]
     roles: dict[int, list[str]] = {}
@@ -80,7 +81,7 @@ def cast(report: dict[str, Any], finding: dict[str, Any], limit: int = PLAYERS) 
             roles.setdefault(e["row"], []).append(str(e.get("role", "related")))
             if e.get("similarity") is not None:
                 similarity[e["row"]] = max(similarity.get(e["row"], 0.0), float(e["similarity"]))
-    threshold = duplicate_threshold(report)
+    threshold = duplicate_threshold(audit.report)
     reason = (finding.get("suggestion") or {}).get("reason")
     for row, row_roles in roles.items():
         note = ""
@@ -97,10 +98,10 @@ def cast(report: dict[str, Any], finding: dict[str, Any], limit: int = PLAYERS) 
     if finding["kind"] in {"likely_mislabel", "outlier"} and accused:
         own = by_row[accused[0]]["label"]
         used = {c["row"] for c, _, _ in shown}
-        shown += [(c, "typical", f"of {own}") for c in typical(report, own, used)]
+        shown += [(c, "typical", f"of {own}") for c in typical(audit, own, used)]
         suggested = (finding.get("suggestion") or {}).get("label")
         if suggested:
-            shown += [(c, "typical_suggested", f"of {suggested}") for c in typical(report, suggested, used)]
+            shown += [(c, "typical_suggested", f"of {suggested}") for c in typical(audit, suggested, used)]
     return shown[:limit]
 
 
@@ -111,9 +112,10 @@ def caption(clip: dict, role: str, note: str) -> str:
     return "  \n".join(lines)
 
 
-def evidence_strip(report: dict[str, Any], finding: dict[str, Any], key: str, play: bool = True) -> None:
+def evidence_strip(audit: Audit, finding: dict[str, Any], key: str, play: bool = True) -> None:
     """The accused clip(s) beside their evidence, playing in sync (or thumbnails with `play=False`)."""
-    shown = cast(report, finding)
+    report = audit.report
+    shown = cast(audit, finding)
     if not shown:
         rows = finding.get("rows") or []
         st.caption(

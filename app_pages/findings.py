@@ -26,7 +26,7 @@ except D.DecisionsError as e:
 decisions = decided.accepted_edits(plan)  # edit key -> state, from the decision about its finding
 st.page_link("app_pages/review.py", label="Work through them as a queue, from the keyboard: Review", icon="⌨️")
 
-by_row = clip_index(report).by_row
+by_row = clip_index(audit).by_row
 findings = report["findings"]
 
 
@@ -83,7 +83,7 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
     """One proposed fix: the clip's picture, what the fix does and why, accept or reject, play, find on the map."""
     clip = by_row.get(edit.row)
     state = decisions.get(edit.key, "pending")
-    beside = bool(finding and len(cast(report, finding)) > 1)  # evidence to show beside the accused clip
+    beside = bool(finding and len(cast(audit, finding)) > 1)  # evidence to show beside the accused clip
     with st.container(border=True, key=f"fix_{edit.action}_{edit.row}"):
         picture, body, choice = st.columns([1, 4, 1]) if not beside else (None, *st.columns([5, 1]))
         if picture and clip and clip["clip_id"] in images:
@@ -107,12 +107,12 @@ def show_fix(edit, finding: dict | None, images: dict[str, bytes]) -> None:
             playing = play.toggle("Play" + (" with its evidence, together" if beside else ""), key=f"play:{edit.key}")
             if beside or playing:
                 with body:
-                    evidence_strip(report, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
+                    evidence_strip(audit, finding, key=f"fix_{edit.action}_{edit.row}", play=playing)
 
 
 def cast_ids(found: list[dict]) -> list[str]:
     """The clips the evidence strips of these findings show."""
-    return [clip["clip_id"] for finding in found for clip, _, _ in cast(report, finding)]
+    return [clip["clip_id"] for finding in found for clip, _, _ in cast(audit, finding)]
 
 
 def show_on_map(finding: dict | None, rows: list[int]) -> None:
@@ -158,6 +158,6 @@ with findings_tab:
             evidence = f" · {evidence_text(finding)}" if finding.get("evidence") else ""
             plain(f"{rows}{finding['message']}{evidence}", small=True)
             play, locate = st.columns(2)
-            evidence_strip(report, finding, key=f"findingcard_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
+            evidence_strip(audit, finding, key=f"findingcard_{i}", play=play.toggle("Play together", key=f"fplay_{i}"))
             if finding["rows"] and locate.button("Show on the map", key=f"fmap_{i}"):
                 show_on_map(finding, finding["rows"])

@@ -11,10 +11,11 @@ from auditor.report import confusion_figure
 
 TRAINING_POINTS = 20_000  # training clips drawn under the reference footage
 
-report = current_audit().report
+audit = current_audit()
+report = audit.report
 st.title("Guidance")
 st.caption("What fine-tuning guides ask of a dataset beyond tight classes, measured on this audit's report.")
-by_row = clip_index(report).by_row
+by_row = clip_index(audit).by_row
 classes = {c["label"]: c for c in report["classes"]}
 
 
@@ -74,18 +75,19 @@ if reference:
     for side in ("training", "reference"):
         metadata[side] = metadata[side].map(lambda d: ", ".join(f"{k}: {v:.2f}" for k, v in d.items()))
     st.dataframe(metadata, hide_index=True, width="stretch")
-    step = max(1, len(report["clips"]) // TRAINING_POINTS)  # at scale, every step-th clip: an even grey background
-    placed = [c for c in report["clips"][::step] if c.get("umap")]
+    step = max(1, len(audit.clips) // TRAINING_POINTS)  # at scale, every step-th clip: an even grey background
+    x, y = audit.clips.umap()
+    placed = audit.clips.frame(["label"]).assign(x=x, y=y).iloc[::step].dropna(subset=["x"])
     refs = pd.DataFrame([c for c in report.get("reference_clips", []) if c.get("umap")])
     fig = go.Figure()
-    if placed:
+    if len(placed):
         fig.add_trace(
             go.Scattergl(
-                x=[c["umap"][0] for c in placed],
-                y=[c["umap"][1] for c in placed],
+                x=placed["x"].tolist(),
+                y=placed["y"].tolist(),
                 mode="markers",
                 name="training" if step == 1 else f"training (every {step}th clip)",
-                text=[c["label"] for c in placed],
+                text=placed["label"].tolist(),
                 marker={"size": 6, "color": "#bbb"},
             )
         )

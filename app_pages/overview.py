@@ -77,7 +77,7 @@ with st.container(border=True, key="start_here"):
         st.switch_page("app_pages/review.py")
 
 cols = st.columns(5)
-cols[0].metric("clips", len(report["clips"]), help="Clips the audit embedded and checked.")
+cols[0].metric("clips", len(audit.clips), help="Clips the audit embedded and checked.")
 cols[1].metric("classes", len(classes))
 cols[2].metric(
     "not indexed", report.get("not_indexed", 0), help="Manifest rows that could not be read: each is a finding."

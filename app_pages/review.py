@@ -29,7 +29,7 @@ except D.DecisionsError as e:
         D.save(folder, D.Decisions(run_id=str(report.get("run_id") or "")), plan)
         st.rerun()
     st.stop()
-by_row = clip_index(report).by_row
+by_row = clip_index(audit).by_row
 
 with st.expander("Which findings: filter, and decide many at once", expanded=False):
     c1, c2, c3 = st.columns([2, 2, 1])
@@ -153,7 +153,7 @@ else:
             plain("Accepting applies: " + "; ".join(fix_text(e, by_row.get(e.row)) for e in edits), small=True)
         else:
             st.caption("No mechanical fix: accepting records that you agree and will act on it (e.g. add footage).")
-        evidence_strip(report, finding, key="review")
+        evidence_strip(audit, finding, key="review")
         saved = decisions.findings.get(current)
         st.session_state.setdefault(f"note:{current}", saved.note if saved else "")
         st.text_input(

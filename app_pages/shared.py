@@ -12,16 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app_pages.literal import literal
 from auditor import service
 from auditor.access import data_roots, output_root
+from auditor.cliptable import ClipTable
 from auditor.workspace import Audit, AuditFolderError, NoAudit, find_audits, manifest_download, open_audit
 from taxonomy_core.store import StoreError, default_uri
 
@@ -95,7 +97,7 @@ def sidebar() -> None:
             report = audit.report
             st.caption(
                 f"dataset **{literal(report['dataset'])}** · model {literal(report['model'])} · "
-                f"{len(report['clips'])} clips"
+                f"{len(audit.clips)} clips"
             )
 
 
@@ -136,15 +138,79 @@ def cached_audit(folder: str, stamps: tuple[float, ...], extra: tuple[Path, ...]
     return open_audit(Path(folder), extra)
 
 
-@dataclass(frozen=True)
-class ClipIndex:
-    """The audit's clips by id, by row and by class: made once per report, not on every page run (at 10^5 clips
-    and more, a pass over them all is what a page run costs)."""
+class Records(Mapping):
+    """Clip records by a key (row or clip id), each made from the clip table when first asked for and kept."""
 
-    by_id: dict[str, dict]
-    by_row: dict[int, dict]
-    members: dict[str, list[dict]]  # by row
-    typical: dict[str, list[dict]]  # accused by nothing, closest to their class first
+    def __init__(self, made: Made, positions: dict):
+        self._made, self._positions = made, positions
+
+    def __getitem__(self, key) -> dict:
+        return self._made([self._positions[key]])[0]
+
+    def __contains__(self, key) -> bool:
+        return key in self._positions
+
+    def __iter__(self):
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+
+class ByLabel(Mapping):
+    """Some clips of each class as records (`positions` in the table, per class), made in one read when asked."""
+
+    def __init__(self, made: Made, positions: dict[str, np.ndarray]):
+        self._made, self.positions = made, positions
+
+    def __getitem__(self, label: str) -> list[dict]:
+        return self._made(self.positions[label].tolist())
+
+    def __iter__(self):
+        return iter(self.positions)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+class Made:
+    """The records made so far, by position in the clip table: one dict per clip, shared by every view."""
+
+    def __init__(self, table: ClipTable):
+        self._table, self._records = table, {}
+
+    def __call__(self, positions: list[int]) -> list[dict]:
+        missing = [p for p in dict.fromkeys(positions) if p not in self._records]
+        if missing:
+            self._records.update(zip(missing, self._table.records(missing)))
+        return [self._records[p] for p in positions]
+
+
+TYPICAL_KEPT = 64  # typical clips kept per class (a page shows one or two, avoiding a few rows)
+
+
+class ClipIndex:
+    """The audit's clips by id, by row and by class, made once per audit from its clip table's columns (at 10^5
+    clips and more a pass over every record is what a page run would cost); each record is made when asked for."""
+
+    def __init__(self, table: ClipTable):
+        self.table, made = table, Made(table)
+        self.by_id = Records(made, table.by_id)
+        self.by_row = Records(made, table.by_row)
+        labels, rows = table.column("label"), table.column("row")
+        order = np.argsort(rows, kind="stable")
+        groups = pd.Series(order).groupby(labels[order], sort=True)
+        self.members = ByLabel(made, {label: g.to_numpy() for label, g in groups})  # by row
+        own = table.column("own_similarity").astype(float) if "own_similarity" in table.columns else None
+        clean = table.empty("findings")
+        typical = {}
+        for label, positions in self.members.positions.items():
+            if own is None:
+                typical[label] = positions[:0]
+                continue
+            kept = positions[clean[positions] & np.isfinite(own[positions])]
+            typical[label] = kept[np.argsort(-own[kept], kind="stable")][:TYPICAL_KEPT]
+        self.typical = ByLabel(made, typical)  # accused by nothing, closest to their class first
 
 
 def audit_stamp(audit: Audit) -> tuple:
@@ -152,24 +218,14 @@ def audit_stamp(audit: Audit) -> tuple:
     return str(audit.folder), audit.report.get("generated_at"), _mtime(audit.folder / "report.json"), len(audit.edits)
 
 
-def clip_index(report: dict) -> ClipIndex:
-    """The index of a report's clips; shared, not copied: pages must not change it."""
-    return _clip_index((id(report), report.get("generated_at"), len(report["clips"])), report["clips"])
+def clip_index(audit: Audit) -> ClipIndex:
+    """The index of an audit's clips; shared, not copied: pages must not change it."""
+    return _clip_index(audit_stamp(audit), audit.clips)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _clip_index(key: tuple, _clips: list[dict]) -> ClipIndex:
-    members: dict[str, list[dict]] = {}
-    for clip in sorted(_clips, key=lambda c: c["row"]):
-        members.setdefault(clip["label"], []).append(clip)
-    typical = {
-        label: sorted(
-            (c for c in clips if not c.get("findings") and c.get("own_similarity") is not None),
-            key=lambda c: -c["own_similarity"],
-        )
-        for label, clips in members.items()
-    }
-    return ClipIndex({c["clip_id"]: c for c in _clips}, {c["row"]: c for c in _clips}, members, typical)
+def _clip_index(key: tuple, _clips: ClipTable) -> ClipIndex:
+    return ClipIndex(_clips)
 
 
 # --- asking Milvus -----------------------------------------------------------------------------
@@ -300,7 +356,7 @@ def fixed_manifest_button(where, audit: Audit, states: dict[str, str], label: st
     Building reads every manifest row (~0.5 s at 2 x 10^4 rows): above EAGER_DOWNLOAD clips it is built when asked,
     once for each set of decisions, not on every run of the page.
     """
-    if len(audit.report["clips"]) <= EAGER_DOWNLOAD:
+    if len(audit.clips) <= EAGER_DOWNLOAD:
         built = _fixed_manifest(where, audit, states)
     else:
         built = _prepared_manifest(where, audit, states, key)

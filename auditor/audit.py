@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from auditor.checks import CheckResult, build_checks, params_of, run_checks
+from auditor.cliptable import ClipTable, table_name, write_table
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
 from auditor.fixplan import plan_fixes
+from auditor.outputs import remove_stale
 from auditor.reconcile import reconcile
 from auditor.reference import load_reference
 from auditor.report import build_report, write_html, write_json
+from auditor.searchcopies import copies_name, write_copies
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
 from taxonomy_core import schema as S
@@ -36,6 +39,7 @@ class AuditOutcome:
     json_path: Path
     html_path: Path
     manifest_path: Path
+    clips: ClipTable  # the clips' records, column by column (report.json no longer holds them)
 
 
 def run_audit(
@@ -97,7 +101,7 @@ def run_audit(
     finally:
         if own_store:
             store.close()
-    return AuditOutcome(written.report, index, results, written.edits, out_dir, *written.paths)
+    return AuditOutcome(written.report, index, results, written.edits, out_dir, *written.paths, written.clips)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class Written:
     report: dict[str, Any]
     edits: list[Edit]
     paths: tuple[Path, Path, Path]  # report.json, report.html, the fixed manifest
+    clips: ClipTable
 
 
 def write_outputs(
@@ -114,21 +119,27 @@ def write_outputs(
     findings, check_edits = reconcile(results)
     plan = plan_fixes(ctx, [Edit(f.row, "drop", f.reason, f.kind) for f in index.failed] + check_edits, min_per_class)
     edits = plan.edits
-    report = build_report(ctx, results, index.findings + findings + plan.findings, meta, params)
+    report, clips = build_report(ctx, results, index.findings + findings + plan.findings, meta, params)
     report["fix_plan"] = plan.to_dict()
     report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
+    run_id = meta["run_id"]
+    report["clip_table"], report["search_copies"] = table_name(run_id), copies_name(run_id)
     # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
-    # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix.
-    html_path = write_html(report, flagged_thumbnails(ctx, report), out_dir / "report.html")
+    # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix. The clip table
+    # and the search copies are named after their run: the last complete run's stay until this one commits.
+    write_table(clips.table, out_dir, run_id)
+    write_copies(out_dir, run_id, ctx.vectors, ctx.text_vectors)
+    html_path = write_html(report, clips, flagged_thumbnails(ctx, report, clips), out_dir / "report.html")
     manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
-    write_edits(edits, out_dir / EDITS_FILE, meta["run_id"])
+    write_edits(edits, out_dir / EDITS_FILE, run_id)
     json_path = write_json(report, out_dir / "report.json")
-    return Written(report, edits, (json_path, html_path, manifest_path))
+    remove_stale(out_dir, run_id)
+    return Written(report, edits, (json_path, html_path, manifest_path), clips)
 
 
-def flagged_thumbnails(ctx, report: dict[str, Any], limit: int = 2000) -> dict[str, str]:
+def flagged_thumbnails(ctx, report: dict[str, Any], clips: ClipTable, limit: int = 2000) -> dict[str, str]:
     """Thumbnails of the clips that findings name (the report shows those, not all), reference clips included."""
-    by_row = {c["row"]: c["clip_id"] for c in report["clips"]}
+    by_row = dict(zip(clips.column("row").tolist(), clips.column("clip_id")))
     named = (r for f in report["findings"] for r in f["rows"][:8] + [e["row"] for e in f["evidence"][:8]])
     ids = list(dict.fromkeys(by_row[r] for r in named if r in by_row))[:limit]
     if not ctx.has_companions:

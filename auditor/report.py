@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from auditor.checks.base import CheckResult
-from auditor.context import clip_record
+from auditor.cliptable import ClipTable, build_table
 from auditor.grades import RULE, grade_classes
 from taxonomy_core.atomic import write_atomic
 from taxonomy_core.findings import SEVERITY_ORDER, Finding
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: the clips moved out of report.json into a Parquet table beside it (auditor.cliptable)
 CLASS_KEYS = [
     "label",
     "count",
@@ -35,8 +35,10 @@ CLASS_KEYS = [
 
 def build_report(
     ctx, results: list[CheckResult], findings: list[Finding], meta: dict[str, Any], params: dict[str, dict]
-) -> dict[str, Any]:
-    """`findings`: the indexer's (validation, decoding) and the checks', reconciled; `params`: each check's."""
+) -> tuple[dict[str, Any], ClipTable]:
+    """The report and its clip table. `findings`: the indexer's (validation, decoding) and the checks', reconciled;
+    `params`: each check's. The clips go to a table of columns, not into the report: at 3 x 10^5 clips their
+    records were 232 MB of JSON that every reader parsed whole."""
     findings = sorted(findings, key=lambda f: f.sort_key)
     kinds_by_row: dict[int, list[str]] = {}
     for f in findings:
@@ -44,11 +46,11 @@ def build_report(
             kinds_by_row.setdefault(row, []).append(f.kind)
     classes = _classes(ctx, results)
     grade_classes(classes, findings)
-    clips = _clips(ctx, results, kinds_by_row)
+    clips = ClipTable(build_table(ctx, results, kinds_by_row))
     sections = {key: value for r in results for key, value in r.sections.items()}
     if "reference_clips" in sections:
         place_on_map(sections["reference_clips"], clips)
-    return _clean(
+    report = _clean(
         {
             "schema_version": SCHEMA_VERSION,
             "model": meta.get("model"),
@@ -56,7 +58,7 @@ def build_report(
             "thresholds": {"audit": ctx.config.context_dict(), "checks": params},
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **{k: v for k, v in meta.items() if k not in ("model", "dataset")},
-            "clips": clips,
+            "clip_count": len(clips),
             "classes": classes,
             "grading_rule": list(RULE),
             "findings": [f.to_dict() for f in findings],
@@ -74,27 +76,21 @@ def build_report(
             ],
         }
     )
+    return report, clips
 
 
-def _clips(ctx, results, kinds_by_row) -> list[dict[str, Any]]:
-    out = []
-    for clip in ctx.clips.itertuples(index=False):
-        record = {**clip_record(clip), "umap": None, "cluster": -1}
-        for result in results:
-            record.update(result.clips.get(record["clip_id"], {}))
-        record["findings"] = sorted(set(kinds_by_row.get(record["row"], [])))
-        out.append(record)
-    return out
-
-
-def place_on_map(reference_clips: list[dict[str, Any]], clips: list[dict[str, Any]]) -> None:
+def place_on_map(reference_clips: list[dict[str, Any]], clips: ClipTable) -> None:
     """A reference clip goes where its nearest training clips are (similarity-weighted), as UMAP's transform starts."""
-    where = {c["clip_id"]: c["umap"] for c in clips if c.get("umap")}
+    x, y = clips.umap()
+    where = clips.by_id
     for ref in reference_clips:
-        found = [(where[i], max(s, 0.0) + 1e-6) for i, s in ref["neighbours"] if i in where]
+        found = [
+            (where[i], max(s, 0.0) + 1e-6) for i, s in ref["neighbours"] if i in where and np.isfinite(x[where[i]])
+        ]
         if found:
-            points, weights = np.array([p for p, _ in found]), np.array([w for _, w in found])
-            ref["umap"] = [round(float(v), 4) for v in weights @ points / weights.sum()]
+            at, weights = np.array([p for p, _ in found]), np.array([w for _, w in found])
+            point = weights @ np.stack([x[at], y[at]], axis=1) / weights.sum()
+            ref["umap"] = [round(float(v), 4) for v in point]
         ref["findings"] = [] if ref["represented"] else ["unrepresented_reference"]
 
 
@@ -129,15 +125,15 @@ def write_json(report: dict[str, Any], path: Path) -> Path:
 # --- html ---------------------------------------------------------------------------------------
 
 
-def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -> Path:
+def write_html(report: dict[str, Any], clips: ClipTable, thumbnails: dict[str, str], path: Path) -> Path:
     """One file to open or send: the map, class grades, every finding with the clips' thumbnails."""
     import plotly.graph_objects as go
 
-    map_html = _map(report, go).to_html(full_html=False, include_plotlyjs=True)
+    map_html = _map(report, clips, go).to_html(full_html=False, include_plotlyjs=True)
     classes_html = _class_chart(report, go).to_html(full_html=False, include_plotlyjs=False)
     parts = [
         f"<h1>Taxonomy audit · {html.escape(str(report['dataset']))}</h1>",
-        f"<p>model <code>{html.escape(str(report['model']))}</code> · {len(report['clips'])} clips · "
+        f"<p>model <code>{html.escape(str(report['model']))}</code> · {len(clips)} clips · "
         f"{len(report['classes'])} classes · generated {report['generated_at']}</p>",
         _summary(report),
         "<h2>Map (UMAP of clip vectors)</h2>",
@@ -148,7 +144,7 @@ def write_html(report: dict[str, Any], thumbnails: dict[str, str], path: Path) -
         *_guidance(report, go),
         *_fix_plan(report),
         "<h2>Findings</h2>",
-        _findings_table(report, thumbnails),
+        _findings_table(report, clips, thumbnails),
     ]
     head = f"<meta charset='utf-8'><meta name='audit-run' content='{html.escape(str(report.get('run_id')))}'>"
     body = "".join(parts)
@@ -165,24 +161,23 @@ img.thumb{height:64px;margin:1px;border-radius:3px}.grade-A{color:#137333}.grade
 </style>"""
 
 
-def _map(report, go):
+def _map(report, clips: ClipTable, go):
     fig = go.Figure()
-    by_label: dict[str, list[dict]] = {}
-    for clip in report["clips"]:
-        if clip.get("umap"):
-            by_label.setdefault(clip["label"], []).append(clip)
-    for label, clips in sorted(by_label.items()):
+    x, y = clips.umap()
+    frame = clips.frame(["row", "label", "split", "findings"]).assign(x=x, y=y).dropna(subset=["x"])
+    for label, part in frame.groupby("label", sort=True):
         fig.add_trace(
             go.Scattergl(
-                x=[c["umap"][0] for c in clips],
-                y=[c["umap"][1] for c in clips],
+                x=part["x"].tolist(),
+                y=part["y"].tolist(),
                 mode="markers",
                 name=label,
                 text=[
-                    f"row {c['row']} · {c['label']} · {c['split'] or ''} · {', '.join(c['findings'])}" for c in clips
+                    f"row {r} · {label} · {s or ''} · {', '.join(f)}"
+                    for r, s, f in zip(part["row"], part["split"], part["findings"])
                 ],
                 hoverinfo="text",
-                marker={"size": 7, "line": {"width": [2 if c["findings"] else 0 for c in clips]}},
+                marker={"size": 7, "line": {"width": [2 if len(f) else 0 for f in part["findings"]]}},
             )
         )
     placed = [c for c in report.get("reference_clips", []) if c.get("umap")]
@@ -268,16 +263,16 @@ def _class_table(report) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _findings_table(report, thumbnails: dict[str, str]) -> str:
+def _findings_table(report, clips: ClipTable, thumbnails: dict[str, str]) -> str:
     """Each finding: what to do first, then why; thumbnails of the accused rows, then of the evidence."""
-    by_row = {c["row"]: c for c in report["clips"]}
+    ids = clips.column("clip_id")
+    by_row = {r: ids[i] for r, i in clips.by_row.items() if ids[i] in thumbnails}
 
     def images(rows: list[int], note: str) -> str:
         return "".join(
-            f"<img class='thumb' title='{note} row {r}' "
-            f"src='data:image/jpeg;base64,{thumbnails[by_row[r]['clip_id']]}'>"
+            f"<img class='thumb' title='{note} row {r}' src='data:image/jpeg;base64,{thumbnails[by_row[r]]}'>"
             for r in rows[:8]
-            if r in by_row and by_row[r]["clip_id"] in thumbnails
+            if r in by_row
         )
 
     def reference_images(f) -> str:

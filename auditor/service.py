@@ -21,6 +21,7 @@ from auditor.context import AuditContext, TextEncoder
 from auditor.jobs import JobSpec, JobStatus, read_job, running_job, start_audit_job, stop_job
 from auditor.media import Cut, DatasetVideos, Segment, VideoRefused, cut_segment
 from auditor.search import OVERFETCH, Consistency
+from auditor.searchcopies import SearchCopies
 from indexer.embedders import DEFAULT_MODEL, OFFLINE_MODEL
 from taxonomy_core import schema as S
 from taxonomy_core.store import (
@@ -49,6 +50,11 @@ _SERVERS: dict[tuple[str, str | None], Store] = {}
 # measured on at most SEARCH_SEEDS examples (a seeded sample above), the class query averages CENTROID_SEEDS.
 SEARCH_SEEDS = 16
 CENTROID_SEEDS = 1000
+# Search re-scores this many candidates a result from the audit's 8-bit copies with the store's float32 vectors
+# (int8 moves a cosine by ~0.002, so the store's own top-k are among them); a Lite file does it up to
+# EXACT_LITE_CLIPS clips (above, its primary-key reads load every vector shard: seconds), a server always.
+RESCORED = 4
+EXACT_LITE_CLIPS = 10_000
 BUSY = "Milvus is busy (an indexing job holds this file) — retry, or use a server"
 # The store's connection advice says this when another process holds a Lite file's lock.
 _HELD = "holds this Milvus Lite file"
@@ -190,6 +196,7 @@ class QueryComparison:
     measured: int = 0  # of them, those whose own neighbours were searched (a seeded sample above SEARCH_SEEDS)
     averaged: int = 0  # of them, those averaged into the class query (a seeded sample above CENTROID_SEEDS)
     pulling: int = 0  # of them, those whose neighbours are mostly other classes (SEARCH_SEEDS of them in pulled)
+    exact: bool = True  # ranked on the store's float32 vectors; False: on the audit's 8-bit copies alone
 
 
 def class_prompts(settings: dict, label: str) -> list[str]:
@@ -215,8 +222,12 @@ def search_class(
     prompts: Sequence[str] = (),
     encoder: TextEncoder | None = None,
     audit_k: int | None = None,
+    copies: SearchCopies | None = None,
+    exact: bool = True,
 ) -> QueryComparison:
-    """ "Are my LABEL clips visually similar?", asked of the store's own index: only the hits are read.
+    """ "Are my LABEL clips visually similar?", asked of the store's own index (only the hits are read), or of the
+    audit's search copies (`copies`: every clip scanned from the audit folder, no store), whose best candidates the
+    store re-scores with its float32 vectors when `exact` (then the ranking is the store's own).
 
     `clips` are the audit's clip records by id (a stored clip outside them is stale and skipped); `members` the
     class's clip ids. The examples (default: every member) query through their centroid; their own neighbours
@@ -233,15 +244,13 @@ def search_class(
         recorded, measured = {}, _sample(seeds, SEARCH_SEEDS)
     averaged = _sample(seeds, CENTROID_SEEDS)
     limit = (k + 1) * OVERFETCH
-    with store_session(uri) as store:
-        layout = find_layout(store, dataset, model)
-        found = store.exact_vectors(layout, list(dict.fromkeys(measured + averaged)))
-        vectors = {c: v[S.VECTOR] for c, v in found.items()}
-        asked = [c for c in measured if c in vectors]
-        centre = unit_rows(np.mean([vectors[c] for c in averaged if c in vectors], axis=0))
-        centroid_hits, *seed_hits = store.search(layout, np.stack([centre] + [vectors[c] for c in asked]), limit)
-        query = _text_query(encoder, text, prompts)
-        text_hits = store.search(layout, query[None], limit, text=True)[0] if query is not None else []
+    query = _text_query(encoder, text, prompts)
+    if copies is None:
+        asked, centroid_hits, seed_hits, text_hits = _store_hits(uri, dataset, model, measured, averaged, query, limit)
+    else:
+        asked, centroid_hits, seed_hits, text_hits = _copies_hits(
+            uri, dataset, model, copies, measured, averaged, query, limit, exact
+        )
     centroid_hits, text_hits = _top(clips, centroid_hits, k), _top(clips, text_hits, k)
     neighbours = {
         seed: [clips[c]["label"] for c, _ in _top(clips, hits, k, seed)] for seed, hits in zip(asked, seed_hits)
@@ -263,7 +272,70 @@ def search_class(
     scores = {"text": dict(text_hits), "examples": dict(centroid_hits)}
     pulling = sum(x < 0.5 for x in precision.values())
     counted = len(recorded) or len(asked)
-    return QueryComparison(consistency, text_ids, centroid_ids, scores, len(seeds), counted, len(averaged), pulling)
+    ranked_exactly = copies is None or exact
+    return QueryComparison(
+        consistency, text_ids, centroid_ids, scores, len(seeds), counted, len(averaged), pulling, ranked_exactly
+    )
+
+
+Found = tuple[list[str], Hits, list[Hits], Hits]  # the seeds searched; hits of the centroid, each seed, the text
+
+
+def _store_hits(uri, dataset, model, measured, averaged, query, limit: int) -> Found:
+    """The examples' float32 vectors and the store's own search (a Lite file scans every vector shard)."""
+    with store_session(uri) as store:
+        layout = find_layout(store, dataset, model)
+        found = store.exact_vectors(layout, list(dict.fromkeys(measured + averaged)))
+        vectors = {c: v[S.VECTOR] for c, v in found.items()}
+        asked = [c for c in measured if c in vectors]
+        centre = unit_rows(np.mean([vectors[c] for c in averaged if c in vectors], axis=0))
+        centroid_hits, *seed_hits = store.search(layout, np.stack([centre] + [vectors[c] for c in asked]), limit)
+        text_hits = store.search(layout, query[None], limit, text=True)[0] if query is not None else []
+    return asked, centroid_hits, seed_hits, text_hits
+
+
+def _copies_hits(uri, dataset, model, copies: SearchCopies, measured, averaged, query, limit: int, exact) -> Found:
+    """Candidates from the audit's 8-bit copies; with `exact`, the examples' and the candidates' float32 vectors
+    from the store (primary-key reads), which rank them as the store's own search would."""
+    if not exact:
+        wanted = list(dict.fromkeys(measured + averaged))
+        vectors = dict(zip(wanted, unit_rows(copies.vectors([copies.position[c] for c in wanted]))))
+        queries, asked = _queries(vectors, measured, averaged)
+        centroid_hits, *seed_hits = copies.search(queries, limit)
+        text_hits = copies.search(query, limit, text=True)[0] if query is not None else []
+        return asked, centroid_hits, seed_hits, text_hits
+    with store_session(uri) as store:
+        layout = find_layout(store, dataset, model)
+        found = store.exact_vectors(layout, list(dict.fromkeys(measured + averaged)))
+        queries, asked = _queries({c: v[S.VECTOR] for c, v in found.items()}, measured, averaged)
+        candidates = copies.search(queries, limit * RESCORED)
+        text_candidates = copies.search(query, limit * RESCORED, text=True)[0] if query is not None else []
+        ids = list(dict.fromkeys(c for hits in [*candidates, text_candidates] for c, _ in hits))
+        exact_vectors = store.exact_vectors(layout, ids)
+    text_field = S.TEXT_VECTOR if layout.text_dim else S.VECTOR
+    hits = [_rescored(exact_vectors, S.VECTOR, q, found, limit) for q, found in zip(queries, candidates)]
+    text_hits = [] if query is None else _rescored(exact_vectors, text_field, unit_rows(query), text_candidates, limit)
+    return asked, hits[0], hits[1:], text_hits
+
+
+def _queries(vectors: Mapping[str, np.ndarray], measured, averaged) -> tuple[np.ndarray, list[str]]:
+    """The centroid of the averaged examples, then each measured example that has a vector; unit rows."""
+    asked = [c for c in measured if c in vectors]
+    centre = np.mean([vectors[c] for c in averaged if c in vectors], axis=0)
+    return unit_rows(np.stack([centre] + [vectors[c] for c in asked])), asked
+
+
+def _rescored(vectors: Mapping[str, dict], field_name: str, query: np.ndarray, candidates: Hits, limit: int) -> Hits:
+    ids = [c for c, _ in candidates if c in vectors]
+    if not ids:
+        return []
+    scores = unit_rows(np.stack([vectors[c][field_name] for c in ids])) @ query
+    return sorted(zip(ids, scores.tolist()), key=lambda h: -h[1])[:limit]
+
+
+def rescores_exactly(uri: str, clips: int) -> bool:
+    """Whether Search asks the store for float32 vectors to rank the copies' candidates (cheap on a server)."""
+    return is_server(uri) or clips <= EXACT_LITE_CLIPS
 
 
 def _example_precision(precision: dict[str, float], neighbours: dict[str, list[str]], label: str, recorded: bool):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from auditor.cliptable import ClipTable, ClipTableError, table_name
+from auditor.searchcopies import SearchCopies, copies_name
 from taxonomy_core.atomic import write_atomic
 from taxonomy_core.edits import EDITS_FILE, Edit, edits_from_records, read_edits
 from taxonomy_core.formats import ReadOptions, read_manifest, write_fixed_manifest
@@ -27,7 +29,8 @@ DECISIONS_FILE = "decisions.json"
 WRITTEN_FILE = "audits.json"  # in the state folder: the audit folders the CLI (or an app job) wrote
 ROOTS_ENV = "AUDITOR_AUDIT_ROOTS"  # os.pathsep-separated folders under which the app may open audits
 STATE_ENV = "AUDITOR_STATE_DIR"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+READABLE_SCHEMAS = (3, 4)  # 3: the clips inside report.json (slow to open past ~10^5 clips); 4: beside it
 DECISIONS = ("accepted", "rejected")
 MAX_REMEMBERED = 100
 SCAN_DEPTH = 3  # how deep under a root the app looks for report.json
@@ -44,11 +47,22 @@ class NoAudit(AuditFolderError):
 
 @dataclass(frozen=True)
 class Audit:
-    """An opened audit folder: its report and proposed edits, checked against each other."""
+    """An opened audit folder: its report, its clips and proposed edits, checked against each other."""
 
     folder: Path
     report: dict[str, Any]
     edits: list[Edit]
+    clips: ClipTable
+
+    def search_copies(self) -> SearchCopies | None:
+        """The 8-bit copies of the clips' vectors the audit wrote for Search (None before schema 4)."""
+        if self.report.get("schema_version") != SCHEMA_VERSION:
+            return None
+        try:
+            path = _inside(self.folder, copies_name(self.report["run_id"]))
+            return SearchCopies(path, self.clips.column("clip_id")) if path.is_file() else None
+        except ClipTableError as e:
+            raise AuditFolderError(str(e)) from e
 
 
 # --- where audits may be opened from --------------------------------------------------------
@@ -146,19 +160,19 @@ _OPTIONAL = {
 
 
 def open_audit(folder: str | Path, extra: tuple[Path, ...] = ()) -> Audit:
-    """The audit in `folder` if the app may open it and its report and edits hold together; else why not."""
+    """The audit in `folder` if the app may open it and its report, clips and edits hold together; else why not."""
     folder = check_folder(folder, extra)
     report = _read_json(folder, REPORT_FILE, dict)
     version = report.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMAS:
         raise AuditFolderError(
-            f"{folder / REPORT_FILE} has schema version {version!r}; this app reads version {SCHEMA_VERSION}: "
-            f"re-run `auditor audit` to rewrite it"
+            f"{folder / REPORT_FILE} has schema version {version!r}; this app reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}: re-run `auditor audit` to rewrite it"
         )
-    for key, kind in {"dataset": str, "model": str, "clips": list, "classes": list, "findings": list}.items():
+    for key, kind in {"dataset": str, "model": str, "classes": list, "findings": list}.items():
         if not isinstance(report.get(key), kind):
             raise AuditFolderError(f"{folder / REPORT_FILE} has no valid `{key}`: re-run `auditor audit`")
-    _check_records(folder, report["clips"], _CLIP_FIELDS, "clip")
+    clips = _clips(folder, report)
     _check_records(folder, report["findings"], _FINDING_FIELDS, "finding")
     _check_records(folder, report["classes"], _CLASS_FIELDS, "class")
     try:  # report.json, written last, holds the edits of its own run (edits.json may be a newer, interrupted one)
@@ -172,7 +186,44 @@ def open_audit(folder: str | Path, extra: tuple[Path, ...] = ()) -> Audit:
             f"the audit in {folder} proposes edits of rows {strays[:5]} that no finding accuses: "
             "its files were changed by hand or come from different runs. Re-run `auditor audit` into this folder"
         )
-    return Audit(folder, report, edits)
+    return Audit(folder, report, edits, clips)
+
+
+def _clips(folder: Path, report: dict[str, Any]) -> ClipTable:
+    """The clip table of the run report.json names (schema 4), or the records inside report.json (schema 3)."""
+    if report["schema_version"] == 3:
+        if not isinstance(report.get("clips"), list):
+            raise AuditFolderError(f"{folder / REPORT_FILE} has no valid `clips`: re-run `auditor audit`")
+        _check_records(folder, report["clips"], _CLIP_FIELDS, "clip")
+        try:
+            return ClipTable.from_records(report.pop("clips"), f"{folder / REPORT_FILE}'s clips")
+        except ClipTableError as e:
+            raise AuditFolderError(str(e)) from e
+    try:
+        path = _inside(folder, table_name(report.get("run_id", "")))
+        if not path.is_file():
+            raise AuditFolderError(
+                f"{folder} holds no {path.name}, the clip table of run {report.get('run_id')} that report.json "
+                "names: re-run `auditor audit` into this folder"
+            )
+        clips = ClipTable.read(path, report["run_id"])
+        clips.check_types()
+    except ClipTableError as e:
+        raise AuditFolderError(str(e)) from e
+    if clips.table.num_rows != report.get("clip_count"):
+        raise AuditFolderError(
+            f"{path} holds {clips.table.num_rows} clips, report.json counts {report.get('clip_count')!r}: "
+            "re-run `auditor audit`"
+        )
+    return clips
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """A file the app opens in the audit folder: by a name it made itself, never through a link leaving the folder."""
+    path = folder / name
+    if path.exists() and not path.resolve().is_relative_to(folder):
+        raise AuditFolderError(f"{path} links outside its folder; the app does not follow it")
+    return path
 
 
 def _read_json(folder: Path, name: str, kind: type) -> Any:

@@ -6,7 +6,7 @@ Pages run through streamlit's AppTest (the script as the server runs it, without
 adds, drawing the map's points with WebGL, is not measured). The audit folder is one `bench/audit_scale.py
 --store` made (it prints where); the store is the one it audited: a Milvus Lite file, or a `milvus-lite server
 --data-dir FILE` serving it (then --uri http://127.0.0.1:PORT). Caches start empty, as in a freshly started app;
-the first page's first load includes reading report.json.
+the first page's first load includes opening the audit (report.json, and the clip table beside it from schema 4).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def main() -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
     report = Path(args.audit) / "report.json"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {date.today()}; store {args.uri}")
-    print(f"report.json: {report.stat().st_size / 1e6:.0f} MB")
+    sides = sorted(p for pattern in ("clips.*.parquet", "vectors.*.npy") for p in Path(args.audit).glob(pattern))
+    sizes = [f"{p.name} {p.stat().st_size / 1e6:.0f} MB" for p in [report, *sides]]
+    print(f"audit folder: {', '.join(sizes)}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'page':28s} {'first load':>11s} {'next render':>12s} {'interaction':>12s}")
     for page in PAGES:

@@ -96,7 +96,7 @@ def unescaped(markdown: object) -> str:
 def test_overview_summary_and_class_filter(app, demo):
     outcome = demo[0]
     assert app.title[0].value == "Audit of demo"
-    assert [m.value for m in app.metric][:2] == [str(len(outcome.report["clips"])), "3"]
+    assert [m.value for m in app.metric][:2] == [str(len(outcome.clips)), "3"]
     assert len(class_table(app)) == 3
     app.text_input(key="class_filter").set_value("rab").run()
     assert list(class_table(app)["label"]) == ["rabbit"]
@@ -124,7 +124,7 @@ def test_map_lists_only_the_findings_that_accuse_the_selection(app, demo):
 
 def test_map_says_why_only_eight_clips_play(app, demo):
     at = page(app, "app_pages/map.py")
-    rows = sorted(c["row"] for c in demo[0].report["clips"])[:10]
+    rows = sorted(c["row"] for c in demo[0].clips.records())[:10]
     at.multiselect(key="picked_rows").set_value(rows).run()
     assert any("Players for the first 8 of the 10 selected clips" in i.value for i in at.info)
     assert len(at.get("video")) == 8
@@ -154,7 +154,7 @@ def test_search_page_picks_examples_by_row_and_says_text_search_is_weak(app, dem
         at.run()
     assert at.subheader[0].value.startswith("phone\\_call:")  # the label, escaped: shown literally
     assert any("ImageNet" in i.value for i in at.info)  # the offline model's text search is weak, and the page says so
-    row = next(c["row"] for c in demo[0].report["clips"] if c["label"] == "phone_call")
+    row = next(c["row"] for c in demo[0].clips.records() if c["label"] == "phone_call")
     at.checkbox(key=f"example:phone_call:{row}").check().run()
     assert not at.exception, at.exception
     assert any(f"Examples → video** (rows {row})" in m.value for m in at.markdown)
@@ -230,9 +230,9 @@ def test_busy_store_pages_say_so_and_show_the_audit(app, demo):
         at.multiselect(key="picked_rows").set_value([demo[1].loose_in_time]).run()
         assert not at.exception and any(service.BUSY in w.value for w in at.warning)
         assert "temporal_looseness" in texts(at)  # the audit's own findings still show
-        at = page(app, "app_pages/search.py")
+        at = page(app, "app_pages/search.py")  # searches the audit's copies; only their exact re-scoring waits
         assert any(service.BUSY in w.value for w in at.warning)
-        assert "(from the audit)" in at.subheader[0].value
+        assert "(from the audit)" not in at.subheader[0].value and "Ranked on the audit's 8-bit copies" in texts(at)
         at = page(app, "app_pages/findings.py")
         assert any(service.BUSY in w.value for w in at.warning) and fix_keys(at)
         at = page(app, "app_pages/review.py")  # the queue works from the audit folder alone
@@ -371,9 +371,10 @@ def test_unknown_finding_kinds_and_edit_actions_render_generically(app, demo, tm
     folder = tmp_path / "audit"
     shutil.copytree(demo[0].out_dir, folder)
     report = json.loads((folder / "report.json").read_text())
-    row = report["clips"][0]["row"]
+    first = demo[0].clips.record(0)
+    row = first["row"]
     report["findings"].insert(0, {
-        "kind": "label_conflict", "severity": "error", "rows": [row], "labels": [report["clips"][0]["label"]],
+        "kind": "label_conflict", "severity": "error", "rows": [row], "labels": [first["label"]],
         "message": "two annotators disagree", "evidence": [], "confidence": 0.9, "action": "settle the label",
         "suggestion": {"reason": "annotators"}, "videos": [], "group": 3,
     })  # fmt: skip
@@ -432,7 +433,7 @@ def test_search_answers_from_the_store_index_as_the_audit_does(demo):
     from taxonomy_core import schema as S
 
     outcome, uri = demo[0], demo[4]
-    clips = {c["clip_id"]: c for c in outcome.report["clips"]}
+    clips = {c["clip_id"]: c for c in outcome.clips.records()}
     with service.store_session(uri) as store:
         ctx = AuditContext.from_store(store, service.find_layout(store, "demo", "effnet-lite0"), set(clips))
         # k = 10: the audit's own neighbours (knn_agreement, from the int8 copies the audit reads); k = 5: searched
@@ -457,6 +458,44 @@ def test_search_answers_from_the_store_index_as_the_audit_does(demo):
         assert [p["precision"] for p in got.consistency.pulled] == pytest.approx([p["precision"] for p in want.pulled])
 
 
+def ranked(comparison: service.QueryComparison, side: str) -> list[str]:
+    """The hits best first, ties (within float32 noise) by id."""
+    return sorted(comparison.scores[side], key=lambda c: (-round(comparison.scores[side][c], 5), c))
+
+
+def test_search_on_the_audit_copies_ranks_as_the_store_does(demo):
+    """The Search page's answers from the audit's 8-bit copies: re-scored with the store's float32 vectors they are
+    the store's own exact search (ids, scores, every number of the verdict); on the copies alone, within int8's
+    reach."""
+    outcome, uri = demo[0], demo[4]
+    audit = open_audit(outcome.out_dir, (outcome.out_dir,))
+    copies = audit.search_copies()
+    clips = {c["clip_id"]: c for c in outcome.clips.records()}
+    towards = np.random.default_rng(0).normal(size=384).astype(np.float32)  # a text query in the ConSE space
+
+    def encoder(prompts):
+        return np.tile(towards, (len(prompts), 1))
+
+    for label in sorted({c["label"] for c in clips.values()}):
+        members = [c for c, clip in clips.items() if clip["label"] == label]
+        for k, examples in ((5, ()), (10, ()), (3, tuple(members[:2]))):
+            ask = dict(clips=clips, members=members, examples=examples, encoder=encoder, prompts=[label], audit_k=10)
+            store = service.search_class(uri, "demo", "effnet-lite0", label, k, **ask)
+            exact = service.search_class(uri, "demo", "effnet-lite0", label, k, **ask, copies=copies, exact=True)
+            assert exact.exact
+            for side in ("examples", "text"):  # the same clips in the same order (exact ties, e.g. two examples
+                assert ranked(exact, side) == ranked(store, side)  # equidistant from their centroid: either first)
+                assert exact.scores[side] == pytest.approx(store.scores[side], abs=1e-5)
+            assert exact.consistency == store.consistency
+            approx = service.search_class(uri, "demo", "effnet-lite0", label, k, **ask, copies=copies, exact=False)
+            assert not approx.exact
+            for side, hits in (("examples", store.example_hits), ("text", store.text_hits)):
+                got, want = approx.scores[side], store.scores[side]
+                assert all(abs(got[c] - want[c]) < 5e-3 for c in set(got) & set(want))
+                kth = min(want.values())
+                assert {c for c in hits if want[c] > kth + 0.01} <= set(got)  # only near-ties may swap
+
+
 def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, demo, monkeypatch):
     import streamlit as st
 
@@ -474,7 +513,7 @@ def test_search_page_never_reads_every_vector_and_samples_a_large_class(app, dem
     assert at.subheader[0].value.startswith("rabbit:")
     assert "measured on the neighbours of" not in texts(at)  # at the audit's K, its neighbours give every example
     at.number_input(key="search_k").set_value(5).run()
-    members = sum(c["label"] == "rabbit" for c in demo[0].report["clips"])
+    members = sum(c["label"] == "rabbit" for c in demo[0].clips.records())
     assert f"measured on the neighbours of 3 of the {members} examples" in texts(at)
     before = [m.value for m in at.metric]
     at.run()  # the same seeded sample: the same numbers
@@ -485,7 +524,7 @@ def test_map_above_its_budget_draws_a_stratified_sample_under_every_clip_with_a_
     monkeypatch.setenv("AUDITOR_MAP_POINTS", "12")
     at = page(app, "app_pages/map.py")
     report = demo[0].report
-    placed = [c for c in report["clips"] if c.get("umap")]
+    placed = [c for c in demo[0].clips.records() if c.get("umap")]
     flagged = {r for f in report["findings"] for r in f["rows"]} & {c["row"] for c in placed}
     assert any(f"of {len(placed):,} clips: every clip with a finding ({len(flagged):,}" in c.value for c in at.caption)
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from auditor.cliptable import ClipTable, folder_clips, write_table
 from auditor.media import DatasetVideos, Segment, VideoRefused
 from auditor.workspace import AuditFolderError, load_decisions, manifest_download, open_audit, remember_audit
 from tests.test_browser import CHROMIUM, browser  # noqa: F401  (a fixture)
@@ -124,9 +125,11 @@ def crafted_folder(demo, tmp_path: Path) -> tuple[Path, list[Path]]:
     folder = tmp_path / "crafted"
     shutil.copytree(demo[0].out_dir, folder)
     report = json.loads((folder / "report.json").read_text())
-    for i, clip in enumerate(report["clips"]):
+    clips = folder_clips(folder).records()
+    for i, clip in enumerate(clips):
         clip["video"] = "/etc/passwd" if i % 2 else str(secret_video)
-    report["clips"][0]["clip_id"] = "0123456789abcdef0123"  # a clip the store does not hold
+    clips[0]["clip_id"] = "0123456789abcdef0123"  # a clip the store does not hold
+    write_table(ClipTable.from_records(clips).table, folder, report["run_id"])
     report["manifest"], report["manifest_format"] = str(secret_manifest), "csv"
     (folder / "report.json").write_text(json.dumps(report))
     (folder / "decisions.json").unlink(missing_ok=True)
@@ -147,14 +150,13 @@ def test_a_crafted_audit_folder_serves_no_file_outside_the_dataset(demo, tmp_pat
 
     folder, secrets = crafted_folder(demo, tmp_path)
     forbidden = [SECRET.encode(), b"root:x:0:0"]
-    report = json.loads((folder / "report.json").read_text())
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     tab = context.new_page()
     served: list[str] = []  # every media URL the page asked for
     tab.on("request", lambda r: served.append(r.url) if "/media/" in r.url else None)
     with streamlit_app(folder, demo[4], tmp_path / "state") as url:
         visit(tab, f"{url}/map", ".js-plotly-plot")
-        for clip in report["clips"][:3]:
+        for clip in folder_clips(folder).records()[:3]:
             pick(tab, "…or pick rows", str(clip["row"]))
         tab.locator("video").first.wait_for(timeout=120_000)
         settle(tab)

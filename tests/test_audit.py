@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.audit import run_audit
+from auditor.cliptable import folder_clips
 from auditor.config import AuditConfig
 from indexer.pipeline import IndexConfig
 
@@ -23,9 +24,12 @@ def findings(outcome, kind, row=None):
 def test_report_contract(demo):
     outcome, *_ = demo
     report = json.loads(outcome.json_path.read_text())
-    assert report["schema_version"] == 3 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
+    assert report["schema_version"] == 4 and report["model"] == "effnet-lite0" and report["dataset"] == "demo"
     assert report["thresholds"]["checks"]["duplicates"]["similarity"] == 0.95
-    clip = report["clips"][0]
+    assert "clips" not in report and report["clip_table"] == f"clips.{report['run_id']}.parquet"
+    clips = folder_clips(outcome.out_dir)
+    assert len(clips) == report["clip_count"] == len(outcome.clips)
+    clip = clips.record(0)
     assert {"row", "clip_id", "label", "split", "video", "start", "end", "umap", "cluster"} <= clip.keys() and len(
         clip["umap"]
     ) == 2
@@ -100,7 +104,7 @@ def test_planted_segment_running_into_another_scene(demo):
     start, end = planted.loose_in_time_core
     assert finding["suggestion"]["start"] == pytest.approx(start, abs=0.5)
     assert finding["suggestion"]["end"] == pytest.approx(end, abs=0.5)
-    clip = next(c for c in outcome.report["clips"] if c["row"] == planted.loose_in_time)
+    clip = next(c for c in outcome.clips.records() if c["row"] == planted.loose_in_time)
     assert clip["shot_cuts"] and clip["shot_cuts"][0] == pytest.approx(2.0, abs=0.5)
     assert len(clip["timeline"]["similarity"]) == len(clip["timeline"]["times"]) == 10
 
@@ -176,7 +180,7 @@ def test_similar_and_search_commands(demo):
     )
     assert result.exit_code == 0, result.output
     assert "rabbit" in result.output and "example precision@" in result.output and "coherent" in result.output
-    rabbit_id = next(c["clip_id"] for c in outcome.report["clips"] if c["label"] == "rabbit")
+    rabbit_id = next(c["clip_id"] for c in outcome.clips.records() if c["label"] == "rabbit")
     hits = runner.invoke(
         app,
         ["search", "--dataset", "demo", "--example", rabbit_id, "--k", "3", "--uri", uri, "--device", "cpu"],

@@ -157,7 +157,7 @@ def test_the_demo_ends_with_the_exact_commands_for_its_store(monkeypatch, tmp_pa
 
 def test_search_takes_a_row_or_a_clip_id(demo):
     outcome, planted, _, _, uri = demo
-    clip_id = next(c["clip_id"] for c in outcome.report["clips"] if c["row"] == planted.mislabel)
+    clip_id = next(c["clip_id"] for c in outcome.clips.records() if c["row"] == planted.mislabel)
     args = ["search", "--dataset", "demo", "--uri", uri, "--k", "3", "--example"]
     by_row = runner.invoke(audit_app, [*args, str(planted.mislabel)], env={"COLUMNS": "200"})
     by_id = runner.invoke(audit_app, [*args, clip_id], env={"COLUMNS": "200"})

@@ -196,8 +196,8 @@ def test_cheap_companions_keep_the_demo_decisions(demo, effnet, tmp_path):
     cheap_vectors, full_vectors = clip_vectors(uri, "demo"), clip_vectors(str(tmp_path / "full.db"), "full")
     assert cheap_vectors.keys() == full_vectors.keys()
     assert all(np.allclose(cheap_vectors[k], full_vectors[k], atol=1e-5) for k in full_vectors)
-    cheap_clips = {c["clip_id"]: c for c in cheap.report["clips"]}
-    for clip in full.report["clips"]:
+    cheap_clips = {c["clip_id"]: c for c in cheap.clips.records()}
+    for clip in full.clips.records():
         assert cheap_clips[clip["clip_id"]]["core"] == clip["core"]
     per_clip = cheap.index.frames / cheap.index.indexed, full.index.frames / full.index.indexed
     assert per_clip[0] < 0.5 * per_clip[1], per_clip  # 9.6 vs 22.4 images per clip on the demo (a region pass counts 1)

@@ -30,7 +30,7 @@ def audited(tmp_path_factory, effnet):
         embedder=effnet,
     )
     assert not outcome.index.failed
-    return outcome.report, planted, outcome
+    return {**outcome.report, "clips": outcome.clips.records()}, planted, outcome
 
 
 def of_kind(report, kind):

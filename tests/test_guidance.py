@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from auditor.audit import check_slice_columns, run_audit, with_slices
 from auditor.checks import build_checks, run_checks
 from auditor.checks.hard_negatives import is_negative_class
+from auditor.cliptable import folder_clips
 from auditor.config import AuditConfig, load_config
 from auditor.context import AuditContext, ReferenceFootage
 from auditor.demo import load_frames
@@ -171,7 +172,8 @@ def main_audit(footage):
     args += ["--out", str(out), "--device", "cpu", "--reference", str(footage.reference), "--slice", "camera"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    return json.loads((out / "report.json").read_text()), out, path
+    report = json.loads((out / "report.json").read_text())
+    return {**report, "clips": folder_clips(out).records()}, out, path
 
 
 def found(report: dict, kind: str) -> list[dict]:

