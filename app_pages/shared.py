@@ -267,20 +267,45 @@ def _thumbnail_memo(uri: str, dataset: str, model: str) -> dict[str, bytes | Non
 
 
 def thumbnails(report: dict, clip_ids: list[str]) -> dict[str, bytes]:
-    """JPEG bytes per clip id; {} (after the notice) when Milvus cannot answer now.
+    """JPEG bytes per clip id: from the audit's thumbnail file where it has one (no store opened), else from the
+    store; {} for those (after the notice) when Milvus cannot answer now.
 
-    What the memo lacks is read in one call: a page asks once for all it will show (each call opens a Lite file
-    and loads the shards it touches, seconds at 10^5 clips), and its parts then find theirs in the memo.
+    What the memo lacks is read from the store in one call: a page asks once for all it will show (each call opens
+    a Lite file and loads the shards it touches, seconds at 10^5 clips), and its parts then find theirs in the memo.
     """
+    out = _from_file(report, clip_ids)
     memo = _thumbnail_memo(*audit_key(report))
-    missing = list(dict.fromkeys(c for c in clip_ids if c not in memo))
+    missing = list(dict.fromkeys(c for c in clip_ids if c not in out and c not in memo))
     if missing:
         found = live(service.thumbnails, *audit_key(report), missing, default=None)
         if found is not None:
             if len(memo) > THUMBNAILS_KEPT:
                 memo.clear()
             memo.update({c: found.get(c) for c in missing})
-    return {c: memo[c] for c in clip_ids if memo.get(c) is not None}
+    shown = {c: out[c] if c in out else memo.get(c) for c in clip_ids}
+    return {c: jpeg for c, jpeg in shown.items() if jpeg is not None}
+
+
+def _from_file(report: dict, clip_ids: list[str]) -> dict[str, bytes | None]:
+    """What the audit's thumbnail file holds of these clips (None: the store has no thumbnail of it)."""
+    audit = current_audit(stop=False)
+    if audit is None or audit.report is not report:
+        return {}
+    try:
+        file = _thumbnail_file(audit_stamp(audit), audit)
+    except AuditFolderError:
+        return {}  # a damaged file: the store answers, as for an older audit
+    if file is None:
+        return {}
+    by_id = audit.clips.by_id
+    got = file.get([by_id[c] for c in clip_ids if c in by_id])
+    return {c: got[by_id[c]] for c in clip_ids if by_id.get(c) in got}
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _thumbnail_file(stamp: tuple, _audit: Audit):
+    """The audit's thumbnail file, memory-mapped once and shared by sessions."""
+    return _audit.thumbnail_file()
 
 
 @st.cache_data(show_spinner="Cutting the segment…", max_entries=64)

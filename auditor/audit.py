@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from auditor.reconcile import reconcile
 from auditor.reference import load_reference
 from auditor.report import build_report, write_html, write_json
 from auditor.searchcopies import copies_name, write_copies
+from auditor.thumbfile import ThumbnailFile, thumbs_name, write_thumbnails
 from indexer.embedders import Embedder, load_embedder
 from indexer.pipeline import IndexConfig, IndexReport, run_indexing
 from taxonomy_core import schema as S
@@ -124,12 +126,17 @@ def write_outputs(
     report["edits"] = edits_records(edits)  # report.json, written last, is the commit point of the set
     run_id = meta["run_id"]
     report["clip_table"], report["search_copies"] = table_name(run_id), copies_name(run_id)
+    report["thumbnails"] = thumbs_name(run_id) if ctx.has_companions else None
     # Every file is written whole (temporary file, then rename); report.json goes last and names the run,
     # so a run killed half-way leaves files whose run ids disagree, which the app refuses to mix. The clip table
     # and the search copies are named after their run: the last complete run's stay until this one commits.
     write_table(clips.table, out_dir, run_id)
     write_copies(out_dir, run_id, ctx.vectors, ctx.text_vectors)
-    html_path = write_html(report, clips, flagged_thumbnails(ctx, report, clips), out_dir / "report.html")
+    thumbs = None
+    if ctx.has_companions:  # every clip's, for the app's pages (the store is left closed while they show)
+        ids = clips.column("clip_id").tolist()
+        thumbs = ThumbnailFile(write_thumbnails(ctx.store, ctx.layout, out_dir, run_id, ids), run_id, len(ids))
+    html_path = write_html(report, clips, flagged_thumbnails(ctx, report, clips, thumbs), out_dir / "report.html")
     manifest_path = write_fixed_manifest(index.manifest, edits, out_dir)
     write_edits(edits, out_dir / EDITS_FILE, run_id)
     json_path = write_json(report, out_dir / "report.json")
@@ -137,14 +144,20 @@ def write_outputs(
     return Written(report, edits, (json_path, html_path, manifest_path), clips)
 
 
-def flagged_thumbnails(ctx, report: dict[str, Any], clips: ClipTable, limit: int = 2000) -> dict[str, str]:
-    """Thumbnails of the clips that findings name (the report shows those, not all), reference clips included."""
+def flagged_thumbnails(
+    ctx, report: dict[str, Any], clips: ClipTable, thumbs: ThumbnailFile | None = None, limit: int = 2000
+) -> dict[str, str]:
+    """Thumbnails of the clips that findings name (the report shows those, not all), reference clips included;
+    the dataset's from the thumbnail file just written (the store would load every clip shard again)."""
     by_row = dict(zip(clips.column("row").tolist(), clips.column("clip_id")))
     named = (r for f in report["findings"] for r in f["rows"][:8] + [e["row"] for e in f["evidence"][:8]])
     ids = list(dict.fromkeys(by_row[r] for r in named if r in by_row))[:limit]
     if not ctx.has_companions:
         return {}
-    found = ctx.store.thumbnails(ctx.layout, ids) if ids else {}
+    got = thumbs.get([clips.by_id[c] for c in ids]) if thumbs is not None else {}
+    found = {c: base64.b64encode(got[clips.by_id[c]] or b"").decode("ascii") for c in ids if clips.by_id[c] in got}
+    lacking = [c for c in ids if c not in found]  # what the file lacks, from the store
+    found |= ctx.store.thumbnails(ctx.layout, lacking) if lacking else {}
     if ctx.reference is not None and ctx.reference.layout is not None:
         far = [c for f in report["findings"] for c in ((f.get("suggestion") or {}).get("reference_clips") or [])[:8]]
         if far:

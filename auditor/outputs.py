@@ -2,8 +2,8 @@
 
 A run killed part-way leaves the previous report.json (a complete audit, edits included) beside newer
 report.html / edits.json / fixed manifest; their run ids tell, and readers trust report.json alone. The bulk side
-files (the clip table, the search copies) carry their run in their name: report.json's run reads its own, and a
-killed run's are left over until the next complete run removes them.
+files (the clip table, the search copies, the thumbnails) carry their run in their name: report.json's run reads its
+own, and a killed run's are left over until the next complete run removes them.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from pathlib import Path
 
 from auditor.cliptable import table_name
 from auditor.searchcopies import copies_name
+from auditor.thumbfile import thumbs_name
 from taxonomy_core.edits import EDITS_FILE, read_edits_of_run
 
 REPORT_FILE, HTML_FILE = "report.json", "report.html"
-SIDE_PATTERNS = ("clips.*.parquet", "vectors.*.npy")
+SIDE_PATTERNS = ("clips.*.parquet", "vectors.*.npy", "thumbs.*.bin")
 
 
-def side_files(run_id: str) -> tuple[str, str]:
-    """The clip table and the search copies of a run."""
-    return table_name(run_id), copies_name(run_id)
+def side_files(run_id: str) -> tuple[str, str, str]:
+    """The clip table, the search copies and the thumbnails of a run."""
+    return table_name(run_id), copies_name(run_id), thumbs_name(run_id)
 
 
 def stale_side_files(folder: Path, run_id: str) -> list[Path]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from auditor.cliptable import ClipTable, ClipTableError, table_name
 from auditor.searchcopies import SearchCopies, copies_name
+from auditor.thumbfile import ThumbnailFile, thumbs_name
 from taxonomy_core.atomic import write_atomic
 from taxonomy_core.edits import EDITS_FILE, Edit, edits_from_records, read_edits
 from taxonomy_core.formats import ReadOptions, read_manifest, write_fixed_manifest
@@ -61,6 +62,16 @@ class Audit:
         try:
             path = _inside(self.folder, copies_name(self.report["run_id"]))
             return SearchCopies(path, self.clips.column("clip_id")) if path.is_file() else None
+        except ClipTableError as e:
+            raise AuditFolderError(str(e)) from e
+
+    def thumbnail_file(self) -> ThumbnailFile | None:
+        """Every clip's thumbnail as the audit copied it from the store (None before it did: read the store)."""
+        if self.report.get("schema_version") != SCHEMA_VERSION:
+            return None
+        try:
+            path = _inside(self.folder, thumbs_name(self.report["run_id"]))
+            return ThumbnailFile(path, self.report["run_id"], len(self.clips)) if path.is_file() else None
         except ClipTableError as e:
             raise AuditFolderError(str(e)) from e
 

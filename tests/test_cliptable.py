@@ -3,6 +3,7 @@ clips held, belong to the run report.json names, and a folder that mixes runs is
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 
@@ -11,9 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from auditor import service
 from auditor.cliptable import ClipTable, folder_clips, table_name, write_table
 from auditor.outputs import interrupted
 from auditor.searchcopies import SearchCopies, copies_name, quantize, write_copies
+from auditor.thumbfile import ThumbnailFile, thumbs_name, write_thumbnails
 from auditor.workspace import AuditFolderError, open_audit
 
 
@@ -60,15 +63,73 @@ def test_a_side_file_of_another_run_is_refused_and_a_leftover_is_reported(audit_
     table = pq.read_table(own)
     write_table(table, audit_copy, "20991231T000000Z-killed00")  # a later run killed before its report.json
     write_copies(audit_copy, "20991231T000000Z-killed00", np.eye(len(table), 4, dtype=np.float32))
+    write_thumbnails(HeldThumbnails({}), Shards(), audit_copy, "20991231T000000Z-killed00", ["c0", "c1"])
     assert len(open_audit(audit_copy).clips) == len(table)  # report.json's run reads its own files
     message = interrupted(audit_copy)
     assert "clips.20991231T000000Z-killed00.parquet" in message and "vectors.20991231T000000Z-killed00.npy" in message
+    assert "thumbs.20991231T000000Z-killed00.bin" in message
     (audit_copy / "clips.20991231T000000Z-killed00.parquet").replace(own)  # a file renamed by hand
     with pytest.raises(AuditFolderError, match="comes from run 20991231T000000Z-killed00, not from run"):
         open_audit(audit_copy)
     own.unlink()
     with pytest.raises(AuditFolderError, match=f"holds no {own.name}"):
         open_audit(audit_copy)
+
+
+class HeldThumbnails:
+    """A store that holds some thumbnails (base64 JPEG, as Milvus does) and records each read."""
+
+    def __init__(self, held: dict[str, str]):
+        self.held, self.reads = held, []
+
+    def thumbnails(self, layout, clip_ids):
+        self.reads.append(list(clip_ids))
+        return {c: self.held[c] for c in clip_ids if c in self.held}
+
+
+class Shards:
+    def shard_of(self, clip_id: str) -> int:
+        return int(clip_id[1:]) % 3
+
+
+def test_the_thumbnail_file_holds_the_stores_thumbnails(demo):
+    outcome, uri = demo[0], demo[4]
+    audit = open_audit(outcome.out_dir, (outcome.out_dir,))
+    assert audit.report["thumbnails"] == thumbs_name(audit.report["run_id"])
+    ids = list(audit.clips.column("clip_id"))
+    stored = service.thumbnails(uri, audit.report["dataset"], audit.report["model"], ids)
+    held = audit.thumbnail_file().get(range(len(ids)))
+    assert len(held) == len(ids) and all(held[i] for i in held)
+    assert {ids[i]: jpeg for i, jpeg in held.items()} == stored  # byte for byte, in the clip table's order
+
+
+def test_the_thumbnail_file_is_written_shard_by_shard_and_says_what_the_store_lacked(tmp_path):
+    ids = [f"c{i}" for i in range(10)]
+    jpegs = {c: b"\xff\xd8" + c.encode() * (i + 1) for i, c in enumerate(ids)}
+    store = HeldThumbnails({c: base64.b64encode(jpegs[c]).decode() for c in ids[:8]} | {"c8": ""})
+    path = write_thumbnails(store, Shards(), tmp_path, "r1", ids)
+    assert sorted(map(sorted, store.reads)) == [sorted(c for c in ids if Shards().shard_of(c) == s) for s in range(3)]
+    got = ThumbnailFile(path, "r1", len(ids)).get([9, 3, 8, 0])
+    assert got == {3: jpegs["c3"], 8: None, 0: jpegs["c0"]}  # c8: no thumbnail; c9: not returned, ask the store
+    with pytest.raises(Exception, match="holds 10 thumbnails of run 'r1', the audit 9 clips"):
+        ThumbnailFile(path, "r1", 9)
+    with pytest.raises(Exception, match="of run 'r1', the audit 10 clips of run 'r2'"):
+        ThumbnailFile(path, "r2", 10)
+    path.write_bytes(b"not thumbnails")
+    with pytest.raises(Exception, match="not an audit's thumbnail file"):
+        ThumbnailFile(path, "r1", 10)
+
+
+def test_a_thumbnail_file_of_another_run_is_refused(audit_copy):
+    report = report_of(audit_copy)
+    own = audit_copy / thumbs_name(report["run_id"])
+    ids = [f"c{i}" for i in range(report["clip_count"])]  # as many clips, of another run
+    write_thumbnails(HeldThumbnails({}), Shards(), audit_copy, "20991231T000000Z-killed00", ids)
+    (audit_copy / thumbs_name("20991231T000000Z-killed00")).replace(own)  # renamed by hand
+    with pytest.raises(AuditFolderError, match="were mixed"):
+        open_audit(audit_copy).thumbnail_file()
+    own.unlink()
+    assert open_audit(audit_copy).thumbnail_file() is None  # an audit without one: the app asks the store
 
 
 def test_a_damaged_clip_table_is_refused_with_a_reason(audit_copy):

@@ -349,8 +349,10 @@ def test_an_empty_folder_is_one_message(tmp_path):
 
 # --- killing `auditor audit` while it writes ----------------------------------------------------------------------
 
-# The order audit.py writes them in; the clip table and the search copies are named after their run.
-OUTPUTS = ("clips.*.parquet", "vectors.*.npy", "report.html", "fixed_manifest.csv", "edits.json", "report.json")
+# The order audit.py writes them in; the clip table, the search copies and the thumbnails are named after their run.
+OUTPUTS = (
+    "clips.*.parquet", "vectors.*.npy", "thumbs.*.bin", "report.html", "fixed_manifest.csv", "edits.json", "report.json"
+)  # fmt: skip
 
 # Runs `auditor audit` to the end (the previous outputs), then again with os.replace watched: SIGKILL, with no
 # cleanup of any kind, as the given number of outputs have been renamed into place and the next one is written
@@ -420,10 +422,11 @@ def killed_audit(manifest: Path, out: Path, kill_at: int) -> subprocess.Complete
 KILL_POINTS = [
     pytest.param(0, id="writing-the-clip-table"),
     pytest.param(1, id="writing-the-search-copies", marks=pytest.mark.slow),
-    pytest.param(2, id="writing-report.html"),
-    pytest.param(3, id="writing-fixed-manifest", marks=pytest.mark.slow),
-    pytest.param(4, id="writing-edits.json", marks=pytest.mark.slow),
-    pytest.param(5, id="writing-report.json", marks=pytest.mark.slow),
+    pytest.param(2, id="writing-the-thumbnails"),
+    pytest.param(3, id="writing-report.html"),
+    pytest.param(4, id="writing-fixed-manifest", marks=pytest.mark.slow),
+    pytest.param(5, id="writing-edits.json", marks=pytest.mark.slow),
+    pytest.param(6, id="writing-report.json", marks=pytest.mark.slow),
 ]
 
 
@@ -436,14 +439,14 @@ def test_a_killed_audit_leaves_a_complete_consistent_set(audit_manifest, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert isinstance(report["edits"], list)  # report.json is a complete audit, its edits inside it
     left = {p.name for p in out.iterdir() if not p.name.endswith(".tmp")}
-    own = {f"clips.{report_id}.parquet", f"vectors.{report_id}.npy"}
-    newer = {n for n in left - own if n.startswith(("clips.", "vectors."))}  # the killed run's side files
+    own = {f"clips.{report_id}.parquet", f"vectors.{report_id}.npy", f"thumbs.{report_id}.bin"}
+    newer = {n for n in left - own if n.startswith(("clips.", "vectors.", "thumbs."))}  # the killed run's side files
     if (report_id, report_id) != (edits_id, html_id) or newer:  # a newer run was interrupted before its report.json
         assert "interrupted" in interrupted(out)
-        assert len(newer) == min(kill_at, 2) and report_id not in str(newer)
+        assert len(newer) == min(kill_at, 3) and report_id not in str(newer)
     else:
         assert interrupted(out) is None
-    assert left - newer == set(OUTPUTS[2:]) | own
+    assert left - newer == set(OUTPUTS[3:]) | own
     assert len(open_audit(out, (out,)).clips) == report["clip_count"]  # the last complete run reads whole
 
 
