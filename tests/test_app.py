@@ -239,6 +239,31 @@ def test_busy_store_pages_say_so_and_show_the_audit(app, demo):
         assert any(service.BUSY in w.value for w in at.warning) and at.button(key="review_accept")
 
 
+def test_pages_show_the_audits_thumbnails_while_the_store_cannot_answer(app, demo, monkeypatch):
+    """The thumbnails come from the audit folder's thumbs.<run_id>.bin: a held Lite file hides none of them."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    asked, store_thumbnails = [], service.thumbnails
+    monkeypatch.setattr(service, "thumbnails", lambda *args: asked.append(args) or store_thumbnails(*args))
+    with held_store(demo[4]):
+        for path in ("app_pages/findings.py", "app_pages/class_page.py", "app_pages/search.py"):
+            at = page(app, path)
+            assert at.get("image"), path
+        page(app, "app_pages/map.py")  # its hover thumbnails too
+    assert not asked  # every thumbnail shown came from the file
+    own = demo[0].out_dir / open_audit(demo[0].out_dir, (demo[0].out_dir,)).report["thumbnails"]
+    own.rename(moved := own.with_name("moved.bin"))
+    try:
+        st.cache_resource.clear()
+        with held_store(demo[4]):  # without the file (an older audit), the same page waits for the store
+            at = page(app, "app_pages/findings.py")
+            assert not at.get("image") and any(service.BUSY in w.value for w in at.warning)
+    finally:
+        moved.rename(own)
+
+
 def test_no_audit_gives_a_message_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDITOR_AUDIT_DIR", str(tmp_path / "nothing"))
     at = AppTest.from_file(APP, default_timeout=60)
