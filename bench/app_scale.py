@@ -21,6 +21,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from auditor.outputs import SIDE_PATTERNS
+
 ROOT = Path(__file__).parents[1]
 PAGES = ["app.py", "app_pages/review.py", "app_pages/map.py", "app_pages/class_page.py", "app_pages/search.py",
          "app_pages/findings.py", "app_pages/guidance.py", "app_pages/run_audit.py"]  # fmt: skip
@@ -35,7 +37,7 @@ def main() -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=1800)
     report = Path(args.audit) / "report.json"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {date.today()}; store {args.uri}")
-    sides = sorted(p for pattern in ("clips.*.parquet", "vectors.*.npy") for p in Path(args.audit).glob(pattern))
+    sides = sorted(p for pattern in SIDE_PATTERNS for p in Path(args.audit).glob(pattern))
     sizes = [f"{p.name} {p.stat().st_size / 1e6:.0f} MB" for p in [report, *sides]]
     print(f"audit folder: {', '.join(sizes)}")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

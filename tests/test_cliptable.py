@@ -128,6 +128,11 @@ def test_a_thumbnail_file_of_another_run_is_refused(audit_copy):
     (audit_copy / thumbs_name("20991231T000000Z-killed00")).replace(own)  # renamed by hand
     with pytest.raises(AuditFolderError, match="were mixed"):
         open_audit(audit_copy).thumbnail_file()
+    outside = audit_copy.parent / "elsewhere.bin"
+    own.replace(outside)
+    own.symlink_to(outside)  # a link leading out of the audit folder is not followed
+    with pytest.raises(AuditFolderError, match="links outside its folder"):
+        open_audit(audit_copy).thumbnail_file()
     own.unlink()
     assert open_audit(audit_copy).thumbnail_file() is None  # an audit without one: the app asks the store
 
