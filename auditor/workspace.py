@@ -12,9 +12,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from auditor.cliptable import ClipTable, ClipTableError, table_name
 from auditor.searchcopies import SearchCopies, copies_name
@@ -24,6 +25,7 @@ from taxonomy_core.edits import EDITS_FILE, Edit, edits_from_records, read_edits
 from taxonomy_core.formats import ReadOptions, read_manifest, write_fixed_manifest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REPORT_FILE = "report.json"
 DECISIONS_FILE = "decisions.json"
@@ -57,21 +59,19 @@ class Audit:
 
     def search_copies(self) -> SearchCopies | None:
         """The 8-bit copies of the clips' vectors the audit wrote for Search (None before schema 4)."""
-        if self.report.get("schema_version") != SCHEMA_VERSION:
-            return None
-        try:
-            path = _inside(self.folder, copies_name(self.report["run_id"]))
-            return SearchCopies(path, self.clips.column("clip_id")) if path.is_file() else None
-        except ClipTableError as e:
-            raise AuditFolderError(str(e)) from e
+        return self._side_file(copies_name, lambda path: SearchCopies(path, self.clips.column("clip_id")))
 
     def thumbnail_file(self) -> ThumbnailFile | None:
         """Every clip's thumbnail as the audit copied it from the store (None before it did: read the store)."""
+        return self._side_file(thumbs_name, lambda path: ThumbnailFile(path, self.report["run_id"], len(self.clips)))
+
+    def _side_file(self, name_of: Callable[[str], str], opened: Callable[[Path], T]) -> T | None:
+        """A side file of the run report.json names, opened, or None where this audit has none."""
         if self.report.get("schema_version") != SCHEMA_VERSION:
             return None
         try:
-            path = _inside(self.folder, thumbs_name(self.report["run_id"]))
-            return ThumbnailFile(path, self.report["run_id"], len(self.clips)) if path.is_file() else None
+            path = _inside(self.folder, name_of(self.report["run_id"]))
+            return opened(path) if path.is_file() else None
         except ClipTableError as e:
             raise AuditFolderError(str(e)) from e
 

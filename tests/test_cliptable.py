@@ -157,16 +157,16 @@ def test_a_damaged_clip_table_is_refused_with_a_reason(audit_copy):
 
 
 def test_an_audit_folder_of_schema_3_still_opens(audit_copy, demo):
-    """An audit written before the clip table: its clips inside report.json, no search copies."""
+    """An audit written before the clip table: its clips inside report.json, no search copies, no thumbnails."""
     report = report_of(audit_copy)
     records = demo[0].clips.records()
-    for name in (table_name(report["run_id"]), copies_name(report["run_id"])):
+    for name in (table_name(report["run_id"]), copies_name(report["run_id"]), thumbs_name(report["run_id"])):
         (audit_copy / name).unlink()
-    for key in ("clip_count", "clip_table", "search_copies"):
+    for key in ("clip_count", "clip_table", "search_copies", "thumbnails"):
         report.pop(key)
     (audit_copy / "report.json").write_text(json.dumps({**report, "schema_version": 3, "clips": records}))
     audit = open_audit(audit_copy)
-    assert audit.clips.records() == records and audit.search_copies() is None
+    assert audit.clips.records() == records and audit.search_copies() is None and audit.thumbnail_file() is None
     assert folder_clips(audit_copy).records() == records
 
 
