@@ -83,7 +83,7 @@ def load_embedder(spec: str, device: str = "auto", batch_size: int | None = None
 
     `batch_size` (images per model call) defaults to 128 on a GPU and 8 on a CPU, where larger
     batches fall out of cache and run slower (measured in docs/benchmarks.md). `precision` (auto, fp32,
-    bf16): auto runs the model in bfloat16 on a GPU and on a CPU with bf16 tiles (taxonomy_core.precision).
+    bf16): auto runs the model in bfloat16 on a GPU, in float32 on a CPU (taxonomy_core.precision).
     """
     family, arg = parse_model(spec)
     if family not in REGISTRY:
