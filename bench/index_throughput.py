@@ -9,11 +9,13 @@ four real clips (1280x720, 640x272, 2x 176x144; 4-10 s each) as they are, each c
 segments, plus 4 invalid rows (104 rows, 100 valid by default). "disjoint": 32 real videos of 6 s made from
 those clips' footage (each its own window, mirror, start and length of loop, at most 640 px wide), each cut
 into 5 segments of 1.1 s that share no frame: 160 segments, as most datasets are cut. The naive
-script opens each segment's file with PyAV, seeks, decodes the 8 clip frames and embeds them (batch 16);
-it writes nothing. The job validates, decodes each video once, embeds clip frames, timeline and crops,
-and writes them to Milvus Lite; overlapping segments share the frames of a sampling grid, each embedded
-once (`--frame-grid 0 --middle-grid 0`: each segment's exact times, nothing shared). Target
-(docs/benchmarks.md): job <= 0.5x the naive script's time on the overlapping corpus, <= 0.6x on the disjoint.
+script opens each segment's file with PyAV, seeks, decodes the 8 clip frames and embeds them (16 images a call,
+in the model's batches), in float32 as a script that loads the model gets it; it writes nothing. The job
+validates, decodes each video once, embeds clip frames, timeline and crops, and writes them to Milvus Lite, at
+`--precision` (auto: float32 on a CPU; bf16: bfloat16, ~2x faster with AMX tiles); overlapping segments share the
+frames of a sampling grid, each embedded once (`--frame-grid 0 --middle-grid 0`: each segment's exact times, nothing
+shared).
+Target (docs/benchmarks.md): job <= 0.5x the naive script's time on the overlapping corpus, <= 0.6x on the disjoint.
 """
 
 from __future__ import annotations

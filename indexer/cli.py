@@ -42,7 +42,7 @@ def index(
     uri: str | None = typer.Option(None, "--uri", help=URI_HELP),
     token: str | None = typer.Option(None, "--token", help=TOKEN_HELP),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", "-b", min=1, help="Images per model call (default: 128 on GPU, 16 on CPU)."
+        None, "--batch-size", "-b", min=1, help="Images per model call (default: 128 on GPU, 8 on CPU)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     precision: str = typer.Option("auto", "--precision", callback=check_precision, help=PRECISION_HELP),

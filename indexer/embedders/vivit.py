@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from indexer.embedders import OFFLINE_MODEL, EmbedderUnavailable, Vectors
-from indexer.embedders.torch_base import FrameEmbedder, autocast, default_batch_size, resolve_device, unit
+from indexer.embedders.torch_base import FrameEmbedder, autocast, default_batch_size, padded, resolve_device, unit
 
 
 class VivitEmbedder(FrameEmbedder):
@@ -65,14 +65,17 @@ class VivitEmbedder(FrameEmbedder):
     def _run_videos(self, videos: np.ndarray) -> np.ndarray:
         out = []
         per_batch = max(1, self.batch_size // self.frames_per_clip)
+        fixed = self.fixed_shape()
         with torch.inference_mode(), autocast(self.device, self.precision):
             for i in range(0, len(videos), per_batch):
                 chunk = videos[i : i + per_batch]
+                count = len(chunk)
+                chunk = padded(chunk, per_batch) if fixed else chunk
                 b, t = chunk.shape[:2]
                 frames = self._prepare(chunk.reshape(b * t, *chunk.shape[2:])).contiguous()
                 pixel_values = frames.view(b, t, *frames.shape[1:])
                 cls = self.model(pixel_values=pixel_values).last_hidden_state[:, 0]
-                out.append(cls.float().cpu().numpy())
+                out.append(cls.float().cpu().numpy()[:count])
         return unit(np.concatenate(out))
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:

@@ -57,7 +57,8 @@ class LocalExecutor:
                 yield result
                 continue
             batch.append(result)
-            if len(batch) >= job.clips_per_write or sum(len(c.images) for c in batch) >= 4 * embedder.batch_size:
+            # ~16 model calls' images: where every call runs at one batch shape, the last one's padding stays small
+            if len(batch) >= job.clips_per_write or sum(len(c.images) for c in batch) >= 16 * embedder.batch_size:
                 yield batch, waited
                 batch, waited = [], 0.0
         if batch:

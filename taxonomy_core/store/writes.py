@@ -108,5 +108,7 @@ class Writes:
 
 
 def row_bytes(row: dict) -> int:
-    """Roughly what a row takes in Milvus Lite's memory: its text, 4 bytes a float, 8 a number."""
-    return sum(len(v) if isinstance(v, str) else 4 * len(v) if isinstance(v, list) else 8 for v in row.values())
+    """Roughly what a row takes in Milvus Lite's memory: its text, 4 bytes a float (a list or an array), 8 a number."""
+    return sum(
+        len(v) if isinstance(v, str) else 4 * len(v) if isinstance(v, list | np.ndarray) else 8 for v in row.values()
+    )
