@@ -28,6 +28,7 @@ from auditor.workspace import Audit
 
 # Points drawn besides the clips with findings (what a browser draws smoothly); filters and selections apply to all.
 MAX_DRAWN = int(os.environ.get("AUDITOR_MAP_POINTS", 20_000))
+MAX_GROUPS = int(os.environ.get("AUDITOR_MAP_COLOURS", 40))  # colours at most; smaller groups share one (`grouped`)
 FLOOR = 100  # a class drawn from a sample keeps at least this many of its clips (where it has them)
 HOVER_THUMBNAILS = 400  # thumbnails sent to the browser for hovering (each is a few kB)
 PALETTE = px.colors.qualitative.D3 + px.colors.qualitative.Dark24  # distinct hues first: blue, orange, green, red…
@@ -173,12 +174,29 @@ def group_colour(column: str, values: list[str]) -> dict[str, str]:
     return {**{v: PALETTE[i % len(PALETTE)] for i, v in enumerate(ordered)}, "none": "#c4c4c4"}
 
 
+def grouped(layers: list[pd.DataFrame], column: str) -> tuple[list[pd.DataFrame], str]:
+    """Above MAX_GROUPS values (HDBSCAN's clusters of a big audit: ~13,000 at 3 x 10^5; a 700-class taxonomy) the
+    largest MAX_GROUPS - 1 keep their colour and the rest share one "other" group: a trace a value took 21 s to draw
+    and a legend nobody can read. The hover still names each clip's own value."""
+    frame = pd.concat(layers)
+    counts = frame[column].astype(str).value_counts()
+    if len(counts) <= MAX_GROUPS:
+        return layers, column
+    kept = set(counts.index[: MAX_GROUPS - 1]) - {"none"}
+    other = f"{len(counts) - len(kept)} other {'clusters' if column == 'cluster' else 'values'} (smaller)"
+    return [
+        layer.assign(colour_group=np.where(layer[column].astype(str).isin(kept), layer[column].astype(str), other))
+        for layer in layers
+    ], "colour_group"
+
+
 def figure(layers: list[pd.DataFrame]) -> go.Figure:
     """Each layer's points by colour, later layers on top (the sampled clips, then those with findings)."""
-    frame = pd.concat(layers)
     column = {"label": "shown_label", "finding kind": "finding"}.get(colour, colour)
+    layers, column = grouped(layers, column)
+    frame = pd.concat(layers)
     values = sorted(frame[column].astype(str).unique(), key=lambda v: (v == "none", RANK.get(v, 9), v))
-    colours = group_colour(column, values)
+    colours = {v: "#d9d9d9" if v.endswith("(smaller)") else c for v, c in group_colour(column, values).items()}
     fig = go.Figure()
     in_legend: set[str] = set()
     for layer in layers:
