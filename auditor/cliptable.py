@@ -202,9 +202,10 @@ class ClipTable:
             return column.to_numpy()
         if pa.types.is_floating(column.type):
             return column.to_numpy().astype(np.float64)
-        return np.asarray(column.to_pylist(), dtype=object) if not pa.types.is_string(column.type) else (
-            column.to_pandas().to_numpy(dtype=object)
-        )  # fmt: skip
+        if pa.types.is_string(column.type):
+            return column.to_pandas().to_numpy(dtype=object)
+        # one object a clip (np.asarray would make lists of one length, e.g. every clip's empty findings, 2-D)
+        return np.fromiter(column.to_pylist(), dtype=object, count=len(column))
 
     def frame(self, names: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame({name: self.column(name) for name in names})

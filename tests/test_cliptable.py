@@ -201,3 +201,16 @@ def test_searching_the_copies_finds_what_an_exact_search_finds(tmp_path):
     with pytest.raises(Exception, match="holds 3000 clips, the audit 2999"):
         SearchCopies(tmp_path / copies_name("r1"), ids[1:])
     assert ClipTable.from_records([]).records() == []
+
+
+def test_a_list_column_of_one_length_reads_one_object_a_clip():
+    """Every clip's findings empty (an audit that ran one check) is a list column of one length: still 1-D, or the
+    HTML map's frame could not be built (it failed so in the guidance tests)."""
+    identity = {"row": [0, 1, 2], "clip_id": ["a", "b", "c"], "label": ["x"] * 3, "split": ["train"] * 3,
+                "video": ["v.mp4"] * 3, "start": [0.0] * 3, "end": [1.0] * 3}  # fmt: skip
+    table = pa.table({**identity, "findings": [[], [], []], "box": [[1, 2]] * 3})
+    clips = ClipTable(table)
+    for name in ("findings", "box"):
+        column = clips.column(name)
+        assert column.shape == (3,) and column.dtype == object and list(column[0]) == table[name][0].as_py()
+    assert clips.frame(["row", "findings"]).shape == (3, 2)
