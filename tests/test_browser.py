@@ -248,6 +248,7 @@ def test_search_picks_examples_by_row_and_says_when_text_search_is_weak(server, 
     page.get_by_text("Example clips:").click()
     page.get_by_text(f"row {row}", exact=True).first.click()
     settle(page)
+    page.get_by_text(f"(rows {row})").first.wait_for(timeout=SLOW)  # the rerun's search may end after the settle
     assert page.get_by_text(f"(rows {row})").count() >= 1
     assert "ImageNet" in page.inner_text("body")  # next to the text results: the offline model's text search is weak
     shot(page, "search", scroll_to="phone_call:", height=1300)
