@@ -20,6 +20,7 @@ import numpy as np
 from auditor.cliptable import RUN_ID, ClipTableError
 from taxonomy_core.atomic import atomic_target
 from taxonomy_core.store import Hits
+from taxonomy_core.store.codec import dequantize, quantize
 
 BLOCK = 16_384  # rows decoded to float32 at a time (~80 MB at 1280 dimensions)
 SCANNERS = 2  # threads scanning blocks
@@ -37,12 +38,6 @@ def _dtype(dim: int, text_dim: int | None) -> np.dtype:
     if text_dim:
         fields += [("text_scale", "<f4"), ("text_vector", "i1", (text_dim,))]
     return np.dtype(fields)
-
-
-def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 rows and the scale of each (its largest magnitude over 127)."""
-    scale = np.maximum(np.abs(x).max(axis=1), 1e-12) / 127.0
-    return np.rint(x / scale[:, None]).astype(np.int8), scale.astype(np.float32)
 
 
 def write_copies(folder: Path, run_id: str, vectors: np.ndarray, text_vectors: np.ndarray | None = None) -> Path:
@@ -96,7 +91,7 @@ class SearchCopies:
         """Decoded vectors (float32) of some clips."""
         codes, scale = self._space(text)
         idx = np.asarray(positions, dtype=np.int64)
-        return codes[idx].astype(np.float32) * scale[idx, None]
+        return dequantize(codes[idx], scale[idx])
 
     def search(self, queries: np.ndarray, k: int, *, text: bool = False) -> list[Hits]:
         """The k clips with the highest dot product per query (cosines: the copies are of unit vectors).

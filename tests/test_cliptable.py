@@ -15,9 +15,10 @@ import pytest
 from auditor import service
 from auditor.cliptable import ClipTable, folder_clips, table_name, write_table
 from auditor.outputs import interrupted
-from auditor.searchcopies import SearchCopies, copies_name, quantize, write_copies
+from auditor.searchcopies import SearchCopies, copies_name, write_copies
 from auditor.thumbfile import ThumbnailFile, thumbs_name, write_thumbnails
 from auditor.workspace import AuditFolderError, open_audit
+from taxonomy_core.store.codec import quantize
 
 
 @pytest.fixture

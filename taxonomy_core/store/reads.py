@@ -23,13 +23,8 @@ class Reads:
     def count(self, layout: DatasetLayout, which: str = "clips") -> int:
         """Clips stored; for "timeline" or "crops", the clips that have them."""
         layout = self._registered(layout, check=False)
-        total = 0
-        for collection in layout.shard_names(which):
-            self._load(collection)
-            expr = f"{S.INDEX} == 0" if which in WHERE else ""
-            rows = self._call(self.client.query, collection, filter=expr, output_fields=["count(*)"], **self._read)
-            total += int(rows[0]["count(*)"])
-        return total
+        expr = f"{S.INDEX} == 0" if which in WHERE else ""
+        return sum(self._rows_in(collection, expr) for collection in layout.shard_names(which))
 
     def clip_records(self, layout: DatasetLayout, fields: list[str]) -> Iterator[dict]:
         """Some fields of every stored clip, in pages, one shard at a time."""
@@ -205,10 +200,10 @@ class Reads:
             start += n
         return out
 
-    def _rows_in(self, collection: str) -> int:
-        """Rows in one collection (loads it: call it where it is about to be read anyway)."""
+    def _rows_in(self, collection: str, expr: str = "") -> int:
+        """Rows in one collection (matching `expr`); loads it: call it where it is about to be read anyway."""
         self._load(collection)
-        rows = self._call(self.client.query, collection, filter="", output_fields=["count(*)"], **self._read)
+        rows = self._call(self.client.query, collection, filter=expr, output_fields=["count(*)"], **self._read)
         return int(rows[0]["count(*)"])
 
     def _pages(self, collection: str, fields: list[str]) -> Iterator[list[dict]]:
