@@ -9,6 +9,7 @@ a JSON list; `ClipTable.from_records` reads those.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from auditor.checks.base import ClipFields
 from taxonomy_core import schema as S
 from taxonomy_core.atomic import atomic_target
 
@@ -78,34 +80,56 @@ def build_table(ctx, results, kinds_by_row: Mapping[int, list[str]]) -> pa.Table
         "end": pa.array(clips[S.END].to_numpy(np.float64)),
     }
     recorded = _recorded(ctx.position, results, len(clips))
-    recorded.setdefault("umap", [None] * len(clips))
+    umap = recorded.pop("umap", None)
     cluster = recorded.pop("cluster", None)
-    columns["umap"] = _array(recorded.pop("umap"))
-    columns["cluster"] = pa.array([-1 if c is None else int(c) for c in cluster] if cluster else [-1] * len(clips))
+    columns["umap"] = _array(umap if umap is not None else pa.nulls(len(clips)))
+    columns["cluster"] = (
+        pc.cast(pc.fill_null(cluster, -1), pa.int64())
+        if cluster is not None
+        else pa.array(np.full(len(clips), -1, np.int64))
+    )
     columns |= {key: _array(values) for key, values in recorded.items() if key not in columns}
     rows = ctx.rows
     columns["findings"] = pa.array([sorted(set(kinds_by_row.get(int(r), ()))) for r in rows], pa.list_(pa.string()))
     return pa.table(columns)
 
 
-def _recorded(position: Mapping[str, int], results, n: int) -> dict[str, list]:
-    """Each per-clip field a check recorded, as a list in the context's order (None where a clip has none)."""
-    out: dict[str, list] = {}
+def _recorded(position: Mapping[str, int], results, n: int) -> dict[str, pa.Array]:
+    """Each per-clip field a check recorded, as one column in the context's order (null where a clip has none).
+
+    Column by column from each result's packed fields (ClipFields): a take per field, no per-clip dicts.
+    """
+    out: dict[str, pa.Array] = {}
     for result in results:
-        for clip_id, fields in result.clips.items():
-            i = position.get(clip_id)
-            if i is None:  # a reference clip: not one of the audited clips
-                continue
-            for key, value in fields.items():
-                if key not in out:
-                    out[key] = [None] * n
-                out[key][i] = value
+        fields = ClipFields.pack(result.clips)
+        if not len(fields):
+            continue
+        slots = np.fromiter((position.get(c, -1) for c in fields.clip_ids), np.int64, len(fields))
+        mine = slots >= 0  # a reference clip is not one of the audited clips
+        where = np.full(n, -1, np.int64)
+        where[slots[mine]] = np.flatnonzero(mine)
+        for key, values in fields.columns.items():
+            values = values if isinstance(values, pa.Array) else _as_text(values)
+            taken = values.take(pa.array(where, mask=where < 0))
+            lacking = fields.absent.get(key)
+            got = where >= 0 if lacking is None else (where >= 0) & ~_at(lacking, where)
+            out[key] = taken if key not in out else pc.if_else(pa.array(got), taken, out[key])
     return out
 
 
-def _array(values: list) -> pa.Array:
+def _at(flags: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """flags[where] with False where `where` is -1."""
+    return np.where(where >= 0, flags[np.maximum(where, 0)], False)
+
+
+def _as_text(values: list) -> pa.Array:
+    """A field whose values share no one type (ClipFields kept it as a list) as JSON text, null where None."""
+    return pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+
+
+def _array(values: list | pa.Array) -> pa.Array:
     """A column of whatever a check recorded (numbers, lists, small dicts); NaN becomes null, as in report.json."""
-    array = pa.array(values, from_pandas=True)
+    array = values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True)
     if pa.types.is_floating(array.type):
         array = pc.if_else(pc.is_finite(array), array, pa.scalar(None, array.type))
     return array

@@ -88,6 +88,9 @@ class AuditContext:
     ) -> AuditContext:
         """Load the clips of one (dataset, model); `clip_ids` keeps only those in the current manifest."""
         matrix = store.clip_matrix(layout, clip_ids)
+        from auditor.checks import give_back_memory  # the read's pages and shard buffers, back to the system
+
+        give_back_memory()
         return cls(matrix.table, matrix.vectors, text_vectors=matrix.text_vectors, layout=layout, store=store, **kwargs)
 
     # --- identities -----------------------------------------------------------------------

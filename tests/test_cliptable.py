@@ -215,3 +215,31 @@ def test_a_list_column_of_one_length_reads_one_object_a_clip():
         column = clips.column(name)
         assert column.shape == (3,) and column.dtype == object and list(column[0]) == table[name][0].as_py()
     assert clips.frame(["row", "findings"]).shape == (3, 2)
+
+
+def test_packed_clip_fields_read_back_as_recorded_and_fill_the_table_in_context_order():
+    """A check's per-clip dicts packed as columns give back each clip's dict (a field a clip did not record stays
+    absent, NaN reads as None as report.json writes it, mixed kinds kept); the table puts each field at its clip's
+    position, a later check's value over an earlier one's only for the clips it recorded."""
+    from auditor.checks.base import CheckResult, ClipFields
+    from auditor.cliptable import _recorded
+
+    recorded = {
+        "b": {"gain": 0.5, "box": [1, 2, 3, 4], "odd": 1.0},
+        "a": {"gain": float("nan"), "box": [0, 0, 1, 1], "odd": "text"},
+        "c": {"gain": 0.25, "note": {"x": [0.1, 0.2]}},
+        "ref": {"gain": 9.0},  # a reference clip: not audited
+    }
+    fields = ClipFields.pack(recorded)
+    assert len(fields) == 4 and list(fields) == ["b", "a", "c", "ref"]
+    assert fields["b"] == recorded["b"] and fields["c"] == recorded["c"]
+    assert fields["a"] == {"gain": None, "box": [0, 0, 1, 1], "odd": "text"}
+    assert isinstance(fields.column("gain"), pa.Array) and isinstance(fields.column("odd"), list)
+    assert ClipFields.pack(fields) is fields
+
+    later = CheckResult("later", clips=ClipFields.pack({"c": {"gain": 0.75}}))
+    out = _recorded({"a": 0, "b": 1, "c": 2, "d": 3}, [CheckResult("first", clips=fields), later], 4)
+    assert out["gain"].to_pylist() == [None, 0.5, 0.75, None]
+    assert out["box"].to_pylist() == [[0, 0, 1, 1], [1, 2, 3, 4], None, None]
+    assert out["odd"].to_pylist() == ['"text"', "1.0", None, None]  # mixed kinds: as JSON text
+    assert out["note"].to_pylist() == [None, None, {"x": [0.1, 0.2]}, None]

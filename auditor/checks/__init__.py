@@ -17,11 +17,14 @@ import traceback
 from dataclasses import asdict
 from typing import Any
 
-from auditor.checks.base import Check, CheckResult, Requirement, unmet
+from auditor.checks.base import Check, CheckResult, ClipFields, Requirement, unmet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REGISTRY", "Check", "CheckResult", "Requirement", "build_checks", "check_class", "register", "run_checks"]
+__all__ = [
+    "REGISTRY", "Check", "CheckResult", "ClipFields", "Requirement", "build_checks", "check_class", "register",
+    "run_checks",
+]  # fmt: skip
 
 # name -> "module:Class"; imported when built, in this order (later checks may read earlier results).
 REGISTRY: dict[str, str] = {}
@@ -76,6 +79,7 @@ def run_checks(ctx, checks: list[Check], progress=None) -> list[CheckResult]:
             result = CheckResult(check.name, skipped=reason)
         else:
             result = _run_isolated(ctx, check)
+            result.clips = ClipFields.pack(result.clips)  # columns: the dicts go before the next check runs
         if ctx.has_companions:
             ctx.store.release()  # what this check read from the store is not the next one's
         give_back_memory()
