@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,47 @@ EXACT_MAX = 20_000  # exact takes seconds up to here (3 s at 10k x 512 on 2 core
 TARGET_RECALL = 0.95
 SAMPLE = 500  # clips whose exact neighbours calibrate the probe count, and as many again to measure recall
 SCORES_PER_BLOCK = 1 << 25  # query x candidate scores held at once (128 MB of float32)
+
+
+def blocked_top_k(
+    score: Callable[[int, int], np.ndarray], n: int, queries: int, k: int, block: int, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of `n` rows for each of `queries` queries: ([queries, k] positions, scores), best first, ties by
+    position. `score(start, stop)` gives the [queries, stop - start] scores of one block of rows, so no more than a
+    block's scores exist at once; `threads` scan every threads-th block (BLAS and numpy's casts release the GIL)."""
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros((queries, 0), np.int64), np.zeros((queries, 0), np.float32)
+
+    def scan(starts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        best_i, best_s = np.zeros((queries, 0), np.int64), np.zeros((queries, 0), np.float32)
+        for start in starts:
+            scores = score(start, min(start + block, n))
+            keep = min(k, scores.shape[1])
+            part = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+            best_i = np.concatenate([best_i, part + start], axis=1)
+            best_s = np.concatenate([best_s, np.take_along_axis(scores, part, axis=1)], axis=1)
+            best_i, best_s = _k_best(best_i, best_s, k)
+        return best_i, best_s
+
+    starts = list(range(0, n, block))
+    lanes = [starts[i::threads] for i in range(min(threads, len(starts)))]
+    if len(lanes) > 1:
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            parts = list(pool.map(scan, lanes))
+    else:
+        parts = [scan(starts)]
+    idx, sim = np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
+    order = np.lexsort((idx, -sim), axis=1)[:, :k]
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(sim, order, axis=1)
+
+
+def _k_best(idx: np.ndarray, sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest of each row (unordered), when there are more."""
+    if sim.shape[1] <= k:
+        return idx, sim
+    keep = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(idx, keep, axis=1), np.take_along_axis(sim, keep, axis=1)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from auditor.knn import blocked_top_k
 from taxonomy_core import schema as S
 
 OVERFETCH = 3  # stale clips (rows that left the manifest) may sit in the collection
@@ -32,20 +33,10 @@ def nearest_many(ctx, vectors: np.ndarray, k: int, text: bool = False) -> list[l
 
 
 def top_k(space: np.ndarray, queries: np.ndarray, k: int, block: int = 65536) -> list[list[tuple[int, float]]]:
-    """Exact top-k rows of `space` by inner product for each query, best first, scanning `space` in blocks (the
-    scores of every row for every query at once would be N x Q floats)."""
-    k = min(k, len(space))
-    best_i = np.zeros((len(queries), 0), np.int64)
-    best_s = np.zeros((len(queries), 0), np.float32)
-    for start in range(0, len(space), block):
-        scores = queries @ space[start : start + block].T  # [Q, b]
-        keep = min(k, scores.shape[1])
-        part = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-        cand_i = np.concatenate([best_i, part + start], axis=1)
-        cand_s = np.concatenate([best_s, np.take_along_axis(scores, part, axis=1)], axis=1)
-        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]  # best first; ties by position
-        best_i, best_s = np.take_along_axis(cand_i, order, axis=1), np.take_along_axis(cand_s, order, axis=1)
-    return [[(int(i), float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(best_i, best_s)]
+    """Exact top-k rows of `space` by inner product for each query, best first (ties by position), scanning `space`
+    in blocks (the scores of every row for every query at once would be N x Q floats)."""
+    idx, sim = blocked_top_k(lambda a, b: queries @ space[a:b].T, len(space), len(queries), k, block)
+    return [[(int(i), float(s)) for i, s in zip(row_i, row_s)] for row_i, row_s in zip(idx, sim)]
 
 
 def centroid_of(ctx, positions: np.ndarray) -> np.ndarray:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from auditor.cliptable import RUN_ID, ClipTableError
+from auditor.knn import blocked_top_k
 from taxonomy_core.atomic import atomic_target
 from taxonomy_core.store import Hits
 from taxonomy_core.store.codec import dequantize, quantize
@@ -99,37 +99,9 @@ class SearchCopies:
         Blocks are decoded and scored in SCANNERS threads (numpy's cast and BLAS release the GIL)."""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         codes, scale = self._space(text)
-        k = min(k, len(codes))
-        if k <= 0:
-            return [[] for _ in queries]
-        starts = list(range(0, len(codes), BLOCK))
-        with ThreadPoolExecutor(SCANNERS) as pool:
-            parts = list(pool.map(lambda mine: self._scan(codes, scale, queries, mine, k), starts_of(starts)))
-        top, where = _best(np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts]), k)
-        order = np.argsort(-top, axis=1, kind="stable")
-        top, where = np.take_along_axis(top, order, 1), np.take_along_axis(where, order, 1)
+
+        def score(start: int, stop: int) -> np.ndarray:
+            return (codes[start:stop].astype(np.float32) @ queries.T).T * scale[start:stop]
+
+        where, top = blocked_top_k(score, len(codes), len(queries), k, BLOCK, SCANNERS)
         return [[(self.ids[j], float(s)) for j, s in zip(w, sc)] for w, sc in zip(where, top)]
-
-    @staticmethod
-    def _scan(codes, scale, queries, starts: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
-        m = len(queries)
-        top, where = np.empty((m, 0), np.float32), np.empty((m, 0), np.int64)
-        for start in starts:
-            stop = min(start + BLOCK, len(codes))
-            scores = (codes[start:stop].astype(np.float32) @ queries.T).T * scale[start:stop]
-            where = np.hstack([where, np.broadcast_to(np.arange(start, stop), (m, stop - start))])
-            top, where = _best(np.hstack([top, scores]), where, k)
-        return top, where
-
-
-def starts_of(starts: list[int]) -> list[list[int]]:
-    """The blocks each scanning thread takes (every SCANNERS-th)."""
-    return [starts[i::SCANNERS] for i in range(min(SCANNERS, len(starts)))]
-
-
-def _best(scores: np.ndarray, where: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k highest scores of each row (unordered) and where they are."""
-    if scores.shape[1] <= k:
-        return scores, where
-    keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(scores, keep, 1), np.take_along_axis(where, keep, 1)
