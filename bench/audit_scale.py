@@ -53,11 +53,13 @@ def main() -> None:
     parser.add_argument("--reuse", help="audit the store that --keep built in this folder again, without building")
     parser.add_argument("--build-only", action="store_true", help="with --keep: build the store and stop")
     parser.add_argument("--resume", action="store_true", help="with --keep: go on with a build that was stopped")
-    parser.add_argument("--phase", choices=["build", "audit"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["build", "settle", "audit"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "build":
         return build(args.sizes[0], args.uri, Path(args.folder), args.batch, args.resume)
+    if args.phase == "settle":
+        return settle(args.sizes[0], args.uri, Path(args.folder), args.batch)
     if args.phase == "audit":
         return audit(args.uri, Path(args.folder))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
@@ -100,6 +102,9 @@ def store_run(n: int | None, args) -> None:
     }
     script = [sys.executable, __file__, "--folder", str(folder), "--uri", uri]
     if args.reuse:
+        if not (folder / "planted.json").exists():  # a build stopped before its end: audit what it wrote
+            settle_cmd = [*script, "--phase", "settle", "--sizes", str(args.sizes[0]), "--batch", str(args.batch)]
+            subprocess.run(settle_cmd, env=env, check=True)
         n = json.loads((folder / "planted.json").read_text())["clips"]
         print(f"\nN={n}: the store built before at {uri}, load average {os.getloadavg()[0]:.2f}", flush=True)
     else:
@@ -148,6 +153,35 @@ def build(n: int, uri: str, folder: Path, batch: int, resume: bool = False) -> N
           f"peak RSS of the build {peak_rss_gb():.2f} GB", flush=True)  # fmt: skip
 
 
+def settle(n: int, uri: str, folder: Path, batch: int) -> None:
+    """After a build of n clips that stopped (`--build-only`, killed or out of memory): the manifest and planted
+    truth of the clips its complete batches wrote (the first ones: batches go in order), so `--reuse` audits them.
+    Clips of a batch cut short stay in the store, outside the manifest, as stale rows do (the audit reads only
+    the manifest's clips). Same draws as the build: the same seed, the planted sets chosen before any batch."""
+    from synthetic import SyntheticRows
+
+    from taxonomy_core.store import open_store
+
+    planted = synthetic_dataset(n, dim=StoreShape().dim)
+    rows = SyntheticRows(planted, StoreShape(), np.random.default_rng(1))
+    store = open_store(uri)
+    stored = store.count(synthetic_layout(StoreShape()))
+    store.close()
+    kept = n if stored >= n else stored // batch * batch  # positions below this are complete clips
+    write_manifest(planted, folder / "manifest.csv", kept)
+    truth = {
+        "clips": kept,
+        "stopped_build": {"of": n, "stored": stored},
+        "mislabelled": sorted(i for i in planted.mislabelled if i < kept),
+        "copies": sorted(pair for pair in planted.copies if max(pair) < kept),
+        "temporal": sorted(i for i in rows.loose if i < kept),
+        "spatial": sorted(i for i in rows.small if i < kept),
+        "text_centres": rows.text_centres.tolist(),
+    }
+    (folder / "planted.json").write_text(json.dumps(truth))
+    print(f"  a stopped build of {n}: {stored} clips stored, the first {kept} (complete batches) audited", flush=True)
+
+
 def audit(uri: str, folder: Path) -> None:
     """The `auditor audit` path after indexing (auditor/audit.py's run_audit), stage by stage."""
     from auditor.audit import write_outputs
@@ -159,6 +193,7 @@ def audit(uri: str, folder: Path) -> None:
 
     truth = json.loads((folder / "planted.json").read_text())
     truth.pop("clips")
+    truth.pop("stopped_build", None)
     encoder = text_encoder(np.array(truth.pop("text_centres"), dtype=np.float32))
     stages: dict[str, float] = {}
     out = folder / "report"
@@ -166,18 +201,20 @@ def audit(uri: str, folder: Path) -> None:
     with timed(stages, "open the store"):
         store = open_store(uri)
         layout = store.layout(synthetic_layout(StoreShape()).dataset)
-    with timed(stages, "read the clip matrix"):
-        ctx = AuditContext.from_store(store, layout, None, config=AuditConfig(), text_encoder=encoder)
+    with timed(stages, "read the clip matrix"):  # the manifest's clips, as `auditor audit` reads them
+        manifest = read_manifest(folder / "manifest.csv")
+        wanted = {clip.clip_id for clip in manifest.clips}
+        ctx = AuditContext.from_store(store, layout, wanted, config=AuditConfig(), text_encoder=encoder)
+        del wanted
     with timed(stages, "neighbours"):
         graph = ctx.neighbour_graph
     n = len(ctx.clips)
     built = build_checks(None, ctx.config)
     RSS.reset()
-    results = run_checks(ctx, built, lambda name, result: RSS.record(f"check {name}"))
+    results = run_checks(ctx, built, lambda name, result: done(f"check {name}", result.seconds))
     for r in results:
         stages[f"check {r.name}"] = r.seconds
     with timed(stages, "report (json, html, fixed manifest)"):
-        manifest = read_manifest(folder / "manifest.csv")
         index = IndexReport(layout.dataset, layout.model_id, uri, manifest, layout)
         meta = {"run_id": "bench", "model": layout.model_id, "dataset": layout.dataset, "uri": uri, "rows": n}
         min_per_class = ValidationConfig().min_per_class
@@ -210,7 +247,13 @@ def timed(stages: dict[str, float], name: str):
     RSS.reset()
     yield
     stages[name] = time.perf_counter() - t0
+    done(name, stages[name])
+
+
+def done(name: str, seconds: float) -> None:
+    """A stage's time and memory as soon as it ends (a 10^6 audit runs most of an hour), then in the table."""
     RSS.record(name)
+    print(f"    ... {name} {seconds:.1f}s, {RSS.line(name)}, load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 class Progress:
@@ -272,13 +315,15 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_manifest(planted, path: Path) -> None:
+def write_manifest(planted, path: Path, rows: int | None = None) -> None:
+    """The manifest of the first `rows` clips (all by default): a synthetic clip's row is its position."""
     from taxonomy_core import schema as S
 
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "start", "end", "label", "split"])
-        for clip in planted.context.clips[[S.VIDEO, S.START, S.END, S.LABEL, S.SPLIT]].itertuples(index=False):
+        clips = planted.context.clips[[S.VIDEO, S.START, S.END, S.LABEL, S.SPLIT]].iloc[:rows]
+        for clip in clips.itertuples(index=False):
             writer.writerow(clip)
 
 
@@ -296,12 +341,11 @@ def planted_found(ctx, report, truth) -> str:
     accused: dict[str, set[int]] = {}
     for f in report["findings"]:
         accused.setdefault(f["kind"], set()).update(f["rows"])
-    rows = ctx.rows
-    wanted = {
-        "likely_mislabel": {int(rows[i]) for i in truth["mislabelled"]},
-        "split_leak": {int(rows[t]) for _, t in truth["copies"]},
-        "temporal_looseness": {int(rows[i]) for i in truth["temporal"]},
-        "spatial_looseness": {int(rows[i]) for i in truth["spatial"]},
+    wanted = {  # a synthetic clip's manifest row is its position in the dataset
+        "likely_mislabel": set(truth["mislabelled"]),
+        "split_leak": {t for _, t in truth["copies"]},
+        "temporal_looseness": set(truth["temporal"]),
+        "spatial_looseness": set(truth["spatial"]),
     }
     parts = []
     for kind, want in wanted.items():
