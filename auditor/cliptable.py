@@ -111,15 +111,13 @@ def _recorded(position: Mapping[str, int], results, n: int) -> dict[str, pa.Arra
         for key, values in fields.columns.items():
             values = values if isinstance(values, pa.Array) else _as_text(values)
             taken = values.take(pa.array(where, mask=where < 0))
-            lacking = fields.absent.get(key)
-            got = where >= 0 if lacking is None else (where >= 0) & ~_at(lacking, where)
-            out[key] = taken if key not in out else pc.if_else(pa.array(got), taken, out[key])
+            if key in out:  # a later check's value wins, for the clips that recorded this field
+                recorded = mine & ~fields.absent[key] if key in fields.absent else mine
+                got = np.zeros(n, bool)
+                got[slots[recorded]] = True
+                taken = pc.if_else(pa.array(got), taken, out[key])
+            out[key] = taken
     return out
-
-
-def _at(flags: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """flags[where] with False where `where` is -1."""
-    return np.where(where >= 0, flags[np.maximum(where, 0)], False)
 
 
 def _as_text(values: list) -> pa.Array:

@@ -234,7 +234,7 @@ def test_packed_clip_fields_read_back_as_recorded_and_fill_the_table_in_context_
     assert len(fields) == 4 and list(fields) == ["b", "a", "c", "ref"]
     assert fields["b"] == recorded["b"] and fields["c"] == recorded["c"]
     assert fields["a"] == {"gain": None, "box": [0, 0, 1, 1], "odd": "text"}
-    assert isinstance(fields.column("gain"), pa.Array) and isinstance(fields.column("odd"), list)
+    assert isinstance(fields.columns["gain"], pa.Array) and isinstance(fields.columns["odd"], list)
     assert ClipFields.pack(fields) is fields
 
     later = CheckResult("later", clips=ClipFields.pack({"c": {"gain": 0.75}}))

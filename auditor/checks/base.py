@@ -83,9 +83,6 @@ class ClipFields(Mapping):
                 columns[key] = values
         return cls(list(clips), columns, absent)
 
-    def column(self, key: str) -> pa.Array | list:
-        return self.columns[key]
-
     def __getitem__(self, clip_id: str) -> dict[str, Any]:
         if self._slot is None:
             self._slot = {c: i for i, c in enumerate(self.clip_ids)}
