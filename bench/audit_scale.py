@@ -137,15 +137,7 @@ def build(n: int, uri: str, folder: Path, batch: int, resume: bool = False) -> N
     store.close()
     wall, stats = time.perf_counter() - t0, made_store.stats
     write_manifest(planted, folder / "manifest.csv")
-    truth = {
-        "clips": n,
-        "mislabelled": sorted(planted.mislabelled),
-        "copies": sorted(planted.copies),
-        "temporal": sorted(made_store.loose),
-        "spatial": sorted(made_store.small),
-        "text_centres": made_store.text_centres.tolist(),
-    }
-    (folder / "planted.json").write_text(json.dumps(truth))
+    write_truth(folder, planted, made_store.loose, made_store.small, made_store.text_centres, n)
     print(f"  build: vectors made in {made:.1f}s; {stats.clips} clips written in {wall:.1f}s wall "
           f"({stats.seconds:.1f}s inside write_clips, batches of {batch})")  # fmt: skip
     print(f"  write rate: {stats.clips_per_s:.0f} clips/s, {stats.rows_per_s:.0f} input rows/s "
@@ -158,28 +150,34 @@ def settle(n: int, uri: str, folder: Path, batch: int) -> None:
     truth of the clips its complete batches wrote (the first ones: batches go in order), so `--reuse` audits them.
     Clips of a batch cut short stay in the store, outside the manifest, as stale rows do (the audit reads only
     the manifest's clips). Same draws as the build: the same seed, the planted sets chosen before any batch."""
-    from synthetic import SyntheticRows
+    from synthetic import synthetic_rows
 
     from taxonomy_core.store import open_store
 
     planted = synthetic_dataset(n, dim=StoreShape().dim)
-    rows = SyntheticRows(planted, StoreShape(), np.random.default_rng(1))
+    rows = synthetic_rows(planted)
     store = open_store(uri)
     stored = store.count(synthetic_layout(StoreShape()))
     store.close()
     kept = n if stored >= n else stored // batch * batch  # positions below this are complete clips
     write_manifest(planted, folder / "manifest.csv", kept)
+    write_truth(folder, planted, rows.loose, rows.small, rows.text_centres, kept, {"of": n, "stored": stored})
+    print(f"  a stopped build of {n}: {stored} clips stored, the first {kept} (complete batches) audited", flush=True)
+
+
+def write_truth(folder: Path, planted, loose, small, text_centres, kept: int, stopped: dict | None = None) -> None:
+    """planted.json: the planted defects among the first `kept` clips (all of a complete build)."""
     truth = {
         "clips": kept,
-        "stopped_build": {"of": n, "stored": stored},
         "mislabelled": sorted(i for i in planted.mislabelled if i < kept),
         "copies": sorted(pair for pair in planted.copies if max(pair) < kept),
-        "temporal": sorted(i for i in rows.loose if i < kept),
-        "spatial": sorted(i for i in rows.small if i < kept),
-        "text_centres": rows.text_centres.tolist(),
+        "temporal": sorted(i for i in loose if i < kept),
+        "spatial": sorted(i for i in small if i < kept),
+        "text_centres": text_centres.tolist(),
     }
+    if stopped:
+        truth["stopped_build"] = stopped
     (folder / "planted.json").write_text(json.dumps(truth))
-    print(f"  a stopped build of {n}: {stored} clips stored, the first {kept} (complete batches) audited", flush=True)
 
 
 def audit(uri: str, folder: Path) -> None:

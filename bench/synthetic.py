@@ -143,7 +143,7 @@ def write_synthetic_store(
     random draws are still made, so the rest are the clips a build in one go would write. `progress(done, n)`
     after each batch.
     """
-    rows = SyntheticRows(planted, shape, np.random.default_rng(seed + 1))
+    rows = synthetic_rows(planted, shape, seed)
     layout = synthetic_layout(shape)
     store.ensure(layout)
     stored = store.count(layout) if resume else 0
@@ -162,6 +162,11 @@ def write_synthetic_store(
         if progress:
             progress(int(positions[-1]) + 1, rows.n)
     return SyntheticStore(layout, rows.loose, rows.small, rows.text_centres, stats)
+
+
+def synthetic_rows(planted: Planted, shape: StoreShape = StoreShape(), seed: int = 0) -> SyntheticRows:
+    """The rows `write_synthetic_store` writes for `planted` (its planted sets are drawn before any batch)."""
+    return SyntheticRows(planted, shape, np.random.default_rng(seed + 1))
 
 
 class SyntheticRows:
