@@ -152,6 +152,8 @@ def run_indexing(
             report.layout = layout
             job = _job(todo, embedder, layout, store, config)
             _follow(executor.run(job, embedder, store), job, report, progress)
+            with timer("write"):
+                store.flush()  # what a Lite file held back to write shard by shard
         failed = {f.row for f in report.failed}
         report.findings += class_size_findings([c for c in clips if c.row not in failed], config.validation)
     finally:

@@ -326,3 +326,70 @@ def test_milvus_itself_refuses_a_field_past_its_length(store):
     """pymilvus's own length check is off (taxonomy_core.store.writes says why): Milvus still refuses."""
     with pytest.raises(StoreError, match="fingerprint.*exceeds max_length=2048"):
         store.write_clips(LAYOUT, [{**clip_row("a", "x"), S.FINGERPRINT: "f" * 2049}])
+        store.flush()  # a Lite file writes what write_clips held back here (or at the next read)
+
+
+def _rows(n: int, prefix: str = "c") -> tuple[list[dict], list[dict]]:
+    clips = [clip_row(f"{prefix}{i}", f"class_{i % 3}", (1.0, float(i), 0.0, 0.0), row=i) for i in range(n)]
+    steps = [
+        {S.PART_ID: f"{c[S.CLIP_ID]}:000", S.CLIP_ID: c[S.CLIP_ID], S.INDEX: 0, S.TIME: 0.5,
+         S.VECTOR: c[S.VECTOR], S.TEXT_VECTOR: c[S.TEXT_VECTOR]}
+        for c in clips
+    ]  # fmt: skip
+    return clips, steps
+
+
+def test_lite_writes_land_shard_by_shard_and_every_read_sees_them(store, monkeypatch):
+    """On Lite, write_clips holds packed rows back and writes them one shard at a time, closing the file between
+    shards once `resident_bytes` is open (a written collection stays in memory whole); any other call first
+    writes what waits, in order, so a read or a delete never misses a write made before it."""
+    layout = store.layout(LAYOUT.dataset)
+    assert store.limits.staged_bytes > 0 and layout.shards == 16
+    store.write_clips(LAYOUT, [clip_row("first", "class_0")])
+    assert not store._staged  # a small dataset: written as it comes
+    store.limits = replace(store.limits, resident_bytes=1)  # a dataset past it; close the file after every shard
+    closed = []
+    monkeypatch.setattr(store, "_evict", lambda real=store._evict: closed.append(1) or real())
+    clips, steps = _rows(64)
+    store.write_clips(LAYOUT, clips[:32], steps[:32])
+    store.write_clips(LAYOUT, clips[32:], steps[32:])
+    assert store._staged and not closed  # held back: nothing written yet
+    store.flush()
+    shards = {layout.shard_of(c[S.CLIP_ID]) for c in clips}
+    assert len(closed) == len(shards) > 1  # one shard's collections open at a time
+    store.write_clips(LAYOUT, [clip_row("one", "class_0")])
+    assert store.count(LAYOUT) == 66  # a read writes what waits first
+    got = store.companions(LAYOUT, "timeline", ["c5", "c40"])
+    assert got["c40"].where.tolist() == [0.5] and got["c40"].vectors.shape == (1, 4)
+    store.write_clips(LAYOUT, [clip_row("late", "class_0")])
+    store.delete_clips(LAYOUT, ["late"])  # the delete comes after the write it follows
+    assert store.count(LAYOUT) == 66 and "late" not in set(store.clip_matrix(LAYOUT).table[S.CLIP_ID])
+
+
+def test_a_staged_write_budget_writes_without_a_read_and_a_refused_shard_keeps_the_others(store):
+    store.limits = replace(store.limits, staged_bytes=1, resident_bytes=1)  # staged, and past the budget each call
+    clips, _ = _rows(8, "b")
+    store.write_clips(LAYOUT, clips)
+    assert not store._staged
+    bad = {**clip_row("bad", "x"), S.FINGERPRINT: "f" * 2049}
+    store.limits = replace(store.limits, staged_bytes=1 << 30)
+    fine, _ = _rows(40, "ok")
+    store.write_clips(LAYOUT, [bad, *fine])
+    with pytest.raises(StoreError, match=r"fingerprint[\s\S]*clips accepted for writing were not written") as refused:
+        store.flush()
+    stored = set(store.clip_matrix(LAYOUT).table[S.CLIP_ID])
+    layout = store.layout(LAYOUT.dataset)
+    lost = {c[S.CLIP_ID] for c in [bad, *fine] if layout.shard_of(c[S.CLIP_ID]) == layout.shard_of("bad")}
+    assert f"{len(lost)} clips accepted" in str(refused.value)
+    assert stored == {c[S.CLIP_ID] for c in clips + fine} - lost and len(stored) > len(clips)
+
+
+def test_rows_are_put_in_order_in_place_as_fancy_indexing_would():
+    from taxonomy_core.store.reads import permute_rows
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 7, 500):
+        matrix = rng.normal(size=(n, 5)).astype(np.float32)
+        order = rng.permutation(n)
+        want, buffer = matrix[order], matrix.copy()
+        assert permute_rows(buffer, order) is buffer and np.array_equal(buffer, want)

@@ -24,7 +24,8 @@ class LocalExecutor:
 
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         """Decode in workers; embed a batch here while the previous one is written by a writer thread, so a
-        fast model (a GPU) does not wait on Milvus. At most two batches are lost if the job is killed."""
+        fast model (a GPU) does not wait on Milvus. A killed job loses at most two batches, and on a Lite file
+        what the store held back to write shard by shard (`StoreLimits.staged_bytes`); a rerun resumes."""
         cache = FrameCache()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-writer") as writer:
             writing: Future | None = None

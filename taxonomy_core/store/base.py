@@ -54,6 +54,11 @@ class StoreLimits:
     scan_batch: int = 4000  # rows per page of a whole-collection read
     shards: int = 16  # for new datasets; see DatasetLayout.shards (at 10^5 clips a crops shard is ~110 MB)
     resident_bytes: int = 1 << 30  # Lite: collections kept open at most (their files' size), else closed first
+    # Lite, once a dataset passes resident_bytes: packed rows held back by write_clips, then written one shard at
+    # a time with the file closed between shards (a Lite collection, once written, stays in memory with all its
+    # rows: writing every batch into every shard held the whole store, 21 GB at 7.3 x 10^5 clips). What is held
+    # back is lost if the process is killed (a rerun writes it again). 0: every write goes straight in (a server).
+    staged_bytes: int = 1 << 30
     # None: no vector index (Milvus Lite searches its segments by brute force; an index would keep another copy
     # of every vector on disk and in memory); else the index type a server builds.
     vector_index: str | None = None
@@ -157,6 +162,7 @@ class Store(Protocol):
     ) -> None: ...
     def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None: ...
     def delete_clips(self, layout: DatasetLayout, clip_ids: list[str]) -> None: ...
+    def flush(self) -> None: ...  # write what write_clips held back (any other call, release and close flush too)
 
     # reads
     def count(self, layout: DatasetLayout, which: str = "clips") -> int: ...

@@ -36,7 +36,7 @@ from taxonomy_core.store.schemas import REGISTRY, clip_schema, part_schema, regi
 from taxonomy_core.store.writes import Writes
 
 LITE_LIMITS = StoreLimits()
-SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True, vector_index="AUTOINDEX", shards=1)
+SERVER_LIMITS = replace(LITE_LIMITS, server_side_neighbours=True, vector_index="AUTOINDEX", shards=1, staged_bytes=0)
 
 
 def _folder_bytes(path: Path) -> int:
@@ -57,6 +57,9 @@ class MilvusStore(Reads, Writes):
         self.limits = SERVER_LIMITS if is_server(uri) else LITE_LIMITS
         self._loaded: dict[str, int] = {}  # open collections and their size on disk (Lite; 0 on a server)
         self._written = 0  # bytes written since the Lite file was last closed
+        self._staged: dict[tuple[str, int], dict[str, list[dict]]] = {}  # (clips collection, shard) -> rows by kind
+        self._staged_bytes = 0
+        self._dataset_bytes: dict[str, int] = {}  # a dataset's files and rows written since, by clips collection
         self._layouts: dict[str, DatasetLayout] = {}  # as registered, by clips collection
         # A server defaults to Bounded consistency: a row written a moment ago could be missing from a read.
         self._read = {"consistency_level": "Strong"}
@@ -69,13 +72,18 @@ class MilvusStore(Reads, Writes):
 
     def release(self) -> None:
         """Give back what earlier reads loaded: on Lite, close and reopen the file (a server pages by itself)."""
+        self.flush()
         if self._loaded:
             self._evict()
 
     def close(self) -> None:
-        """Close the client; for a Lite file, give the file back once this process's last store closes."""
-        self.client.close()
-        release_lite(self.uri)
+        """Write what is staged, close the client; for a Lite file, give the file back once this process's last
+        store closes."""
+        try:
+            self.flush()
+        finally:
+            self.client.close()
+            release_lite(self.uri)
 
     # --- the registry -----------------------------------------------------------------------
 
@@ -140,6 +148,11 @@ class MilvusStore(Reads, Writes):
     # --- internals --------------------------------------------------------------------------
 
     def _call(self, fn, *args, **kwargs):
+        if self._staged:  # anything else asked of the store sees (and comes after) every write before it
+            held = self.client
+            self.flush()
+            if getattr(fn, "__self__", None) is held and held is not self.client:  # the flush reopened the file
+                fn = getattr(self.client, fn.__name__)
         try:
             return fn(*args, **kwargs)
         except MilvusException as e:
@@ -153,7 +166,7 @@ class MilvusStore(Reads, Writes):
         """Open a collection for reads; on Lite, first close the file if what is open would pass the budget."""
         if collection in self._loaded:
             return
-        size = 0 if is_server(self.uri) else _folder_bytes(Path(self.uri) / "collections" / collection)
+        size = self._disk_bytes(collection)
         if sum(self._loaded.values()) + size > self.limits.resident_bytes:
             self._evict()
         if not self._call(self.client.has_collection, collection):
@@ -161,6 +174,10 @@ class MilvusStore(Reads, Writes):
         self._call(self.client.load_collection, collection)
         self._loaded[collection] = size
         return_arrow_memory(self.uri)
+
+    def _disk_bytes(self, collection: str) -> int:
+        """A Lite collection's files (about what it takes in memory once open); 0 on a server."""
+        return 0 if is_server(self.uri) else _folder_bytes(Path(self.uri) / "collections" / collection)
 
     def _registered(self, layout: DatasetLayout, check: bool = True) -> DatasetLayout:
         """The layout as the registry records it (its storage version and shards), whatever the caller built."""

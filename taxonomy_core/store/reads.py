@@ -37,40 +37,31 @@ class Reads:
     def clip_matrix(self, layout: DatasetLayout, clip_ids: set[str] | None = None) -> ClipMatrix:
         """Scalars and unit vectors of every clip (or of `clip_ids`), ordered by manifest row.
 
-        Read from the packed int8 copy, shard by shard, into a preallocated byte array a shard (1 byte a dimension)
-        and scalar columns; the float32 matrix is then decoded block by block in row order, so memory peaks at the
-        matrix plus a quarter of it, with no list of per-clip records or concatenated copies on the way.
+        Read from the packed int8 copy, shard by shard, a page decoded straight into float32 matrices sized for
+        every clip (in read order), then put in row order in place: memory peaks at the matrices plus one shard's
+        pages, with no packed copy of every clip, list of per-clip records or second matrix on the way.
         """
         layout = self._registered(layout)
         codec = clip_codec(layout)
-        shards: list[np.ndarray] = []  # each shard's packed rows, in read order
+        capacity = len(clip_ids) if clip_ids is not None else self.count(layout)
+        vectors = [np.empty((capacity, w), np.float32) for w in codec.widths]
         columns: dict[str, list] = {name: [] for name in CLIP_COLUMNS}
+        n = 0
         for collection in layout.shard_names("clips"):
-            raw, n = np.empty((self._rows_in(collection), codec.row_bytes), np.uint8), 0
             for page in self._pages(collection, CLIP_COLUMNS + [S.PACKED]):
                 kept = [r for r in page if clip_ids is None or r[S.CLIP_ID] in clip_ids]
                 if not kept:
                     continue
-                if n + len(kept) > len(raw):  # rows written since the count
-                    raw = np.concatenate([raw, np.empty((n + len(kept) - len(raw), codec.row_bytes), np.uint8)])
-                raw[n : n + len(kept)] = codec.rows_in([r[S.PACKED] for r in kept])[0]
+                if n + len(kept) > len(vectors[0]):  # rows written since the count
+                    vectors = [np.concatenate([v, np.empty((len(kept), v.shape[1]), np.float32)]) for v in vectors]
+                for out, decoded in zip(vectors, codec.unpack(codec.rows_in([r[S.PACKED] for r in kept])[0])[0]):
+                    out[n : n + len(kept)] = unit_rows(decoded)
                 n += len(kept)
                 for name, values in columns.items():
                     values += [r[name] for r in kept]
-            shards.append(raw[:n])
             self._evict()
-        bounds = np.cumsum([0] + [len(raw) for raw in shards])
         order = np.argsort(np.asarray(columns[S.ROW], np.int64), kind="stable")
-        vectors = [np.empty((len(order), w), np.float32) for w in codec.widths]
-        for start in range(0, len(order), self.limits.scan_batch):
-            chunk = order[start : start + self.limits.scan_batch]
-            which = np.searchsorted(bounds, chunk, side="right") - 1
-            raw = np.empty((len(chunk), codec.row_bytes), np.uint8)
-            for k in np.unique(which):
-                raw[which == k] = shards[k][chunk[which == k] - bounds[k]]
-            for out, decoded in zip(vectors, codec.unpack(raw)[0]):
-                out[start : start + len(chunk)] = unit_rows(decoded)
-        del shards
+        vectors = [permute_rows(v[:n] if n > 0.9 * len(v) else v[:n].copy(), order) for v in vectors]
         table = pd.DataFrame({name: _ordered(values, order) for name, values in columns.items()}, columns=CLIP_COLUMNS)
         table[S.SPLIT] = table[S.SPLIT].replace("", None)
         return ClipMatrix(table, vectors[0], vectors[1] if layout.text_dim else None)
@@ -242,6 +233,25 @@ class Reads:
             for hits, found in zip(merged, results):
                 hits += [(h[S.CLIP_ID], float(h["distance"])) for h in found]
         return [sorted(hits, key=lambda h: -h[1])[:limit] for hits in merged]
+
+
+def permute_rows(matrix: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """`matrix[order]` made in place (one row held aside while each cycle of the permutation is followed), for a
+    matrix too large to hold twice; returns `matrix`."""
+    order, done = order.tolist(), bytearray(len(order))
+    for start, first in enumerate(order):
+        if done[start] or first == start:
+            continue
+        held, at = matrix[start].copy(), start
+        while True:
+            done[at] = 1
+            source = order[at]
+            if source == start:
+                matrix[at] = held
+                break
+            matrix[at] = matrix[source]
+            at = source
+    return matrix
 
 
 def _ordered(values: list, order: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from pymilvus.client import entity_helper
 
 from taxonomy_core import schema as S
-from taxonomy_core.store.base import DatasetLayout
+from taxonomy_core.store.base import DatasetLayout, StoreError
 from taxonomy_core.store.codec import fit_thumbnail, to_text
 from taxonomy_core.store.filters import filter_in
 from taxonomy_core.store.schemas import PLACEHOLDER, WHERE, clip_codec, part_codec
@@ -19,6 +19,9 @@ from taxonomy_core.store.schemas import PLACEHOLDER, WHERE, clip_codec, part_cod
 # lengths itself, and so do `_pack_clips` and `_per_row`; the check is switched off where pymilvus has it.
 if hasattr(entity_helper, "CHECK_STR_ARRAY"):
     entity_helper.CHECK_STR_ARRAY = False
+
+
+KINDS = ("timeline", "crops", "vectors", "clips")  # the order a clip's rows land in: its clip row last
 
 
 class Writes:
@@ -34,17 +37,64 @@ class Writes:
         """
         layout = self._registered(layout)
         clip_rows, vector_rows = self._pack_clips(layout, clips)
-        for which, rows in [
+        kinds = [
             ("timeline", self._pack_parts(layout, "timeline", list(timeline))),
             ("crops", self._pack_parts(layout, "crops", list(crops))),
             ("vectors", vector_rows),
             ("clips", clip_rows),
-        ]:
+        ]
+        if self._staging(layout, sum(row_bytes(r) for _, rows in kinds for r in rows)):
+            self._stage(layout, kinds)
+            return
+        for which, rows in kinds:
             for shard, part in self._by_shard(layout, rows, key=lambda r: r[S.CLIP_ID]).items():
                 self._upsert(layout.shard_names(which)[shard], part)
             self._written += sum(row_bytes(r) for r in rows)
         if self._written > self.limits.resident_bytes:  # Lite keeps what it flushed in memory too
             self._evict()
+
+    def flush(self) -> None:
+        """Write the staged rows shard by shard, companions before clip rows, closing a Lite file after each
+        shard: one shard's collections in memory at a time. Every other call to the store flushes first."""
+        staged, self._staged, self._staged_bytes = sorted(self._staged.items()), {}, 0
+        refused: list[tuple[StoreError, int]] = []  # a shard Milvus refuses does not keep the others out
+        for (clips, shard), kinds in staged:
+            layout = self._layouts[clips]
+            try:
+                for which in KINDS:
+                    self._upsert(layout.shard_names(which)[shard], kinds.get(which, []))
+            except StoreError as e:
+                refused.append((e, len(kinds.get("clips", []))))
+                continue
+            self._written += sum(row_bytes(r) for rows in kinds.values() for r in rows)
+            self._written += sum(self._disk_bytes(layout.shard_names(which)[shard]) for which in KINDS)
+            if self._written > self.limits.resident_bytes:  # this shard, and any before it, stay open until then
+                self._evict()
+        if refused:
+            lost = sum(n for _, n in refused)
+            raise StoreError(
+                f"{refused[0][0]}\n{lost} clips accepted for writing were not written (their clip rows are absent, "
+                f"so a rerun writes them again); the other {len(staged) - len(refused)} of {len(staged)} shards were"
+            ) from refused[0][0]
+
+    def _staging(self, layout: DatasetLayout, adding: int) -> bool:
+        """Stage on a Lite file once the dataset passes `resident_bytes` (below that, every shard fits in memory
+        at once and each write is durable when it returns, as a resumed job expects of a small one)."""
+        if not (self.limits.staged_bytes and layout.shards > 1):
+            return False
+        if layout.clips not in self._dataset_bytes:
+            self._dataset_bytes[layout.clips] = sum(self._disk_bytes(name) for name in layout.collections())
+        self._dataset_bytes[layout.clips] += adding
+        return bool(self._staged) or self._dataset_bytes[layout.clips] > self.limits.resident_bytes
+
+    def _stage(self, layout: DatasetLayout, kinds: list[tuple[str, list[dict]]]) -> None:
+        """Hold packed rows by shard until `staged_bytes` of them wait, then write them all (`flush`)."""
+        for which, rows in kinds:
+            for shard, part in self._by_shard(layout, rows, key=lambda r: r[S.CLIP_ID]).items():
+                self._staged.setdefault((layout.clips, shard), {}).setdefault(which, []).extend(part)
+            self._staged_bytes += sum(row_bytes(r) for r in rows)
+        if self._staged_bytes > self.limits.staged_bytes:
+            self.flush()
 
     def update_clips(self, layout: DatasetLayout, patches: list[dict]) -> None:
         """Change scalar fields of stored clips without touching their vectors (a label in both its rows)."""
