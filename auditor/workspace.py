@@ -221,10 +221,9 @@ def _clips(folder: Path, report: dict[str, Any]) -> ClipTable:
         clips.check_types()
     except ClipTableError as e:
         raise AuditFolderError(str(e)) from e
-    if clips.table.num_rows != report.get("clip_count"):
+    if len(clips) != report.get("clip_count"):
         raise AuditFolderError(
-            f"{path} holds {clips.table.num_rows} clips, report.json counts {report.get('clip_count')!r}: "
-            "re-run `auditor audit`"
+            f"{path} holds {len(clips)} clips, report.json counts {report.get('clip_count')!r}: re-run `auditor audit`"
         )
     return clips
 
