@@ -98,6 +98,19 @@ def test_blocked_knn_matches_brute_force():
     assert np.allclose(sim, np.sort(full, axis=1)[:, ::-1][:, :5], atol=1e-6)
 
 
+def test_the_context_keeps_unit_rows_without_a_copy_and_scales_the_rest():
+    ctx = make_context()
+    unit = ctx.vectors
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)  # made from raw cluster draws
+    again = AuditContext(ctx.clips, unit, config=AuditConfig(seed=0))
+    assert again.vectors is unit  # a store's clip matrix is kept as it is (no second [N, dim] array)
+    scaled = unit.copy()
+    scaled[3] *= 2.0
+    scaled[5] = 0.0  # a zero row stays zero
+    fixed = AuditContext(ctx.clips, scaled, config=AuditConfig(seed=0)).vectors
+    assert fixed is not scaled and np.allclose(fixed[3], unit[3]) and not fixed[5].any()
+
+
 def test_contract_every_registered_check_runs_on_a_small_context():
     ctx = make_context()
     results = run_checks(ctx, build_checks())
