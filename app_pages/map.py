@@ -47,8 +47,16 @@ def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]])
     x, y = _clips.umap()
     frame = _clips.frame(["row", "clip_id", "label", "cluster", "split", "video"]).assign(x=x, y=y)
     frame = frame[np.isfinite(x)].reset_index(drop=True)
-    found = [_accused.get(r, []) for r in frame["row"].tolist()]
-    kinds = [[f["kind"] for f in fs] for fs in found]
+    n, none = len(frame), ()
+    kinds, severity, finding = np.empty(n, object), np.full(n, "none", object), np.full(n, "none", object)
+    kinds[:] = [none] * n  # most clips have no finding: one shared empty tuple, set only where there is one
+    accused = [r for r in _accused if _accused[r]]
+    for at, r in zip(pd.Index(frame["row"].to_numpy()).get_indexer(accused), accused):
+        if at >= 0:
+            found = _accused[r]
+            kinds[at] = tuple(f["kind"] for f in found)
+            severity[at] = min((f["severity"] for f in found), key=RANK.get)
+            finding[at] = kinds[at][0]  # the worst: findings are in review order
     return pd.DataFrame(
         {
             "row": frame["row"].astype(int),
@@ -60,8 +68,8 @@ def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]])
             "split": frame["split"].where(frame["split"].notna(), "–"),
             "file": frame["video"].map(os.path.basename),
             "kinds": kinds,
-            "severity": [min((f["severity"] for f in fs), key=RANK.get, default="none") for fs in found],
-            "finding": [k[0] if k else "none" for k in kinds],  # the worst: findings are in review order
+            "severity": severity,
+            "finding": finding,
         },
         columns=["row", "clip_id", "label", "x", "y", "cluster", "split", "file", "kinds", "severity", "finding"],
     )
