@@ -31,7 +31,7 @@ class Mislabels(Check):
     def run(self, ctx) -> CheckResult:
         p = self.params
         result = self.result()
-        votes = neighbour_votes(ctx)
+        tops, shares = neighbour_votes(ctx)
         sims, own = ctx.centroid_similarity, ctx.own_similarity
         z = robust_z(ctx)
         typical_nearest = np.median(ctx.neighbours[1][:, 0])
@@ -40,10 +40,8 @@ class Mislabels(Check):
         margin = np.maximum(p.margin, p.margin_spread * spread[ctx.codes])
         probe = probe_predictions(ctx) if p.probe_agrees else None
         tally = np.zeros((len(ctx.classes), 3), dtype=np.int64)  # per class: votes, + margin, + probe
-        for i in range(len(own)):
-            top = int(np.argmax(votes[i]))
-            if top == ctx.codes[i] or votes[i, top] < p.knn_fraction:
-                continue
+        for i in np.flatnonzero((tops != ctx.codes) & (shares >= p.knn_fraction)).tolist():
+            top = int(tops[i])
             tally[ctx.codes[i], 0] += 1
             if sims[i, top] <= own[i] + margin[i]:
                 continue
@@ -59,7 +57,7 @@ class Mislabels(Check):
         healthy = healthy_classes(ctx, set(suspects), p)
         for i, code in sorted(suspects.items()):
             target = code if code in healthy else None
-            finding = mislabel(ctx, i, code, target, float(votes[i, code]), twins.get(i, []))
+            finding = mislabel(ctx, i, code, target, vote_share(ctx, i, code), twins.get(i, []))
             result.findings.append(finding)
             if target is not None:
                 result.edits.append(Edit(int(ctx.rows[i]), "relabel", ctx.classes[target], finding.kind))
@@ -122,9 +120,29 @@ def healthy_classes(ctx, suspects: set[int], p) -> set[int]:
     return set(np.flatnonzero(ok).tolist())
 
 
-def neighbour_votes(ctx) -> np.ndarray:
-    """[N, C] share of each clip's k nearest neighbours per class, weighted by similarity."""
+VOTE_BLOCK = 1 << 15  # clips a block: [block, C] float64 votes (a whole [N, C] is 5.6 GB at 10^6 x 700 classes)
+
+
+def neighbour_votes(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's most-voted class among its k nearest neighbours (weighted by similarity) and that class's share
+    of the votes, a block of clips at a time."""
     idx, sim = ctx.neighbours
+    tops, shares = np.zeros(len(idx), np.int64), np.zeros(len(idx))
+    for start in range(0, len(idx), VOTE_BLOCK):
+        votes = _votes(ctx, idx[start : start + VOTE_BLOCK], sim[start : start + VOTE_BLOCK])
+        tops[start : start + len(votes)] = top = votes.argmax(axis=1)
+        shares[start : start + len(votes)] = votes[np.arange(len(votes)), top]
+    return tops, shares
+
+
+def vote_share(ctx, i: int, code: int) -> float:
+    """Clip i's share of neighbour votes for one class (as `neighbour_votes` weighs them)."""
+    idx, sim = ctx.neighbours
+    return float(_votes(ctx, idx[i : i + 1], sim[i : i + 1])[0, code])
+
+
+def _votes(ctx, idx: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """[n, C] share of each clip's neighbours per class, weighted by similarity."""
     weights = np.clip(sim, 0, None) + 1e-6
     votes = np.zeros((len(idx), len(ctx.classes)))
     np.add.at(votes, (np.repeat(np.arange(len(idx)), idx.shape[1]), ctx.codes[idx].ravel()), weights.ravel())
