@@ -157,6 +157,23 @@ def test_a_damaged_clip_table_is_refused_with_a_reason(audit_copy):
         open_audit(audit_copy)
 
 
+def test_a_column_is_read_when_asked_for_and_a_hand_changed_one_is_still_refused_on_opening(audit_copy, demo):
+    report = report_of(audit_copy)
+    own = audit_copy / table_name(report["run_id"])
+    whole = pq.read_table(own)
+    clips = ClipTable.read(own, report["run_id"])
+    assert len(clips) == whole.num_rows and clips.columns == whole.column_names
+    assert clips._loaded == {}  # opening reads the schema and the run id, no column
+    assert clips.column("label").tolist() == whole.column("label").to_pylist()
+    assert set(clips._loaded) == {"label"}
+    assert clips.records([0, 2]) == [dict(r) for r in ClipTable(whole).records([0, 2])]  # the rest when needed
+    assert clips.table.equals(ClipTable(whole).table) and clips.table.schema.metadata == whole.schema.metadata
+    rows = pa.array([f"r{i}" for i in range(whole.num_rows)])  # not a number: refused before any page reads it
+    write_table(whole.set_column(whole.schema.get_field_index("row"), "row", rows), audit_copy, report["run_id"])
+    with pytest.raises(AuditFolderError, match="column row holds string, not int64"):
+        open_audit(audit_copy)
+
+
 def test_an_audit_folder_of_schema_3_still_opens(audit_copy, demo):
     """An audit written before the clip table: its clips inside report.json, no search copies, no thumbnails."""
     report = report_of(audit_copy)
