@@ -26,7 +26,8 @@ except D.DecisionsError as e:
 decisions = decided.accepted_edits(plan)  # edit key -> state, from the decision about its finding
 st.page_link("app_pages/review.py", label="Work through them as a queue, from the keyboard: Review", icon="⌨️")
 
-by_row = clip_index(audit).by_row
+index = clip_index(audit)
+by_row = index.by_row
 findings = report["findings"]
 
 
@@ -73,7 +74,7 @@ order = {k: i for i, k in enumerate(plan.keys)}  # fixes in review order: most s
 fixes = [
     (e, finding_of(e)) for e in sorted(edits, key=lambda e: (order.get(plan.proposer.get(e.key), len(order)), e.row))
 ]
-fixes = [(e, f) for e, f in fixes if wanted(f, set(f["labels"] if f else []) | {by_row.get(e.row, {}).get("label")})]
+fixes = [(e, f) for e, f in fixes if wanted(f, set(f["labels"] if f else []) | {index.label_of(e.row)})]
 fixes_tab, findings_tab = st.tabs(
     [f"Proposed fixes ({len(fixes)} of {len(edits)})", f"All findings ({len(shown)} of {len(findings)})"]
 )

@@ -14,6 +14,7 @@ from app_pages.evidence import evidence_strip
 from app_pages.shared import SEVERITY_BADGES, clip_index, current_audit, fixed_manifest_button
 from app_pages.words import code, fix_text, kind_help, kind_name, plain, tip
 from auditor import decisions as D
+from auditor import service
 
 audit = current_audit()
 report, folder = audit.report, audit.folder
@@ -153,7 +154,13 @@ else:
             plain("Accepting applies: " + "; ".join(fix_text(e, by_row.get(e.row)) for e in edits), small=True)
         else:
             st.caption("No mechanical fix: accepting records that you agree and will act on it (e.g. add footage).")
-        evidence_strip(audit, finding, key="review")
+        at_once = service.plays_at_once(st.session_state["uri"], len(audit.clips))
+        play = st.toggle(
+            "Play the clips", value=at_once, key="review_play",
+            help=None if at_once else "Off at first on a big Lite file: each clip played loads the store's shard "
+            "holding it (about a second each at 10^6 clips); the thumbnails come from the audit folder.",
+        )  # fmt: skip
+        evidence_strip(audit, finding, key="review", play=play)
         saved = decisions.findings.get(current)
         st.session_state.setdefault(f"note:{current}", saved.note if saved else "")
         st.text_input(

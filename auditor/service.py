@@ -55,6 +55,7 @@ CENTROID_SEEDS = 1000
 # EXACT_LITE_CLIPS clips (above, its primary-key reads load every vector shard: seconds), a server always.
 RESCORED = 4
 EXACT_LITE_CLIPS = 10_000
+PLAY_LITE_CLIPS = 100_000  # a Lite clip shard is ~15 MB here: a player's read takes well under a second
 BUSY = "Milvus is busy (an indexing job holds this file) — retry, or use a server"
 # The store's connection advice says this when another process holds a Lite file's lock.
 _HELD = "holds this Milvus Lite file"
@@ -331,6 +332,12 @@ def _rescored(vectors: Mapping[str, dict], field_name: str, query: np.ndarray, c
         return []
     scores = unit_rows(np.stack([vectors[c][field_name] for c in ids])) @ query
     return sorted(zip(ids, scores.tolist()), key=lambda h: -h[1])[:limit]
+
+
+def plays_at_once(uri: str, clips: int) -> bool:
+    """Whether a page plays a finding's clips as it opens: a player reads its clip's stored row, which on a Lite file
+    of many clips loads the whole shard holding it (at 10^6 clips ~1 s a clip); there, thumbnails until asked."""
+    return is_server(uri) or clips <= PLAY_LITE_CLIPS
 
 
 def rescores_exactly(uri: str, clips: int) -> bool:

@@ -360,6 +360,23 @@ def test_review_queue_orders_decides_notes_undoes_and_resumes(app, fresh):
     assert f"relabel row {planted.mislabel}" in texts(again)  # undo returns to the finding it reverted
 
 
+def test_review_shows_thumbnails_of_a_big_lite_audit_until_asked_to_play(app, fresh, monkeypatch):
+    """On a Lite file of many clips each player loads the store shard holding its clip (~1 s at 10^6 clips)."""
+    at = page(app, "app_pages/review.py")
+    assert at.toggle(key="review_play").value  # the demo: its clips play as the page opens
+    monkeypatch.setattr(service, "PLAY_LITE_CLIPS", 3)  # as if the demo were a big audit in a Lite file
+    big = page(AppTest.from_file(APP, default_timeout=300), "app_pages/review.py")
+    assert not big.toggle(key="review_play").value
+    for _ in range(12):  # to the first finding with clips (class-wide ones come first)
+        assert not big.get("video")
+        if big.get("image"):
+            break
+        big.button(key="review_skip").click().run()
+    assert big.get("image")  # the audit folder's thumbnails
+    big.toggle(key="review_play").set_value(True).run()
+    assert not big.exception and big.get("video") and not big.get("image")
+
+
 def test_review_bulk_by_kind_and_export_only_accepted_edits(app, fresh):
     outcome, planted = fresh[0], fresh[1]
     at = page(app, "app_pages/review.py")
