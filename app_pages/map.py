@@ -88,8 +88,9 @@ def drawn_layers(view: pd.DataFrame) -> list[pd.DataFrame]:
     if len(view) <= MAX_DRAWN:
         return [view]
     flagged = view["finding"].to_numpy() != "none"
-    others = view[~flagged]
-    return [stratified(others, max(MAX_DRAWN - int(flagged.sum()), MAX_DRAWN // 4)), view[flagged]]
+    others = np.flatnonzero(~flagged)  # positions: the sample is taken from the labels, then one take of its rows
+    sample = stratified(view["label"].to_numpy()[others], max(MAX_DRAWN - int(flagged.sum()), MAX_DRAWN // 4))
+    return [view.iloc[others[sample]], view[flagged]]
 
 
 def as_shown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -97,17 +98,18 @@ def as_shown(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(shown_label=[relabelled.get(r, x) for r, x in zip(frame["row"], frame["label"])])
 
 
-def stratified(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
-    """About `budget` rows, each class in proportion to its size and at least FLOOR of it (seeded)."""
-    if len(frame) <= budget:
-        return frame
-    counts = frame["label"].value_counts()
+def stratified(labels: np.ndarray, budget: int) -> np.ndarray:
+    """Positions of about `budget` of these clips, each class in proportion to its size and at least FLOOR of it
+    (seeded), in order."""
+    if len(labels) <= budget:
+        return np.arange(len(labels))
+    counts = pd.Series(labels).value_counts()
     floor = min(FLOOR, max(1, budget // (2 * len(counts))))  # every class shows, however small the budget
-    quota = np.minimum(counts, np.maximum(floor, (budget * counts / len(frame)).astype(int)))
-    order = np.random.default_rng(0).permutation(len(frame))
-    labels = frame["label"].to_numpy()[order]
-    rank = pd.Series(labels).groupby(labels, sort=False).cumcount().to_numpy()
-    return frame.iloc[np.sort(order[rank < quota.reindex(labels).to_numpy()])]
+    quota = np.minimum(counts, np.maximum(floor, (budget * counts / len(labels)).astype(int)))
+    order = np.random.default_rng(0).permutation(len(labels))
+    shuffled = labels[order]
+    rank = pd.Series(shuffled).groupby(shuffled, sort=False).cumcount().to_numpy()
+    return np.sort(order[rank < quota.reindex(shuffled).to_numpy()])
 
 
 audit = current_audit()
