@@ -23,6 +23,7 @@ from app_pages.hover import hover_thumbnails
 from app_pages.shared import PLAYERS, audit_stamp, clip_gallery, clip_index, current_audit, finding_title, thumbnails
 from app_pages.words import kind_name, plain
 from auditor import decisions as D
+from auditor import service
 from auditor.cliptable import ClipTable
 from auditor.workspace import Audit
 
@@ -303,12 +304,18 @@ if not rows:
 
 chosen = [by_row[r] for r in rows if r in by_row]
 st.subheader(f"{len(chosen)} selected clip(s)")
-if len(chosen) > PLAYERS:
+at_once = service.plays_at_once(st.session_state["uri"], len(audit.clips))
+play = st.toggle(
+    "Play the picked clips", value=at_once, key="map_play",
+    help=None if at_once else "Off at first on a big Lite file: each clip played loads the store's shard holding it "
+    "(about a second each at 10^6 clips); the thumbnails come from the audit folder.",
+)  # fmt: skip
+if play and len(chosen) > PLAYERS:
     st.info(
         f"Players for the first {PLAYERS} of the {len(chosen)} selected clips (each cuts its segment from the "
         "file); thumbnails for the rest. Select fewer points, or pick rows, to play others."
     )
-clip_gallery(report, chosen[:PLAYERS], columns=4, play=True)
+clip_gallery(report, chosen[:PLAYERS], columns=4, play=play)
 if chosen[PLAYERS:]:
     clip_gallery(report, chosen[PLAYERS:48], columns=6)
 if len(chosen) > 48:

@@ -360,7 +360,7 @@ def test_review_queue_orders_decides_notes_undoes_and_resumes(app, fresh):
     assert f"relabel row {planted.mislabel}" in texts(again)  # undo returns to the finding it reverted
 
 
-def test_review_shows_thumbnails_of_a_big_lite_audit_until_asked_to_play(app, fresh, monkeypatch):
+def test_review_and_map_show_thumbnails_of_a_big_lite_audit_until_asked_to_play(app, fresh, monkeypatch):
     """On a Lite file of many clips each player loads the store shard holding its clip (~1 s at 10^6 clips)."""
     at = page(app, "app_pages/review.py")
     assert at.toggle(key="review_play").value  # the demo: its clips play as the page opens
@@ -375,6 +375,11 @@ def test_review_shows_thumbnails_of_a_big_lite_audit_until_asked_to_play(app, fr
     assert big.get("image")  # the audit folder's thumbnails
     big.toggle(key="review_play").set_value(True).run()
     assert not big.exception and big.get("video") and not big.get("image")
+    picked = page(big, "app_pages/map.py")
+    picked.multiselect(key="picked_rows").set_value([fresh[1].loose_in_time]).run()
+    assert not picked.toggle(key="map_play").value and not picked.get("video") and picked.get("image")
+    picked.toggle(key="map_play").set_value(True).run()
+    assert not picked.exception and picked.get("video")
 
 
 def test_review_bulk_by_kind_and_export_only_accepted_edits(app, fresh):
