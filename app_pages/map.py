@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+import pyarrow.compute as pc
 import streamlit as st
 
 from app_pages.evidence import evidence_strip
@@ -46,7 +47,9 @@ def map_frame(audit: Audit, accused: dict[int, list[dict]]) -> pd.DataFrame:
 def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]]) -> pd.DataFrame:
     """From the clip table's columns: no clip record is made (a pass over 3 x 10^5 records took seconds)."""
     x, y = _clips.umap()
-    frame = _clips.frame(["row", "clip_id", "label", "cluster", "split", "video"]).assign(x=x, y=y)
+    files = pc.replace_substring_regex(_clips.arrow("video"), pattern=r"^.*/", replacement="")  # basenames, in C++
+    frame = _clips.frame(["row", "clip_id", "label", "cluster", "split"]).assign(x=x, y=y)
+    frame["file"] = files.to_numpy(zero_copy_only=False)
     frame = frame[np.isfinite(x)].reset_index(drop=True)
     n, none = len(frame), ()
     kinds, severity, finding = np.empty(n, object), np.full(n, "none", object), np.full(n, "none", object)
@@ -67,7 +70,7 @@ def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]])
             "y": frame["y"],
             "cluster": frame["cluster"].astype(str),
             "split": frame["split"].where(frame["split"].notna(), "–"),
-            "file": frame["video"].map(os.path.basename),
+            "file": frame["file"],
             "kinds": kinds,
             "severity": severity,
             "finding": finding,
@@ -104,13 +107,17 @@ def stratified(labels: np.ndarray, budget: int) -> np.ndarray:
     (seeded), in order."""
     if len(labels) <= budget:
         return np.arange(len(labels))
-    counts = pd.Series(labels).value_counts()
+    codes = pd.factorize(labels)[0]
+    counts = np.bincount(codes)
     floor = min(FLOOR, max(1, budget // (2 * len(counts))))  # every class shows, however small the budget
     quota = np.minimum(counts, np.maximum(floor, (budget * counts / len(labels)).astype(int)))
     order = np.random.default_rng(0).permutation(len(labels))
-    shuffled = labels[order]
-    rank = pd.Series(shuffled).groupby(shuffled, sort=False).cumcount().to_numpy()
-    return np.sort(order[rank < quota.reindex(shuffled).to_numpy()])
+    shuffled = codes[order]
+    by_class = np.argsort(shuffled, kind="stable")  # each class's clips in shuffled order, class after class
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(labels), np.int64)
+    rank[by_class] = np.arange(len(labels)) - starts[shuffled[by_class]]  # a clip's place in its class's draw
+    return np.sort(order[rank < quota[shuffled]])
 
 
 audit = current_audit()

@@ -248,9 +248,13 @@ class ClipTable:
         if pa.types.is_floating(column.type):
             return column.to_numpy().astype(np.float64)
         if pa.types.is_string(column.type):
-            return column.to_pandas().to_numpy(dtype=object)
+            return column.to_numpy(zero_copy_only=False)  # str objects, None where null
         # one object a clip (np.asarray would make lists of one length, e.g. every clip's empty findings, 2-D)
         return np.fromiter(column.to_pylist(), dtype=object, count=len(column))
+
+    def arrow(self, name: str) -> pa.ChunkedArray:
+        """One column as Arrow (for a vectorised pyarrow.compute pass over every clip)."""
+        return self._column(name)
 
     def frame(self, names: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame({name: self.column(name) for name in names})
