@@ -309,9 +309,9 @@ def _from_file(report: dict, clip_ids: list[str]) -> dict[str, bytes | None]:
         return {}  # a damaged file: the store answers, as for an older audit
     if file is None:
         return {}
-    by_id = audit.clips.by_id
-    got = file.get([by_id[c] for c in clip_ids if c in by_id])
-    return {c: got[by_id[c]] for c in clip_ids if by_id.get(c) in got}
+    at = audit.clips.positions_of(clip_ids)
+    got = file.get(list(at.values()))
+    return {c: got[at[c]] for c in clip_ids if at.get(c) in got}
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -275,6 +275,17 @@ class ClipTable:
         """Position of each manifest row."""
         return {int(r): i for i, r in enumerate(self.column("row"))}
 
+    def positions_of(self, clip_ids: Sequence[str]) -> dict[str, int]:
+        """Where some clips are: from `by_id` once made, else one vectorised pass over the id column (a dict of 10^6
+        ids takes ~0.3 s to make; a page showing a few thumbnails need not make it)."""
+        if "by_id" in self.__dict__ or not clip_ids:
+            return {c: self.by_id[c] for c in clip_ids if c in self.by_id}
+        wanted = pa.array(list(dict.fromkeys(clip_ids)), pa.string())
+        found = pc.index_in(self._column("clip_id"), value_set=wanted)
+        rows = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
+        which = found.take(pa.array(rows)).to_numpy(zero_copy_only=False) if len(rows) else []
+        return {wanted[int(w)].as_py(): int(r) for w, r in zip(which, rows)}
+
     @cached_property
     def by_id(self) -> dict[str, int]:
         """Position of each clip id."""

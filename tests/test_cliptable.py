@@ -166,6 +166,10 @@ def test_a_column_is_read_when_asked_for_and_a_hand_changed_one_is_still_refused
     assert clips._loaded == {}  # opening reads the schema and the run id, no column
     assert clips.column("label").tolist() == whole.column("label").to_pylist()
     assert set(clips._loaded) == {"label"}
+    ids = whole.column("clip_id").to_pylist()
+    asked = [ids[3], "not-a-clip", ids[0], ids[3]]
+    assert clips.positions_of(asked) == {ids[3]: 3, ids[0]: 0} and "by_id" not in clips.__dict__  # one pass, no dict
+    assert clips.by_id and clips.positions_of(asked) == {ids[3]: 3, ids[0]: 0}  # the same from the dict once made
     assert clips.records([0, 2]) == [dict(r) for r in ClipTable(whole).records([0, 2])]  # the rest when needed
     assert clips.table.equals(ClipTable(whole).table) and clips.table.schema.metadata == whole.schema.metadata
     rows = pa.array([f"r{i}" for i in range(whole.num_rows)])  # not a number: refused before any page reads it
