@@ -11,6 +11,7 @@ when it is ready.
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import streamlit as st
 
 from app_pages.shared import audit_stamp, clip_caption, clip_index, current_audit, live, player, thumbnails
@@ -67,7 +68,7 @@ def search(
     prompts: tuple[str, ...], audit_k: int | None, exact: bool, audit_stamp: tuple, _index, _encoder, _copies,
 ) -> service.QueryComparison:  # fmt: skip
     """The class's queries; one answer per question (the text model's arrival is part of it)."""
-    members = [c["clip_id"] for c in _index.members[label]]
+    members = _index.table.column("clip_id")[_index.members.positions[label]].tolist()  # no record made a clip
     return service.search_class(
         uri, dataset, model, label, k, clips=_index.by_id, members=members, examples=examples, text=text or None,
         prompts=prompts, encoder=_encoder, audit_k=audit_k, copies=_copies, exact=exact,
@@ -76,15 +77,20 @@ def search(
 
 def pick_examples(report: dict, label: str) -> list[dict]:
     """The class's clips as rows (thumbnail, file, time), a page at a time; the ticked ones are the examples."""
-    members = index.members[label]
+    positions = index.members.positions[label]  # by row; records are made for the page shown only
+    rows = index.table.column("row")[positions]
     chosen: set[int] = st.session_state.setdefault("search_examples", {}).setdefault(label, set())
-    summary = f"rows {', '.join(str(r) for r in sorted(chosen))}" if chosen else f"all {len(members)} clips of {label}"
+    everyone = f"all {len(positions)} clips of {label}"
+    summary = f"rows {', '.join(str(r) for r in sorted(chosen))}" if chosen else everyone
     with st.expander(f"Example clips: {summary} (pick rows)"):
         query = st.text_input("Find a clip", placeholder="row or part of a file name", key=f"example_filter:{label}")
-        shown = [c for c in members if not query or query == str(c["row"]) or query.lower() in c["video"].lower()]
+        shown = positions
+        if query:
+            videos = index.table.column("video")[positions]
+            shown = positions[[query == str(r) or query.lower() in v.lower() for r, v in zip(rows, videos)]]
         pages = max(1, math.ceil(len(shown) / PER_PAGE))
         page = st.number_input("Page", 1, pages, 1, key=f"example_page:{label}") if pages > 1 else 1
-        batch = shown[(page - 1) * PER_PAGE : page * PER_PAGE]
+        batch = index.members.records(shown[(page - 1) * PER_PAGE : page * PER_PAGE].tolist())
         images = thumbnails(report, [c["clip_id"] for c in batch])
         for start in range(0, len(batch), 6):
             for col, clip in zip(st.columns(6), batch[start : start + 6]):
@@ -98,7 +104,7 @@ def pick_examples(report: dict, label: str) -> list[dict]:
         if chosen and st.button("Use all clips of the class again", key=f"examples_clear:{label}"):
             chosen.clear()
             st.rerun()
-    return [c for c in members if c["row"] in chosen]
+    return index.members.records(positions[np.isin(rows, list(chosen))].tolist()) if chosen else []
 
 
 def toggle(chosen: set[int], row: int, key: str) -> None:

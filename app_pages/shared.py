@@ -172,6 +172,10 @@ class ByLabel(Mapping):
     def __getitem__(self, label: str) -> list[dict]:
         return self._made(self.positions[label].tolist())
 
+    def records(self, positions: list[int]) -> list[dict]:
+        """Some clips' records by position in the table (a page of a class, not all of it)."""
+        return self._made(positions)
+
     def __iter__(self):
         return iter(self.positions)
 
