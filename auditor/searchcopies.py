@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor.cliptable import RUN_ID, ClipTableError
 from auditor.knn import blocked_top_k
@@ -80,7 +83,23 @@ class SearchCopies:
             )
         self.path, self.ids = Path(path), np.asarray(clip_ids, dtype=object)
         self.has_text = "text_vector" in names
-        self.position = {c: i for i, c in enumerate(self.ids)}
+
+    def positions_of(self, clip_ids: Sequence[str]) -> list[int]:
+        """Where these clips are in the file (each must be there): one vectorised pass over the ids, not a dict of
+        every id (0.3 s at 10^6 clips, on the Search page's first load)."""
+        unique = list(dict.fromkeys(clip_ids))
+        found = pc.index_in(self._arrow_ids, value_set=pa.array(unique, pa.string()))
+        rows = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
+        slots = found.take(pa.array(rows)).to_numpy(zero_copy_only=False) if len(rows) else []
+        at = {unique[int(k)]: int(r) for k, r in zip(slots, rows)}
+        missing = [c for c in unique if c not in at]
+        if missing:
+            raise KeyError(f"{len(missing)} clip(s) not in the search copies, e.g. {missing[0]}")
+        return [at[c] for c in clip_ids]
+
+    @cached_property
+    def _arrow_ids(self) -> pa.Array:
+        return pa.array(self.ids, pa.string())
 
     def _space(self, text: bool) -> tuple[np.ndarray, np.ndarray]:
         if text and self.has_text:

@@ -300,7 +300,7 @@ def _copies_hits(uri, dataset, model, copies: SearchCopies, measured, averaged, 
     from the store (primary-key reads), which rank them as the store's own search would."""
     if not exact:
         wanted = list(dict.fromkeys(measured + averaged))
-        vectors = dict(zip(wanted, unit_rows(copies.vectors([copies.position[c] for c in wanted]))))
+        vectors = dict(zip(wanted, unit_rows(copies.vectors(copies.positions_of(wanted)))))
         queries, asked = _queries(vectors, measured, averaged)
         centroid_hits, *seed_hits = copies.search(queries, limit)
         text_hits = copies.search(query, limit, text=True)[0] if query is not None else []

@@ -197,6 +197,10 @@ def test_the_search_copies_are_the_audit_vectors_on_8_bits(demo):
     copies = open_audit(outcome.out_dir, (outcome.out_dir,)).search_copies()
     assert copies is not None and copies.has_text and len(copies.ids) == len(outcome.clips)
     assert list(copies.ids) == list(outcome.clips.column("clip_id"))
+    ids = list(copies.ids)
+    assert copies.positions_of([ids[4], ids[1], ids[4]]) == [4, 1, 4]
+    with pytest.raises(KeyError, match="1 clip"):
+        copies.positions_of([ids[0], "not-a-clip"])
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 64)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
