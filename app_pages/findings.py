@@ -5,7 +5,15 @@ import math
 import streamlit as st
 
 from app_pages.evidence import cast, evidence_strip
-from app_pages.shared import clip_index, clip_title, current_audit, finding_title, fixed_manifest_button, thumbnails
+from app_pages.shared import (
+    clip_index,
+    clip_title,
+    current_audit,
+    finding_title,
+    fixed_manifest_button,
+    plan_of,
+    thumbnails,
+)
 from app_pages.words import escape, fix_text, plain
 from auditor import decisions as D
 
@@ -14,7 +22,7 @@ PER_PAGE = 20
 audit = current_audit()
 report, edits, folder = audit.report, audit.edits, audit.folder
 st.title("Findings")
-plan = D.Plan.of(report["findings"], edits)
+plan = plan_of(audit)
 try:
     decided = D.load(folder, plan, str(report.get("run_id") or ""))
 except D.DecisionsError as e:
@@ -74,7 +82,8 @@ order = {k: i for i, k in enumerate(plan.keys)}  # fixes in review order: most s
 fixes = [
     (e, finding_of(e)) for e in sorted(edits, key=lambda e: (order.get(plan.proposer.get(e.key), len(order)), e.row))
 ]
-fixes = [(e, f) for e, f in fixes if wanted(f, set(f["labels"] if f else []) | {index.label_of(e.row)})]
+classes_of = index.labels_of([e.row for e, _ in fixes]) if classes else [None] * len(fixes)  # asked only to filter
+fixes = [(e, f) for (e, f), c in zip(fixes, classes_of) if wanted(f, set(f["labels"] if f else []) | {c})]
 fixes_tab, findings_tab = st.tabs(
     [f"Proposed fixes ({len(fixes)} of {len(edits)})", f"All findings ({len(shown)} of {len(findings)})"]
 )

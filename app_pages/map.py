@@ -16,12 +16,21 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-import pyarrow.compute as pc
+import pyarrow as pa
 import streamlit as st
 
 from app_pages.evidence import evidence_strip
 from app_pages.hover import hover_thumbnails
-from app_pages.shared import PLAYERS, audit_stamp, clip_gallery, clip_index, current_audit, finding_title, thumbnails
+from app_pages.shared import (
+    PLAYERS,
+    audit_stamp,
+    clip_gallery,
+    clip_index,
+    current_audit,
+    finding_title,
+    plan_of,
+    thumbnails,
+)
 from app_pages.words import kind_name, plain
 from auditor import decisions as D
 from auditor import service
@@ -45,38 +54,50 @@ def map_frame(audit: Audit, accused: dict[int, list[dict]]) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Placing the clips…", max_entries=2)
 def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]]) -> pd.DataFrame:
-    """From the clip table's columns: no clip record is made (a pass over 3 x 10^5 records took seconds)."""
+    """From the clip table's Arrow columns: no clip record is made, and no Python string a clip (the classes,
+    clusters and splits as categories, the ids and files as Arrow strings: 1.2 s -> 0.3 s at 10^6 clips)."""
     x, y = _clips.umap()
-    files = pc.replace_substring_regex(_clips.arrow("video"), pattern=r"^.*/", replacement="")  # basenames, in C++
-    frame = _clips.frame(["row", "clip_id", "label", "cluster", "split"]).assign(x=x, y=y)
-    frame["file"] = files.to_numpy(zero_copy_only=False)
-    frame = frame[np.isfinite(x)].reset_index(drop=True)
-    n, none = len(frame), ()
+    placed = np.isfinite(x)
+    rows = _clips.column("row")[placed].astype(int)
+    n, none = len(rows), ()
     kinds, severity, finding = np.empty(n, object), np.full(n, "none", object), np.full(n, "none", object)
-    kinds[:] = [none] * n  # most clips have no finding: one shared empty tuple, set only where there is one
+    kinds.fill(none)  # most clips have no finding: one shared empty tuple, set only where there is one
     accused = [r for r in _accused if _accused[r]]
-    for at, r in zip(pd.Index(frame["row"].to_numpy()).get_indexer(accused), accused):
+    for at, r in zip(pd.Index(rows).get_indexer(accused), accused):
         if at >= 0:
             found = _accused[r]
             kinds[at] = tuple(f["kind"] for f in found)
             severity[at] = min((f["severity"] for f in found), key=RANK.get)
             finding[at] = kinds[at][0]  # the worst: findings are in review order
+    keep = pa.array(placed)
+
+    def column(name: str) -> pa.ChunkedArray | None:
+        return _clips.arrow(name).filter(keep) if name in _clips.columns else None
+
     return pd.DataFrame(
         {
-            "row": frame["row"].astype(int),
-            "clip_id": frame["clip_id"],
-            "label": frame["label"],
-            "x": frame["x"],
-            "y": frame["y"],
-            "cluster": frame["cluster"].astype(str),
-            "split": frame["split"].where(frame["split"].notna(), "–"),
-            "file": frame["file"],
+            "row": rows,
+            "clip_id": column("clip_id").to_pandas(types_mapper=pd.ArrowDtype),
+            "label": _categories(column("label"), n),
+            "x": x[placed],
+            "y": y[placed],
+            "cluster": _categories(column("cluster"), n, missing="nan"),
+            "split": _categories(column("split"), n, missing="–"),
+            "video": column("video").to_pandas(types_mapper=pd.ArrowDtype),  # often a file a clip: no categories
             "kinds": kinds,
             "severity": severity,
             "finding": finding,
         },
-        columns=["row", "clip_id", "label", "x", "y", "cluster", "split", "file", "kinds", "severity", "finding"],
     )
+
+
+def _categories(values: pa.ChunkedArray | None, n: int, missing: str = "") -> pd.Categorical:
+    """Strings (or numbers, as text) as a pandas Categorical: a Python string a distinct value, not one a clip;
+    `missing` where null, or for every clip where the table has no such column."""
+    if values is None:
+        return pd.Categorical.from_codes(np.zeros(n, np.int8), [missing])
+    values = values if pa.types.is_string(values.type) else values.cast(pa.string())
+    return values.fill_null(missing).dictionary_encode().to_pandas().array
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -93,7 +114,9 @@ def drawn_layers(view: pd.DataFrame) -> list[pd.DataFrame]:
         return [view]
     flagged = view["finding"].to_numpy() != "none"
     others = np.flatnonzero(~flagged)  # positions: the sample is taken from the labels, then one take of its rows
-    sample = stratified(view["label"].to_numpy()[others], max(MAX_DRAWN - int(flagged.sum()), MAX_DRAWN // 4))
+    labels = view["label"]  # a class a code: the same draw as from the names, without a string a clip
+    labels = labels.cat.codes.to_numpy() if isinstance(labels.dtype, pd.CategoricalDtype) else labels.to_numpy()
+    sample = stratified(labels[others], max(MAX_DRAWN - int(flagged.sum()), MAX_DRAWN // 4))
     return [view.iloc[others[sample]], view[flagged]]
 
 
@@ -123,7 +146,7 @@ def stratified(labels: np.ndarray, budget: int) -> np.ndarray:
 audit = current_audit()
 report = audit.report
 st.title("Map")
-plan = D.Plan.of(report["findings"], audit.edits)
+plan = plan_of(audit)
 accused: dict[int, list[dict]] = {}
 for finding in plan.findings:
     for r in finding.get("rows") or []:
@@ -180,14 +203,14 @@ linked -= set(rows)
 def hover(frame: pd.DataFrame) -> list[str]:
     """Row, class (and the class it was relabelled from), split, file and every finding, escaped."""
     texts = []
-    for r, label, shown, split, file in zip(
-        frame["row"], frame["label"], frame["shown_label"], frame["split"], frame["file"]
+    for r, label, shown, split, video in zip(
+        frame["row"], frame["label"], frame["shown_label"], frame["split"], frame["video"]
     ):
         found = accused.get(r, [])
         lines = [
             f"<b>row {r}</b> · {html.escape(str(shown))}" + (f" (was {html.escape(label)})" if shown != label else "")
         ]
-        lines.append(f"{html.escape(str(split))} · {html.escape(file)}")
+        lines.append(f"{html.escape(str(split))} · {html.escape(os.path.basename(video))}")
         lines += [f"{f['severity']}: {kind_name(f['kind'])}" for f in found] or ["no findings"]
         texts.append("<br>".join(lines))
     return texts
@@ -226,8 +249,9 @@ def figure(layers: list[pd.DataFrame]) -> go.Figure:
     fig = go.Figure()
     in_legend: set[str] = set()
     for layer in layers:
+        texts = layer[column].astype(str).to_numpy()  # once a layer, not once a colour
         for value in values:
-            part = layer[layer[column].astype(str) == value]
+            part = layer[texts == value]
             if part.empty:
                 continue
             name = "no finding" if value == "none" else kind_name(value) if column == "finding" else value

@@ -6,9 +6,8 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.literal import literal
-from app_pages.shared import current_audit, live
+from app_pages.shared import current_audit, live, plan_of
 from app_pages.words import column_config, kind_name, plain, tip
-from auditor import decisions as D
 from auditor import service
 
 START_HERE = 4
@@ -38,7 +37,7 @@ classes = pd.DataFrame(report["classes"])
 findings = pd.DataFrame(
     report["findings"], columns=["kind", "severity", "confidence", "action", "rows", "labels", "message"]
 )
-plan = D.Plan.of(report["findings"], audit.edits)
+plan = plan_of(audit)
 
 
 def open_findings(severity: str | None = None, kind: str | None = None) -> None:

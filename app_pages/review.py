@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.evidence import evidence_strip
-from app_pages.shared import SEVERITY_BADGES, clip_index, current_audit, fixed_manifest_button
+from app_pages.shared import SEVERITY_BADGES, clip_index, current_audit, fixed_manifest_button, plan_of
 from app_pages.words import code, fix_text, kind_help, kind_name, plain, tip
 from auditor import decisions as D
 from auditor import service
@@ -21,7 +21,7 @@ report, folder = audit.report, audit.folder
 st.title("Review")
 
 
-plan = D.Plan.of(report["findings"], audit.edits)  # a sort and a pass over the edits: no cache needed
+plan = plan_of(audit)
 try:
     decisions = D.load(folder, plan, str(report.get("run_id") or ""))
 except D.DecisionsError as e:

@@ -209,7 +209,8 @@ play = st.toggle("Play the results (up to 6 per side)", key="search_play")
 
 def results(ids: list[str], scores: dict[str, float], side: str) -> None:
     """Result cards, best first: rank, score, the clip (thumbnail or player) and its caption."""
-    found = [by_id[c] for c in ids if c in by_id]
+    records = by_id.many(ids)  # one read of the table, no dict of every clip id
+    found = [records[c] for c in ids if c in records]
     if not found:
         st.caption("no results")
         return

@@ -11,6 +11,7 @@ with the store's float32 vectors (`auditor.service.search_class`), so small audi
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -23,9 +24,10 @@ from auditor.cliptable import RUN_ID, ClipTableError
 from auditor.knn import blocked_top_k
 from taxonomy_core.atomic import atomic_target
 from taxonomy_core.store import Hits
-from taxonomy_core.store.codec import dequantize, quantize
+from taxonomy_core.store.codec import dequantize, one_blas_thread, quantize
 
 BLOCK = 16_384  # rows decoded to float32 at a time (~80 MB at 1280 dimensions)
+CHUNK = 1024  # rows decoded and multiplied at once, in cache (a product with a few queries is bound by memory)
 SCANNERS = 2  # threads scanning blocks
 WRITE_BLOCK = 4096
 
@@ -115,12 +117,24 @@ class SearchCopies:
     def search(self, queries: np.ndarray, k: int, *, text: bool = False) -> list[Hits]:
         """The k clips with the highest dot product per query (cosines: the copies are of unit vectors).
 
-        Blocks are decoded and scored in SCANNERS threads (numpy's cast and BLAS release the GIL)."""
+        Blocks are scored in SCANNERS threads (numpy's cast and BLAS release the GIL) on one BLAS thread each,
+        CHUNK rows at a time decoded into a buffer each thread keeps (in cache; the product is rows x queries).
+        At 10^6 clips x 1280 dimensions and 17 queries: 1.3-1.8 s before, 0.6 s (2 cores, idle)."""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         codes, scale = self._space(text)
+        buffers = threading.local()
 
         def score(start: int, stop: int) -> np.ndarray:
-            return (codes[start:stop].astype(np.float32) @ queries.T).T * scale[start:stop]
+            if not hasattr(buffers, "rows"):
+                buffers.rows = np.empty((CHUNK, codes.shape[1]), np.float32)
+            out = np.empty((stop - start, len(queries)), np.float32)  # rows x queries: BLAS's faster shape
+            for at in range(start, stop, CHUNK):
+                end = min(at + CHUNK, stop)
+                rows = buffers.rows[: end - at]
+                rows[:] = codes[at:end]
+                np.matmul(rows, queries.T, out=out[at - start : end - start])
+            return out.T * scale[start:stop]
 
-        where, top = blocked_top_k(score, len(codes), len(queries), k, BLOCK, SCANNERS)
+        with one_blas_thread():  # the scanners are the threads: BLAS threads inside each oversubscribe 2 cores
+            where, top = blocked_top_k(score, len(codes), len(queries), k, BLOCK, SCANNERS)
         return [[(self.ids[j], float(s)) for j, s in zip(w, sc)] for w, sc in zip(where, top)]

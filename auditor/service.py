@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -238,8 +239,8 @@ def search_class(
     """
     k = max(1, min(k, len(members)))
     seeds = list(examples) or list(members)
-    recorded = {c: clips[c].get("knn_agreement") for c in seeds} if k == audit_k else {}
-    if recorded and None not in recorded.values():
+    recorded = _field(clips, "knn_agreement", seeds) if k == audit_k else {}
+    if recorded and all(recorded.get(c) is not None for c in seeds):
         measured = _sample([c for c in seeds if recorded[c] < 0.5], SEARCH_SEEDS)
     else:
         recorded, measured = {}, _sample(seeds, SEARCH_SEEDS)
@@ -252,6 +253,7 @@ def search_class(
         asked, centroid_hits, seed_hits, text_hits = _copies_hits(
             uri, dataset, model, copies, measured, averaged, query, limit, exact
         )
+    clips = _records(clips, [*asked, *(c for hits in [centroid_hits, text_hits, *seed_hits] for c, _ in hits)])
     centroid_hits, text_hits = _top(clips, centroid_hits, k), _top(clips, text_hits, k)
     neighbours = {
         seed: [clips[c]["label"] for c, _ in _top(clips, hits, k, seed)] for seed, hits in zip(asked, seed_hits)
@@ -366,6 +368,19 @@ def _text_query(encoder: TextEncoder | None, text: str | None, prompts: Sequence
     if encoder is None or not (text or prompts):
         return None
     return unit_rows(np.asarray(encoder([text] if text else list(prompts))).mean(axis=0))
+
+
+def _records(clips: Mapping[str, dict], ids: list[str]) -> dict[str, dict]:
+    """The records of those of `ids` that are clips of the audit: in one read where `clips` can (the app's clip
+    table, which would otherwise make a record, or a dict of every clip id, a lookup at a time)."""
+    many = getattr(clips, "many", None)
+    return many(ids) if many else {c: clips[c] for c in dict.fromkeys(ids) if c in clips}
+
+
+def _field(clips: Mapping[str, dict], name: str, ids: list[str]) -> dict[str, Any]:
+    """One field of each of `ids` (None where a record has none), from its column where `clips` can."""
+    column = getattr(clips, "field", None)
+    return column(name, ids) if column else {c: clips[c].get(name) for c in ids}
 
 
 def _top(clips: Mapping[str, dict], hits: Hits, k: int, skip: str | None = None) -> Hits:

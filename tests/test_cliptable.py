@@ -8,11 +8,13 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from auditor import service
+from app_pages.shared import ClipIndex
+from auditor import searchcopies, service
 from auditor.cliptable import ClipTable, folder_clips, table_name, write_table
 from auditor.outputs import interrupted
 from auditor.searchcopies import SearchCopies, copies_name, write_copies
@@ -208,7 +210,7 @@ def test_the_search_copies_are_the_audit_vectors_on_8_bits(demo):
     assert np.abs(codes * scale[:, None] - x).max() <= scale.max() / 2 + 1e-7
 
 
-def test_searching_the_copies_finds_what_an_exact_search_finds(tmp_path):
+def test_searching_the_copies_finds_what_an_exact_search_finds(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3000, 96)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -224,6 +226,11 @@ def test_searching_the_copies_finds_what_an_exact_search_finds(tmp_path):
         kth = np.sort(exact[q])[-20]
         clear = {ids[i] for i in np.flatnonzero(exact[q] > kth + 0.01)}  # above the k-th by more than int8 moves
         assert clear <= {c for c, _ in hits}
+    monkeypatch.setattr(searchcopies, "BLOCK", 700)  # blocks over both scanning threads, chunks cut inside each
+    monkeypatch.setattr(searchcopies, "CHUNK", 300)
+    again = copies.search(queries, 20)
+    assert [[c for c, _ in hits] for hits in again] == [[c for c, _ in hits] for hits in found]
+    assert np.allclose([[s for _, s in hits] for hits in again], [[s for _, s in hits] for hits in found], atol=1e-6)
     with pytest.raises(Exception, match="holds 3000 clips, the audit 2999"):
         SearchCopies(tmp_path / copies_name("r1"), ids[1:])
     assert ClipTable.from_records([]).records() == []
@@ -268,3 +275,37 @@ def test_packed_clip_fields_read_back_as_recorded_and_fill_the_table_in_context_
     assert out["box"].to_pylist() == [[0, 0, 1, 1], [1, 2, 3, 4], None, None]
     assert out["odd"].to_pylist() == ['"text"', "1.0", None, None]  # mixed kinds: as JSON text
     assert out["note"].to_pylist() == [None, None, {"x": [0.1, 0.2]}, None]
+
+
+def test_the_apps_clip_index_finds_rows_classes_and_fields_without_a_dict_of_every_clip():
+    rng = np.random.default_rng(3)
+    rows = rng.permutation(np.arange(0, 900, 3))  # rows with gaps, in no order
+    labels = rng.choice(["b", "a", "c"], len(rows)).astype(object)
+    labels[5] = None
+    records = [
+        {"row": int(r), "clip_id": f"id{r}", "label": lab, "split": None, "video": f"v{r}.mp4", "start": 0.0,
+         "end": 1.0, "knn_agreement": None if r % 4 == 0 else r / 1000, "findings": []}
+        for r, lab in zip(rows, labels)
+    ]  # fmt: skip
+    table = ClipTable.from_records(records)
+    index = ClipIndex(table)
+    by_row = {r["row"]: i for i, r in enumerate(records)}
+    assert all(index.by_row[r]["clip_id"] == f"id{r}" for r in by_row) and len(index.by_row) == len(records)
+    assert 4 not in index.by_row and "3" not in index.by_row and 3.5 not in index.by_row and 3 in index.by_row
+    with pytest.raises(KeyError):
+        index.by_row[901]
+    ask = [int(rows[0]), 4, int(rows[5]), 10_000, -3, int(rows[7])]
+    assert index.labels_of(ask) == [labels[0], None, None, None, None, labels[7]]
+    expected = (  # the classes as pandas grouped them before: sorted, each class's positions by row
+        pd.Series(np.argsort(rows, kind="stable")).groupby(labels[np.argsort(rows, kind="stable")], sort=True)
+    )
+    assert list(index.members.positions) == ["a", "b", "c"]
+    for label, group in expected:
+        assert index.members.positions[label].tolist() == group.tolist()
+    ids = ["id3", "nope", f"id{rows[1]}", "id3"]
+    assert index.by_id.many(ids) == {c: records[by_row[int(c[2:])]] for c in ["id3", f"id{rows[1]}"]}
+    assert index.by_id.field("knn_agreement", ids) == {
+        c: records[by_row[int(c[2:])]]["knn_agreement"] for c in ["id3", f"id{rows[1]}"]
+    }
+    assert index.by_id.field("no_such_field", ["id3"]) == {"id3": None}
+    assert "by_id" not in table.__dict__  # found by one pass over the ids, no dict of every one made

@@ -178,20 +178,20 @@ def rotate(x: np.ndarray) -> np.ndarray:
     rounds = _rotation(x.shape[1])
     z = np.zeros((len(x), len(rounds[0][0])), np.float32)
     z[:, : x.shape[1]] = x
-    with _one_blas_thread():
+    with one_blas_thread():
         for permutation, blocks in rounds:
             z = _turn(np.take(z, permutation, axis=1), blocks)
     return z
 
 
 def unrotate(z: np.ndarray, width: int) -> np.ndarray:
-    with _one_blas_thread():
+    with one_blas_thread():
         for permutation, blocks in reversed(_rotation(width)):
             z = np.take(_turn(z, blocks.transpose(0, 2, 1)), np.argsort(permutation), axis=1)
     return z[:, :width]
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """Small batched products run 4-7x faster on one BLAS thread than on two when other work shares the cores
     (measured on the project's 2-core machine under a load of 3); they are too small to gain from threads."""
     from threadpoolctl import threadpool_limits

@@ -43,8 +43,9 @@ class Writes:
             ("vectors", vector_rows),
             ("clips", clip_rows),
         ]
-        if self._staging(layout, sum(row_bytes(r) for _, rows in kinds for r in rows)):
-            self._stage(layout, kinds)
+        adding = sum(row_bytes(r) for _, rows in kinds for r in rows)
+        if self._staging(layout, adding):
+            self._stage(layout, kinds, adding)
             return
         for which, rows in kinds:
             for shard, part in self._by_shard(layout, rows, key=lambda r: r[S.CLIP_ID]).items():
@@ -54,8 +55,9 @@ class Writes:
             self._evict()
 
     def flush(self) -> None:
-        """Write the staged rows shard by shard, companions before clip rows, closing a Lite file after each
-        shard: one shard's collections in memory at a time. Every other call to the store flushes first."""
+        """Write the staged rows shard by shard, companions before clip rows, closing the Lite file whenever
+        what it holds open passes `resident_bytes`: about that much of the store in memory at a time, not all
+        of it. Every other call to the store flushes first."""
         staged, self._staged, self._staged_bytes = sorted(self._staged.items()), {}, 0
         refused: list[tuple[StoreError, int]] = []  # a shard Milvus refuses does not keep the others out
         for (clips, shard), kinds in staged:
@@ -87,12 +89,12 @@ class Writes:
         self._dataset_bytes[layout.clips] += adding
         return bool(self._staged) or self._dataset_bytes[layout.clips] > self.limits.resident_bytes
 
-    def _stage(self, layout: DatasetLayout, kinds: list[tuple[str, list[dict]]]) -> None:
-        """Hold packed rows by shard until `staged_bytes` of them wait, then write them all (`flush`)."""
+    def _stage(self, layout: DatasetLayout, kinds: list[tuple[str, list[dict]]], nbytes: int) -> None:
+        """Hold packed rows (`nbytes` of them) by shard until `staged_bytes` wait, then write them all (`flush`)."""
         for which, rows in kinds:
             for shard, part in self._by_shard(layout, rows, key=lambda r: r[S.CLIP_ID]).items():
                 self._staged.setdefault((layout.clips, shard), {}).setdefault(which, []).extend(part)
-            self._staged_bytes += sum(row_bytes(r) for r in rows)
+        self._staged_bytes += nbytes
         if self._staged_bytes > self.limits.staged_bytes:
             self.flush()
 
