@@ -2,8 +2,10 @@
 
 import io
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import pyarrow as pa
 import streamlit as st
 from PIL import Image, ImageDraw
 
@@ -20,8 +22,23 @@ metrics = classes[label]
 table = pd.DataFrame(report["classes"])
 index = clip_index(audit)
 by_row = index.by_row
-members = index.members[label]
-rows = {c["row"] for c in members}
+positions = index.members.positions[label]  # the class's clips, read from columns: no record made a member
+member_rows = index.table.column("row")[positions]
+rows = set(member_rows.tolist())
+
+
+def timed_mask(table, positions: np.ndarray) -> np.ndarray:
+    """Which of these clips have a timeline (a null struct where the audit recorded none)."""
+    if "timeline" not in table.columns:
+        return np.zeros(len(positions), bool)
+    taken = table.arrow("timeline").take(pa.array(positions, pa.int64()))
+    return taken.is_valid().to_numpy(zero_copy_only=False)
+
+
+def column_titles(table, positions: np.ndarray) -> list[str]:
+    """`clip_title` of these clips from their columns (a picker of a class's 20,000 clips makes no record)."""
+    columns = [table.column(c)[positions].tolist() for c in ("row", "video", "start", "end")]
+    return [clip_title({"row": r, "video": v, "start": a, "end": b}) for r, v, a, b in zip(*columns)]
 
 
 def plural(n: int, word: str) -> str:
@@ -81,7 +98,7 @@ if split:
         clip_gallery(report, [by_row[r] for r in group[:6] if r in by_row])
 else:
     st.write(f"The clips of {escape(label)} form one group: the audit found no distinct sub-groups in it.")
-clusters = pd.Series([c.get("cluster") for c in members]).dropna().astype(int).value_counts().sort_index()
+clusters = pd.Series(index.table.column("cluster")[positions]).dropna().astype(int).value_counts().sort_index()
 parts = [plural(n, "clip") + (" as noise" if k < 0 else f" in cluster {k}") for k, n in clusters.items()]
 if parts:
     st.caption(
@@ -97,17 +114,17 @@ for f in confusions:
     st.warning(escape(f"{f.get('action') or ''} {f['message']}"))
 
 st.subheader("Temporal tightness")
-timed = [c for c in members if c.get("timeline")]
+timed = positions[timed_mask(index.table, positions)]
 loose_rows = {f["rows"][0]: f for f in findings_of("temporal_looseness")}
-timed.sort(key=lambda c: (c["row"] not in loose_rows, c["row"]))
+titles = dict(zip(index.table.column("row")[timed].tolist(), column_titles(index.table, timed)))
 picked = (
     st.selectbox(
         "Clip",
-        [c["row"] for c in timed],
-        format_func=lambda r: clip_title(by_row[r]) + (" · loose" if r in loose_rows else ""),
+        sorted(titles, key=lambda r: (r not in loose_rows, r)),
+        format_func=lambda r: titles[r] + (" · loose" if r in loose_rows else ""),
         key="timeline_row",
     )
-    if timed
+    if titles
     else None
 )
 if picked is not None:

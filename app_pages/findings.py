@@ -145,7 +145,7 @@ with fixes_tab:
     fix_pages = max(1, math.ceil(len(fixes) / PER_PAGE))
     fix_page = st.number_input("Page", 1, fix_pages, 1, key="fixes_page") if fix_pages > 1 else 1
     page_fixes = fixes[(fix_page - 1) * PER_PAGE : fix_page * PER_PAGE]
-    accused = [by_row[e.row]["clip_id"] for e, _ in page_fixes if e.row in by_row]
+    accused = [clip["clip_id"] for clip in by_row.many([e.row for e, _ in page_fixes]).values()]  # one read
     images = thumbnails(report, accused + cast_ids([f for _, f in page_fixes if f]))  # the page's, in one read
     for edit, finding in page_fixes:
         show_fix(edit, finding, images)

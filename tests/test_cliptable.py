@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from app_pages.shared import ClipIndex
-from auditor import searchcopies, service
+from auditor import cliptable, searchcopies, service
 from auditor.cliptable import ClipTable, folder_clips, table_name, write_table
 from auditor.outputs import interrupted
 from auditor.searchcopies import SearchCopies, copies_name, write_copies
@@ -309,3 +309,18 @@ def test_the_apps_clip_index_finds_rows_classes_and_fields_without_a_dict_of_eve
     }
     assert index.by_id.field("no_such_field", ["id3"]) == {"id3": None}
     assert "by_id" not in table.__dict__  # found by one pass over the ids, no dict of every one made
+
+
+def test_a_few_records_are_read_from_their_row_groups_as_the_whole_table_holds_them(demo, tmp_path, monkeypatch):
+    whole = folder_clips(demo[0].out_dir)
+    monkeypatch.setattr(cliptable, "ROW_GROUP", 3)  # the demo's clips in groups of 3
+    write_table(whole.table, tmp_path, "r1")
+    table = ClipTable.read(tmp_path / table_name("r1"), "r1")
+    n = len(whole)
+    assert n >= 33 and table._file.num_row_groups == -(-n // 3)
+    asked = [n - 1, 0, 8, 6, n - 1, 2, 7]  # unordered, repeated, on group edges: 3 groups of 11 or more
+    assert table.records(asked) == whole.records(asked)
+    assert table._loaded == {}  # no column read whole
+    spread = list(range(0, n, 2))  # most groups: the whole table read once, and kept
+    assert table.records(spread) == whole.records(spread) and len(table._loaded) == len(table.columns)
+    assert table.records(asked) == whole.records(asked)
