@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from indexer.decode_pool import decode_all
 from indexer.embedders import Embedder
 from indexer.executors import ExecutorUnavailable, Job
-from indexer.executors.stages import FrameCache, Outcome, embed_rows, write_rows
+from indexer.executors.stages import FrameCache, Offload, Outcome, embed_rows, write_rows
 from indexer.video import SampledClip, SegmentFailure
 from taxonomy_core.store import Store
 
@@ -47,7 +47,8 @@ class LocalExecutor:
         """Decoded clips in batches, with the seconds spent waiting on the decoders for them; failures at once."""
         batch: list[SampledClip] = []
         waited = 0.0
-        results = decode_all(job.groups, job.sampling, job.workers)
+        region_pass = embedder.for_decoders()
+        results = decode_all(job.groups, job.sampling, job.workers, Offload(region_pass) if region_pass else None)
         while True:
             started = time.perf_counter()
             result = next(results, None)

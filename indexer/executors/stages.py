@@ -7,10 +7,11 @@ manifests, resume or reports; `indexer.pipeline` decides what to index and reads
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,36 @@ def decode_group(video: str, specs: list[ClipSpec], sampling: SamplingConfig) ->
     except Exception as e:  # a bug or an exotic file must not take the whole job down
         reason = f"{video}: decoding raised {type(e).__name__}: {e}"
         yield from (SegmentFailure(spec, "unreadable_video", reason) for spec in pending.values())
+
+
+@dataclass(frozen=True)
+class Offload:
+    """Region passes a decoding process runs for the clips it decodes while `backlog` or more results wait for the
+    model process: a decoder ahead of the model takes the costliest image off it (a pass over the middle frame:
+    2.4 to 4.9 images of compute for effnet-lite0), and one behind leaves them all to it."""
+
+    region_pass: bytes  # `Embedder.for_decoders()`
+    backlog: int = 16
+
+
+class DecoderRegions:
+    """A decoding process's side of `Offload`; the pass is unpickled when first run, so decoding starts at once."""
+
+    def __init__(self, offload: Offload | None):
+        self.offload, self.run, self.done = offload, None, {}
+
+    def start(self, video: str) -> None:
+        self.done = {}  # passes made for this video's clips, by middle frame (overlapping clips share one)
+
+    def __call__(self, result: SampledClip | SegmentFailure, waiting: int) -> SampledClip | SegmentFailure:
+        if self.offload is None or not isinstance(result, SampledClip) or result.middle is None:
+            return result
+        if result.middle_key not in self.done:
+            if waiting < self.offload.backlog:
+                return result
+            self.run = self.run or pickle.loads(self.offload.region_pass)
+            self.done[result.middle_key] = self.run(result.middle, result.crop_boxes)
+        return replace(result, middle=None, regions=self.done[result.middle_key])
 
 
 def embed_rows(
@@ -166,14 +197,16 @@ def _embed_frames(
 
 def _embed_regions(embedder: Embedder, cache: FrameCache, clips: list[SampledClip]) -> tuple[Vectors | None, int]:
     """Each clip's crop vectors pooled from one pass over its middle frame, once per distinct frame in the job."""
-    if any(c.middle is None for c in clips):
+    if not all(c.pooled for c in clips):
         return None, 0
     boxes = clips[0].crop_boxes
-    middles = {("region", c.spec.video, c.middle_key): c.middle for c in clips}
+    middles = {("region", c.spec.video, c.middle_key): c for c in clips}
 
     def make(missing: list[tuple]) -> list[Vectors]:
-        v = embedder.embed_regions([middles[k] for k in missing], boxes)
-        return [_rows(v, slice(j * len(boxes), (j + 1) * len(boxes))) for j in range(len(missing))]
+        todo = [k for k in missing if middles[k].regions is None]  # the others' passes ran in a decoding process
+        v = embedder.embed_regions([middles[k].middle for k in todo], boxes) if todo else None
+        made = {k: _rows(v, slice(j * len(boxes), (j + 1) * len(boxes))) for j, k in enumerate(todo)}
+        return [made[k] if k in made else middles[k].regions for k in missing]
 
     entries, made = cache.get(list(middles), make)
     per_frame = dict(zip(middles, entries))
