@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from indexer.executors.stages import DecoderRegions, Offload, decode_group
+from indexer.executors.stages import DecoderModel, Offload, decode_group
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure
 from taxonomy_core.schema import ClipSpec
 
@@ -43,7 +43,7 @@ def decode_all(
     groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int, offload: Offload | None = None
 ) -> Iterator[SampledClip | SegmentFailure]:
     """One result per spec in `groups` (video -> its segments), in completion order; with `offload`, the workers
-    run region passes while results wait for this process."""
+    embed clips while results wait for this process."""
     if workers <= 0:
         for video, specs in groups.items():
             yield from decode_group(video, specs, cfg)
@@ -53,13 +53,13 @@ def decode_all(
 
 def _worker(worker: int, tasks, results, cfg: SamplingConfig, offload: Offload | None) -> None:
     _exit_with_parent()
-    regions = DecoderRegions(offload)
+    model = DecoderModel(offload)
     while (task := tasks.get()) is not _STOP:
         video, specs = task
         results.put(_Started(worker, video))
-        regions.start(video)
+        model.start(video)
         for result in decode_group(video, specs, cfg):
-            results.put(regions(result, results.qsize()))
+            results.put(model(result, results.qsize()))
         results.put(_Finished(worker, video))
 
 

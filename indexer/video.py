@@ -108,7 +108,10 @@ class SampledClip:
     fingerprint: str = ""  # perceptual hashes of the whole decoded frames, in time order (indexer.fingerprint)
     middle: np.ndarray | None = None  # [H, W, 3] the whole middle frame when crops are pooled regions
     middle_key: int = -1  # the middle frame's number in the decode pass
-    regions: Vectors | None = None  # crop vectors pooled in the decoding process (`middle` then None: not sent on)
+    # Computed in the decoding process while the model process was behind (indexer.executors.stages.Offload): the
+    # model's per-image arrays by row of `images`, and the crop vectors of the region pass (`middle` then None).
+    outputs: dict[int, list[np.ndarray]] | None = None
+    regions: Vectors | None = None
 
     @property
     def pooled(self) -> bool:

@@ -73,8 +73,8 @@ class Embedder(Protocol):
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
     def for_decoders(self) -> bytes | None:
-        """The region pass, pickled for a decoding process to run where its vectors are the same bits as here;
-        None where it must stay in this process."""
+        """The model, pickled for a decoding process to run where its outputs are the same bits as here (per-image
+        outputs, region passes); None where it must stay in this process."""
         ...
 
 

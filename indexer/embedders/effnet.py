@@ -63,8 +63,8 @@ class EffnetLiteEmbedder(FrameEmbedder):
         self.class_vectors = self.embed_texts(self.class_names)
 
     def __getstate__(self) -> dict:
-        """Pickled for a decoding process's region passes (`for_decoders`): the visual model and the class names'
-        vectors its semantic vectors need, not the text model (texts are embedded here)."""
+        """Pickled for a decoding process (`for_decoders`): the visual model and the class names' vectors its semantic
+        vectors need, not the text model (texts are embedded in the model process)."""
         return {**self.__dict__, "text_model": None, "_cast": {}}
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:

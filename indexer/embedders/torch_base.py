@@ -144,12 +144,12 @@ class FrameEmbedder:
         return self._vectors(*(np.concatenate(parts) for parts in zip(*(per_frame[i] for i in range(len(frames))))))
 
     def for_decoders(self) -> bytes | None:
-        """This embedder's region pass, pickled for the decoding processes to run while the model process is behind
-        (`indexer.executors.stages.Offload`); only where every model call has one shape (`fixed_shape`), so that a
-        frame's crop vectors are the same bits in either process. None: the region passes stay here."""
-        if self.region_size is None or not self.fixed_shape():
+        """This embedder's model, pickled for the decoding processes to run while the model process is behind
+        (`indexer.executors.stages.Offload`); only where every model call has one shape (`fixed_shape`), so that an
+        image's outputs are the same bits in either process. None: the model runs here only."""
+        if not self.pools_frames or not self.fixed_shape():
             return None
-        return pickle.dumps(RegionPass(self))
+        return pickle.dumps(DecoderModel(self))
 
     def fixed_shape(self) -> bool:
         """Reduced precision on a CPU: every model call at one batch shape (the last batch padded, a region pass one
@@ -183,16 +183,18 @@ class FrameEmbedder:
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-class RegionPass:
-    """An embedder's region pass over one frame, run in a decoding process (`FrameEmbedder.for_decoders`).
-
-    Unpickled, it runs one torch thread: the process shares the machine with the model process.
-    """
+class DecoderModel:
+    """An embedder's model in a decoding process (`FrameEmbedder.for_decoders`): per-image outputs of a clip's
+    frames, and the region pass over its middle frame. Unpickled, it runs one torch thread: the process shares the
+    machine with the model process."""
 
     def __init__(self, embedder: FrameEmbedder):
         self.embedder = embedder
 
-    def __call__(self, frame: np.ndarray, boxes: np.ndarray) -> Vectors:
+    def frames(self, images: np.ndarray) -> list[np.ndarray]:
+        return self.embedder.frame_outputs(images)
+
+    def regions(self, frame: np.ndarray, boxes: np.ndarray) -> Vectors:
         return self.embedder.embed_regions([frame], boxes)
 
     def __setstate__(self, state: dict) -> None:

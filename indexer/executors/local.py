@@ -47,8 +47,8 @@ class LocalExecutor:
         """Decoded clips in batches, with the seconds spent waiting on the decoders for them; failures at once."""
         batch: list[SampledClip] = []
         waited = 0.0
-        region_pass = embedder.for_decoders()
-        results = decode_all(job.groups, job.sampling, job.workers, Offload(region_pass) if region_pass else None)
+        model = embedder.for_decoders()
+        results = decode_all(job.groups, job.sampling, job.workers, Offload(model, job.sampling) if model else None)
         while True:
             started = time.perf_counter()
             result = next(results, None)

@@ -61,32 +61,42 @@ def decode_group(video: str, specs: list[ClipSpec], sampling: SamplingConfig) ->
 
 @dataclass(frozen=True)
 class Offload:
-    """Region passes a decoding process runs for the clips it decodes while `backlog` or more results wait for the
-    model process: a decoder ahead of the model takes the costliest image off it (a pass over the middle frame:
-    2.4 to 4.9 images of compute for effnet-lite0), and one behind leaves them all to it."""
+    """The model run by a decoding process for the clips it decodes while `backlog` or more results wait for the model
+    process: a decoder ahead of the model embeds whole clips (frames and region pass) and sends their outputs, one
+    behind leaves them all to the model process. Outputs are the same bits in either process (`for_decoders`)."""
 
-    region_pass: bytes  # `Embedder.for_decoders()`
+    model: bytes  # `Embedder.for_decoders()`
+    sampling: SamplingConfig
     backlog: int = 16
 
 
-class DecoderRegions:
-    """A decoding process's side of `Offload`; the pass is unpickled when first run, so decoding starts at once."""
+class DecoderModel:
+    """A decoding process's side of `Offload`; the model is unpickled when first run, so decoding starts at once."""
 
     def __init__(self, offload: Offload | None):
-        self.offload, self.run, self.done = offload, None, {}
+        self.offload, self.model = offload, None
+        self.start("")
 
     def start(self, video: str) -> None:
-        self.done = {}  # passes made for this video's clips, by middle frame (overlapping clips share one)
+        """Outputs made for this video so far, by image key and middle frame (overlapping clips share frames)."""
+        self.frames: dict[tuple[int, int], list[np.ndarray]] = {}
+        self.regions: dict[int, Vectors] = {}
 
     def __call__(self, result: SampledClip | SegmentFailure, waiting: int) -> SampledClip | SegmentFailure:
-        if self.offload is None or not isinstance(result, SampledClip) or result.middle is None:
+        if self.offload is None or not isinstance(result, SampledClip) or waiting < self.offload.backlog:
             return result
-        if result.middle_key not in self.done:
-            if waiting < self.offload.backlog:
-                return result
-            self.run = self.run or pickle.loads(self.offload.region_pass)
-            self.done[result.middle_key] = self.run(result.middle, result.crop_boxes)
-        return replace(result, middle=None, regions=self.done[result.middle_key])
+        self.model = self.model or pickle.loads(self.offload.model)
+        used = _Companions.of(result, self.offload.sampling.timeline_reuse).used.tolist()
+        todo = [r for r in used if result.image_keys[r] not in self.frames]
+        if todo:
+            arrays = self.model.frames(result.images[todo])
+            self.frames.update((result.image_keys[r], [a[j] for a in arrays]) for j, r in enumerate(todo))
+        outputs = {r: self.frames[result.image_keys[r]] for r in used}
+        if result.middle is None:
+            return replace(result, outputs=outputs)
+        if result.middle_key not in self.regions:
+            self.regions[result.middle_key] = self.model.regions(result.middle, result.crop_boxes)
+        return replace(result, outputs=outputs, middle=None, regions=self.regions[result.middle_key])
 
 
 def embed_rows(
@@ -109,7 +119,8 @@ def embed_rows(
 
     clip_rows = [at(i, c.frame_idx) for i, c in enumerate(clips)]
     pixels = [clips[i].images[row] for i, row in first.values()]
-    (per_image, per_clip), embedded = _embed_frames(embedder, cache, list(first), pixels, clip_rows)
+    known = {_key(c, row): out for c in clips if c.outputs for row, out in c.outputs.items()}
+    (per_image, per_clip), embedded = _embed_frames(embedder, cache, list(first), pixels, clip_rows, known)
     regions, passes = _embed_regions(embedder, cache, clips)
     rows = Rows([], [], [], embedded + passes)
     for i, (clip, plan) in enumerate(zip(clips, plans)):
@@ -179,16 +190,24 @@ def _key(clip: SampledClip, row: int) -> tuple:
 
 
 def _embed_frames(
-    embedder: Embedder, cache: FrameCache, keys: list[tuple], pixels: list[np.ndarray], clip_rows: list[np.ndarray]
+    embedder: Embedder,
+    cache: FrameCache,
+    keys: list[tuple],
+    pixels: list[np.ndarray],
+    clip_rows: list[np.ndarray],
+    known: dict[tuple, list[np.ndarray]],
 ) -> tuple[tuple[Vectors, Vectors], int]:
-    """Per-image vectors of the batch's distinct frames, per-clip ones pooled from them; and the images embedded."""
+    """Per-image vectors of the batch's distinct frames, per-clip ones pooled from them; and the images embedded.
+    `known`: outputs a decoding process made (`Offload`)."""
     if not embedder.pools_frames:  # a video-native clip vector: the batch's frames, each once
         return embedder.embed_batch(np.stack(pixels), clip_rows), len(pixels)
     index = dict(zip(keys, range(len(keys))))
 
     def make(missing: list[tuple]) -> list[list[np.ndarray]]:
-        outputs = embedder.frame_outputs(np.stack([pixels[index[k]] for k in missing]))
-        return [[a[j] for a in outputs] for j in range(len(missing))]
+        todo = [k for k in missing if k not in known]
+        outputs = embedder.frame_outputs(np.stack([pixels[index[k]] for k in todo])) if todo else []
+        made = {k: [a[j] for a in outputs] for j, k in enumerate(todo)}
+        return [made[k] if k in made else known[k] for k in missing]
 
     entries, made = cache.get(keys, make)
     outputs = [np.stack(parts) for parts in zip(*entries)]
