@@ -3,7 +3,9 @@
 Each task is one source video with all of its segments (decoded once); results stream back one
 segment at a time through a bounded queue, so a long video never piles up in memory. A worker that
 dies (a crashing decoder), or spends longer on one video than the time limit per file (a read that
-never returns), fails only the segments of the video it was on, and is replaced.
+never returns), fails only the segments of the video it was on, and is replaced. A worker with results
+waiting for the main process may embed clips itself (`indexer.executors.stages.Offload`), so that on a
+machine of few cores neither process idles while the other is behind.
 """
 
 from __future__ import annotations

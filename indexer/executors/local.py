@@ -1,4 +1,5 @@
-"""The local executor: decoding in worker processes (decode_pool), the model and the writes in this process."""
+"""The local executor: decoding in worker processes (decode_pool), the model and the writes in this process; a worker
+ahead of the model embeds some clips too, where its outputs are the same bits (`Embedder.for_decoders`)."""
 
 from __future__ import annotations
 
