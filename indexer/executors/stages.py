@@ -7,6 +7,7 @@ manifests, resume or reports; `indexer.pipeline` decides what to index and reads
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_vi
 from taxonomy_core import schema as S
 from taxonomy_core.schema import ClipSpec
 from taxonomy_core.store.base import DatasetLayout, Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,32 +74,45 @@ class Offload:
 
 
 class DecoderModel:
-    """A decoding process's side of `Offload`; the model is unpickled when first run, so decoding starts at once."""
+    """A decoding process's side of `Offload`; the model is unpickled when first run, so decoding starts at once. Where
+    it fails here, the model process embeds every clip (and meets the error itself)."""
 
     def __init__(self, offload: Offload | None):
         self.offload, self.model = offload, None
         self.start("")
 
     def start(self, video: str) -> None:
-        """Outputs made for this video so far, by image key and middle frame (overlapping clips share frames)."""
-        self.frames: dict[tuple[int, int], list[np.ndarray]] = {}
-        self.regions: dict[int, Vectors] = {}
+        """Outputs made for this video's clips, by image key and by middle frame (overlapping clips share frames)."""
+        self.frames, self.regions = FrameCache(), FrameCache(limit=64)
 
     def __call__(self, result: SampledClip | SegmentFailure, waiting: int) -> SampledClip | SegmentFailure:
         if self.offload is None or not isinstance(result, SampledClip) or waiting < self.offload.backlog:
             return result
+        try:
+            return self._embedded(result)
+        except Exception as e:
+            log.warning(
+                "a decoding process could not run the model (%s: %s); the model process embeds every clip",
+                type(e).__name__,
+                e,
+            )
+            self.offload = None
+            return result
+
+    def _embedded(self, clip: SampledClip) -> SampledClip:
         self.model = self.model or pickle.loads(self.offload.model)
-        used = _Companions.of(result, self.offload.sampling.timeline_reuse).used.tolist()
-        todo = [r for r in used if result.image_keys[r] not in self.frames]
-        if todo:
-            arrays = self.model.frames(result.images[todo])
-            self.frames.update((result.image_keys[r], [a[j] for a in arrays]) for j, r in enumerate(todo))
-        outputs = {r: self.frames[result.image_keys[r]] for r in used}
-        if result.middle is None:
-            return replace(result, outputs=outputs)
-        if result.middle_key not in self.regions:
-            self.regions[result.middle_key] = self.model.regions(result.middle, result.crop_boxes)
-        return replace(result, outputs=outputs, middle=None, regions=self.regions[result.middle_key])
+        used = _Companions.of(clip, self.offload.sampling.timeline_reuse).used.tolist()
+        rows = {clip.image_keys[r]: r for r in used}
+
+        def frames(keys: list[tuple]) -> list[list[np.ndarray]]:
+            arrays = self.model.frames(clip.images[[rows[k] for k in keys]])
+            return [[a[j] for a in arrays] for j in range(len(keys))]
+
+        outputs = dict(zip(used, self.frames.get(list(rows), frames)[0]))
+        if clip.middle is None:
+            return replace(clip, outputs=outputs)
+        [regions], _ = self.regions.get([clip.middle_key], lambda _: [self.model.regions(clip.middle, clip.crop_boxes)])
+        return replace(clip, outputs=outputs, middle=None, regions=regions)
 
 
 def embed_rows(
