@@ -3,7 +3,9 @@
 Each task is one source video with all of its segments (decoded once); results stream back one
 segment at a time through a bounded queue, so a long video never piles up in memory. A worker that
 dies (a crashing decoder), or spends longer on one video than the time limit per file (a read that
-never returns), fails only the segments of the video it was on, and is replaced.
+never returns), fails only the segments of the video it was on, and is replaced. A worker with results
+waiting for the main process may embed clips itself (`indexer.executors.stages.Offload`), so that on a
+machine of few cores neither process idles while the other is behind.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from indexer.executors.stages import decode_group
+from indexer.executors.stages import DecoderModel, Offload, decode_group
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure
 from taxonomy_core.schema import ClipSpec
 
@@ -40,24 +42,35 @@ def default_workers() -> int:
 
 
 def decode_all(
-    groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int
+    groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int, offload: Offload | None = None
 ) -> Iterator[SampledClip | SegmentFailure]:
-    """One result per spec in `groups` (video -> its segments), in completion order."""
+    """One result per spec in `groups` (video -> its segments), in completion order; with `offload`, the workers
+    embed clips while results wait for this process."""
     if workers <= 0:
         for video, specs in groups.items():
             yield from decode_group(video, specs, cfg)
         return
-    yield from _Pool(groups, cfg, workers).run()
+    yield from _Pool(groups, cfg, workers, offload).run()
 
 
-def _worker(worker: int, tasks, results, cfg: SamplingConfig) -> None:
+def _worker(worker: int, tasks, results, cfg: SamplingConfig, offload: Offload | None) -> None:
     _exit_with_parent()
+    model = DecoderModel(offload)
     while (task := tasks.get()) is not _STOP:
         video, specs = task
         results.put(_Started(worker, video))
+        model.start(video)
         for result in decode_group(video, specs, cfg):
-            results.put(result)
+            results.put(model(result, _waiting(results)))
         results.put(_Finished(worker, video))
+
+
+def _waiting(results) -> int:
+    """Results in the queue; 0 where the platform cannot count them (macOS): the main process embeds every clip."""
+    try:
+        return results.qsize()
+    except NotImplementedError:
+        return 0
 
 
 def _exit_with_parent() -> None:
@@ -73,9 +86,9 @@ def _exit_with_parent() -> None:
 
 
 class _Pool:
-    def __init__(self, groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int):
+    def __init__(self, groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int, offload: Offload | None):
         self.ctx = mp.get_context("spawn")  # no fork of a process holding torch threads or gRPC channels
-        self.groups, self.cfg = groups, cfg
+        self.groups, self.cfg, self.offload = groups, cfg, offload
         self.tasks = self.ctx.Queue()
         self.results = self.ctx.Queue(maxsize=64)
         self.pending = {video: {s.row for s in specs} for video, specs in groups.items()}
@@ -84,7 +97,8 @@ class _Pool:
         self.procs = {i: self._spawn(i) for i in range(min(workers, len(groups)))}
 
     def _spawn(self, worker: int):
-        proc = self.ctx.Process(target=_worker, args=(worker, self.tasks, self.results, self.cfg), daemon=True)
+        args = (worker, self.tasks, self.results, self.cfg, self.offload)
+        proc = self.ctx.Process(target=_worker, args=args, daemon=True)
         proc.start()
         return proc
 

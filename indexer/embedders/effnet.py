@@ -62,6 +62,11 @@ class EffnetLiteEmbedder(FrameEmbedder):
         self.class_names = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
         self.class_vectors = self.embed_texts(self.class_names)
 
+    def __getstate__(self) -> dict:
+        """Pickled for a decoding process (`for_decoders`): the visual model and the class names' vectors its semantic
+        vectors need, not the text model (texts are embedded in the model process)."""
+        return {**self.__dict__, "text_model": None, "_cast": {}}
+
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._head(self.model._avg_pooling(self._feature_map(batch).float()).flatten(1))
 

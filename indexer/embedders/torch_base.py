@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import pickle
 
 import numpy as np
 import torch
@@ -142,6 +143,14 @@ class FrameEmbedder:
                     per_frame.update((i, [a[j] for a in arrays]) for j, i in enumerate(chunk))
         return self._vectors(*(np.concatenate(parts) for parts in zip(*(per_frame[i] for i in range(len(frames))))))
 
+    def for_decoders(self) -> bytes | None:
+        """This embedder's model, pickled for the decoding processes to run while the model process is behind
+        (`indexer.executors.stages.Offload`); only where every model call has one shape (`fixed_shape`), so that an
+        image's outputs are the same bits in either process. None: the model runs here only."""
+        if not self.pools_frames or not self.fixed_shape():
+            return None
+        return pickle.dumps(DecoderModel(self))
+
     def fixed_shape(self) -> bool:
         """Reduced precision on a CPU: every model call at one batch shape (the last batch padded, a region pass one
         frame at a time), so that a frame's vector cannot depend on which frames share its batch: oneDNN picks
@@ -172,3 +181,22 @@ class FrameEmbedder:
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+class DecoderModel:
+    """An embedder's model in a decoding process (`FrameEmbedder.for_decoders`): per-image outputs of a clip's
+    frames, and the region pass over its middle frame. Unpickled, it runs one torch thread: the process shares the
+    machine with the model process."""
+
+    def __init__(self, embedder: FrameEmbedder):
+        self.embedder = embedder
+
+    def frames(self, images: np.ndarray) -> list[np.ndarray]:
+        return self.embedder.frame_outputs(images)
+
+    def regions(self, frame: np.ndarray, boxes: np.ndarray) -> Vectors:
+        return self.embedder.embed_regions([frame], boxes)
+
+    def __setstate__(self, state: dict) -> None:
+        torch.set_num_threads(1)
+        self.__dict__.update(state)

@@ -1,4 +1,5 @@
-"""The local executor: decoding in worker processes (decode_pool), the model and the writes in this process."""
+"""The local executor: decoding in worker processes (decode_pool), the model and the writes in this process; a worker
+ahead of the model embeds some clips too, where its outputs are the same bits (`Embedder.for_decoders`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from indexer.decode_pool import decode_all
 from indexer.embedders import Embedder
 from indexer.executors import ExecutorUnavailable, Job
-from indexer.executors.stages import FrameCache, Outcome, embed_rows, write_rows
+from indexer.executors.stages import FrameCache, Offload, Outcome, embed_rows, write_rows
 from indexer.video import SampledClip, SegmentFailure
 from taxonomy_core.store import Store
 
@@ -47,7 +48,8 @@ class LocalExecutor:
         """Decoded clips in batches, with the seconds spent waiting on the decoders for them; failures at once."""
         batch: list[SampledClip] = []
         waited = 0.0
-        results = decode_all(job.groups, job.sampling, job.workers)
+        model = embedder.for_decoders()
+        results = decode_all(job.groups, job.sampling, job.workers, Offload(model, job.sampling) if model else None)
         while True:
             started = time.perf_counter()
             result = next(results, None)

@@ -7,10 +7,12 @@ manifests, resume or reports; `indexer.pipeline` decides what to index and reads
 
 from __future__ import annotations
 
+import logging
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_vi
 from taxonomy_core import schema as S
 from taxonomy_core.schema import ClipSpec
 from taxonomy_core.store.base import DatasetLayout, Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +62,59 @@ def decode_group(video: str, specs: list[ClipSpec], sampling: SamplingConfig) ->
         yield from (SegmentFailure(spec, "unreadable_video", reason) for spec in pending.values())
 
 
+@dataclass(frozen=True)
+class Offload:
+    """The model run by a decoding process for the clips it decodes while `backlog` or more results wait for the model
+    process: a decoder ahead of the model embeds whole clips (frames and region pass) and sends their outputs, one
+    behind leaves them all to the model process. Outputs are the same bits in either process (`for_decoders`)."""
+
+    model: bytes  # `Embedder.for_decoders()`
+    sampling: SamplingConfig
+    backlog: int = 16
+
+
+class DecoderModel:
+    """A decoding process's side of `Offload`; the model is unpickled when first run, so decoding starts at once. Where
+    it fails here, the model process embeds every clip (and meets the error itself)."""
+
+    def __init__(self, offload: Offload | None):
+        self.offload, self.model = offload, None
+        self.start("")
+
+    def start(self, video: str) -> None:
+        """Outputs made for this video's clips, by image key and by middle frame (overlapping clips share frames)."""
+        self.frames, self.regions = FrameCache(), FrameCache(limit=64)
+
+    def __call__(self, result: SampledClip | SegmentFailure, waiting: int) -> SampledClip | SegmentFailure:
+        if self.offload is None or not isinstance(result, SampledClip) or waiting < self.offload.backlog:
+            return result
+        try:
+            return self._embedded(result)
+        except Exception as e:
+            log.warning(
+                "a decoding process could not run the model (%s: %s); the model process embeds every clip",
+                type(e).__name__,
+                e,
+            )
+            self.offload = None
+            return result
+
+    def _embedded(self, clip: SampledClip) -> SampledClip:
+        self.model = self.model or pickle.loads(self.offload.model)
+        used = _Companions.of(clip, self.offload.sampling.timeline_reuse).used.tolist()
+        rows = {clip.image_keys[r]: r for r in used}
+
+        def frames(keys: list[tuple]) -> list[list[np.ndarray]]:
+            arrays = self.model.frames(clip.images[[rows[k] for k in keys]])
+            return [[a[j] for a in arrays] for j in range(len(keys))]
+
+        outputs = dict(zip(used, self.frames.get(list(rows), frames)[0]))
+        if clip.middle is None:
+            return replace(clip, outputs=outputs)
+        [regions], _ = self.regions.get([clip.middle_key], lambda _: [self.model.regions(clip.middle, clip.crop_boxes)])
+        return replace(clip, outputs=outputs, middle=None, regions=regions)
+
+
 def embed_rows(
     embedder: Embedder, layout: DatasetLayout, clips: list[SampledClip], sampling: SamplingConfig, cache: FrameCache
 ) -> Rows:
@@ -78,7 +135,8 @@ def embed_rows(
 
     clip_rows = [at(i, c.frame_idx) for i, c in enumerate(clips)]
     pixels = [clips[i].images[row] for i, row in first.values()]
-    (per_image, per_clip), embedded = _embed_frames(embedder, cache, list(first), pixels, clip_rows)
+    known = {_key(c, row): out for c in clips if c.outputs for row, out in c.outputs.items()}
+    (per_image, per_clip), embedded = _embed_frames(embedder, cache, list(first), pixels, clip_rows, known)
     regions, passes = _embed_regions(embedder, cache, clips)
     rows = Rows([], [], [], embedded + passes)
     for i, (clip, plan) in enumerate(zip(clips, plans)):
@@ -148,16 +206,24 @@ def _key(clip: SampledClip, row: int) -> tuple:
 
 
 def _embed_frames(
-    embedder: Embedder, cache: FrameCache, keys: list[tuple], pixels: list[np.ndarray], clip_rows: list[np.ndarray]
+    embedder: Embedder,
+    cache: FrameCache,
+    keys: list[tuple],
+    pixels: list[np.ndarray],
+    clip_rows: list[np.ndarray],
+    known: dict[tuple, list[np.ndarray]],
 ) -> tuple[tuple[Vectors, Vectors], int]:
-    """Per-image vectors of the batch's distinct frames, per-clip ones pooled from them; and the images embedded."""
+    """Per-image vectors of the batch's distinct frames, per-clip ones pooled from them; and the images embedded.
+    `known`: outputs a decoding process made (`Offload`)."""
     if not embedder.pools_frames:  # a video-native clip vector: the batch's frames, each once
         return embedder.embed_batch(np.stack(pixels), clip_rows), len(pixels)
     index = dict(zip(keys, range(len(keys))))
 
     def make(missing: list[tuple]) -> list[list[np.ndarray]]:
-        outputs = embedder.frame_outputs(np.stack([pixels[index[k]] for k in missing]))
-        return [[a[j] for a in outputs] for j in range(len(missing))]
+        todo = [k for k in missing if k not in known]
+        outputs = embedder.frame_outputs(np.stack([pixels[index[k]] for k in todo])) if todo else []
+        made = {k: [a[j] for a in outputs] for j, k in enumerate(todo)}
+        return [made[k] if k in made else known[k] for k in missing]
 
     entries, made = cache.get(keys, make)
     outputs = [np.stack(parts) for parts in zip(*entries)]
@@ -166,14 +232,16 @@ def _embed_frames(
 
 def _embed_regions(embedder: Embedder, cache: FrameCache, clips: list[SampledClip]) -> tuple[Vectors | None, int]:
     """Each clip's crop vectors pooled from one pass over its middle frame, once per distinct frame in the job."""
-    if any(c.middle is None for c in clips):
+    if not all(c.pooled for c in clips):
         return None, 0
     boxes = clips[0].crop_boxes
-    middles = {("region", c.spec.video, c.middle_key): c.middle for c in clips}
+    middles = {("region", c.spec.video, c.middle_key): c for c in clips}
 
     def make(missing: list[tuple]) -> list[Vectors]:
-        v = embedder.embed_regions([middles[k] for k in missing], boxes)
-        return [_rows(v, slice(j * len(boxes), (j + 1) * len(boxes))) for j in range(len(missing))]
+        todo = [k for k in missing if middles[k].regions is None]  # the others' passes ran in a decoding process
+        v = embedder.embed_regions([middles[k].middle for k in todo], boxes) if todo else None
+        made = {k: _rows(v, slice(j * len(boxes), (j + 1) * len(boxes))) for j, k in enumerate(todo)}
+        return [made[k] if k in made else middles[k].regions for k in missing]
 
     entries, made = cache.get(list(middles), make)
     per_frame = dict(zip(middles, entries))
