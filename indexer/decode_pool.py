@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from indexer.executors.stages import DecoderModel, Offload, decode_group
+from indexer.executors.stages import DecoderSide, Offload, decode_group
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure
 from taxonomy_core.schema import ClipSpec
 
@@ -55,7 +55,7 @@ def decode_all(
 
 def _worker(worker: int, tasks, results, cfg: SamplingConfig, offload: Offload | None) -> None:
     _exit_with_parent()
-    model = DecoderModel(offload)
+    model = DecoderSide(offload)
     while (task := tasks.get()) is not _STOP:
         video, specs = task
         results.put(_Started(worker, video))

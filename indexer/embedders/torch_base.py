@@ -149,7 +149,7 @@ class FrameEmbedder:
         image's outputs are the same bits in either process. None: the model runs here only."""
         if not self.pools_frames or not self.fixed_shape():
             return None
-        return pickle.dumps(DecoderModel(self))
+        return pickle.dumps(PickledModel(self))
 
     def fixed_shape(self) -> bool:
         """Reduced precision on a CPU: every model call at one batch shape (the last batch padded, a region pass one
@@ -183,7 +183,7 @@ class FrameEmbedder:
         return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-class DecoderModel:
+class PickledModel:
     """An embedder's model in a decoding process (`FrameEmbedder.for_decoders`): per-image outputs of a clip's
     frames, and the region pass over its middle frame. Unpickled, it runs one torch thread: the process shares the
     machine with the model process."""

@@ -73,7 +73,7 @@ class Offload:
     backlog: int = 16
 
 
-class DecoderModel:
+class DecoderSide:
     """A decoding process's side of `Offload`; the model is unpickled when first run, so decoding starts at once. Where
     it fails here, the model process embeds every clip (and meets the error itself)."""
 
