@@ -29,7 +29,7 @@ from app_pages.shared import (
     current_audit,
     finding_title,
     plan_of,
-    thumbnails,
+    thumbnails_at,
 )
 from app_pages.words import kind_name, plain
 from auditor import decisions as D
@@ -55,7 +55,7 @@ def map_frame(audit: Audit, accused: dict[int, list[dict]]) -> pd.DataFrame:
 @st.cache_resource(show_spinner="Placing the clips…", max_entries=2)
 def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]]) -> pd.DataFrame:
     """From the clip table's Arrow columns: no clip record is made, and no Python string a clip (the classes,
-    clusters and splits as categories, the ids and files as Arrow strings: 1.2 s -> 0.3 s at 10^6 clips)."""
+    clusters and splits as categories, files as Arrow strings, positions in the table instead of clip ids)."""
     x, y = _clips.umap()
     placed = np.isfinite(x)
     rows = _clips.column("row")[placed].astype(int)
@@ -77,7 +77,7 @@ def _map_frame(stamp: tuple, _clips: ClipTable, _accused: dict[int, list[dict]])
     return pd.DataFrame(
         {
             "row": rows,
-            "clip_id": column("clip_id").to_pandas(types_mapper=pd.ArrowDtype),
+            "position": np.flatnonzero(placed),  # in the clip table: thumbnails by position, no id column read
             "label": _categories(column("label"), n),
             "x": x[placed],
             "y": y[placed],
@@ -314,10 +314,10 @@ st.plotly_chart(figure(layers), key="map", on_select=remember_selection, selecti
 if relabelled:
     st.caption(f"◆ {len(relabelled)} accepted relabel(s) drawn in their new class (hover says which class they left)")
 hovered = pd.concat(layers[::-1]).head(HOVER_THUMBNAILS)  # those with findings first
-images = thumbnails(report, hovered["clip_id"].tolist())
+images = thumbnails_at(report, hovered["position"].tolist())
 hover_thumbnails(
-    "map", {str(r): f"data:image/jpeg;base64,{base64.b64encode(images[c]).decode()}"
-            for r, c in zip(hovered["row"], hovered["clip_id"]) if c in images},
+    "map", {str(r): f"data:image/jpeg;base64,{base64.b64encode(images[p]).decode()}"
+            for r, p in zip(hovered["row"], hovered["position"]) if p in images},
 )  # fmt: skip
 if len(drawn) > HOVER_THUMBNAILS:
     st.caption(f"hover thumbnails for {HOVER_THUMBNAILS} of the {len(drawn):,} drawn clips: filter classes for more")

@@ -324,3 +324,21 @@ def test_a_few_records_are_read_from_their_row_groups_as_the_whole_table_holds_t
     spread = list(range(0, n, 2))  # most groups: the whole table read once, and kept
     assert table.records(spread) == whole.records(spread) and len(table._loaded) == len(table.columns)
     assert table.records(asked) == whole.records(asked)
+
+
+def test_the_maps_thumbnails_by_position_are_the_files_and_else_the_stores(audit_copy, demo, monkeypatch):
+    from app_pages import shared
+
+    monkeypatch.setenv("AUDITOR_MILVUS_URI", demo[4])
+    audit = open_audit(audit_copy)
+    monkeypatch.setattr(shared, "current_audit", lambda stop=True: audit)
+    monkeypatch.setattr(shared.st, "session_state", {"uri": demo[4]})
+    ids = audit.clips.column("clip_id").tolist()
+    asked = [5, 0, len(ids) - 1]
+    from_file = shared.thumbnails_at(audit.report, asked)
+    by_id = shared.thumbnails(audit.report, [ids[p] for p in asked])
+    assert from_file and from_file == {p: by_id[ids[p]] for p in asked if ids[p] in by_id}
+    (audit_copy / thumbs_name(audit.report["run_id"])).unlink()  # an audit without the file: the store answers
+    older = open_audit(audit_copy)
+    monkeypatch.setattr(shared, "current_audit", lambda stop=True: older)
+    assert older.thumbnail_file() is None and shared.thumbnails_at(older.report, asked) == from_file
