@@ -271,12 +271,12 @@ class RowPositions(Mapping):
         return np.where(hit, self._at[i] if len(self._rows) else -1, -1)
 
     def _find(self, row) -> int:
+        """One row's position, -1 for anything that is no clip's row (as a dict of rows would miss "3" or 3.5)."""
         try:
             r = int(row)
         except (TypeError, ValueError):
             return -1
-        i = int(np.searchsorted(self._rows, r))
-        return int(self._at[i]) if i < len(self._rows) and self._rows[i] == r and r == row else -1
+        return int(self.find([r])[0]) if r == row else -1
 
     def __getitem__(self, row) -> int:
         at = self._find(row)

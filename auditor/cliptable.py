@@ -322,9 +322,9 @@ class ClipTable:
                 raise ClipTableError(f"{self.source} cannot be read ({e}): re-run `auditor audit`") from e
             table = pa.concat_tables([self._groups[g] for g in wanted])
         sizes = np.diff(starts)[wanted]
-        offset = dict(zip(wanted, (np.cumsum(sizes) - sizes).tolist()))  # each group's start in `table`
-        local = positions - starts[groups] + np.array([offset[g] for g in groups.tolist()], np.int64)
-        return table.take(pa.array(local, pa.int64()))
+        offset = np.zeros(len(starts), np.int64)
+        offset[wanted] = np.cumsum(sizes) - sizes  # each wanted group's start in `table`
+        return table.take(pa.array(positions - starts[groups] + offset[groups], pa.int64()))
 
     @cached_property
     def _group_starts(self) -> np.ndarray:
