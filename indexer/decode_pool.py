@@ -67,14 +67,20 @@ def threads_per_decoder(workers: int, cores: int | None = None) -> int:
 
 def _worker(worker: int, tasks, results, cfg: SamplingConfig, offload: Offload | None) -> None:
     _exit_with_parent()
-    model = DecoderSide(offload)
+    side = DecoderSide(offload)
     while (task := tasks.get()) is not _STOP:
-        video, specs = task
-        results.put(_Started(worker, video))
-        model.start(video)
-        for result in decode_group(video, specs, cfg):
-            results.put(model(result, _waiting(results)))
-        results.put(_Finished(worker, video))
+        video, specs, later = task
+        side.post(results, _Started(worker, video))
+        side.start(video, len(specs) + later)
+        decoding = decode_group(video, specs, cfg)
+        while True:
+            started = time.perf_counter()
+            if (result := next(decoding, None)) is None:
+                break
+            if isinstance(result, SampledClip):
+                side.decoded(time.perf_counter() - started)
+            side.post(results, side(result, _waiting(results)))
+        side.post(results, _Finished(worker, video))
 
 
 def _waiting(results) -> int:
@@ -132,8 +138,7 @@ class _Pool:
         return proc
 
     def run(self) -> Iterator[SampledClip | SegmentFailure]:
-        for video, specs in self.groups.items():
-            self.tasks.put((video, specs))
+        self._put_tasks(self.groups)
         for _ in self.procs:
             self.tasks.put(_STOP)
         try:
@@ -150,6 +155,13 @@ class _Pool:
                 if proc.is_alive():
                     proc.terminate()
                 proc.join(timeout=5)
+
+    def _put_tasks(self, groups: dict[str, list[ClipSpec]]) -> None:
+        """One task per video, with the number of clips in the tasks after it (the decoders balance the end by it)."""
+        later = sum(len(specs) for specs in groups.values())
+        for video, specs in groups.items():
+            later -= len(specs)
+            self.tasks.put((video, specs, later))
 
     def _handle(self, message) -> Iterator[SampledClip | SegmentFailure]:
         if isinstance(message, _Started):
@@ -188,8 +200,7 @@ class _Pool:
         if not self.pending:
             return
         self.tasks, self.results = self.ctx.Queue(), self.ctx.Queue(maxsize=64)
-        for video in self.pending:
-            self.tasks.put((video, self.groups[video]))
+        self._put_tasks({video: self.groups[video] for video in self.pending})
         workers = min(len(self.procs), len(self.pending))
         for _ in range(workers):
             self.tasks.put(_STOP)

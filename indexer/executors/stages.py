@@ -7,10 +7,13 @@ manifests, resume or reports; `indexer.pipeline` decides what to index and reads
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import pickle
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -66,9 +69,10 @@ def decode_group(video: str, specs: list[ClipSpec], sampling: SamplingConfig) ->
 
 @dataclass(frozen=True)
 class Offload:
-    """The model run by a decoding process for the clips it decodes while `backlog` or more results wait for the model
-    process: a decoder ahead of the model embeds whole clips (frames and region pass) and sends their outputs, one
-    behind leaves them all to the model process. Outputs are the same bits in either process (`for_decoders`)."""
+    """The model run by a decoding process for the clips it decodes while `backlog` or more clips wait unembedded for
+    the model process: a decoder ahead of the model embeds whole clips (frames and region pass) and sends their
+    outputs, one behind leaves them all to the model process. Outputs are the same bits in either process
+    (`for_decoders`)."""
 
     model: bytes  # `Embedder.for_decoders()`
     sampling: SamplingConfig
@@ -76,22 +80,51 @@ class Offload:
 
 
 class DecoderSide:
-    """A decoding process's side of `Offload`; the model is unpickled when first run, so decoding starts at once. Where
-    it fails here, the model process embeds every clip (and meets the error itself)."""
+    """A decoding process's side of `Offload`. The model is unpickled in a thread once half the backlog waits (decoding
+    starts at once, and the first clip embedded here does not wait ~0.5 s for torch to load). The backlog counts model
+    work, not messages: of the messages still queued (the newest ones: the queue is first in, first out), the clips
+    sent unembedded; clips embedded here cost the model process almost nothing. (With several decoders on one queue
+    the others' messages count as this one's: an estimate.) Where the model fails here, the model process embeds
+    every clip (and meets the error itself)."""
 
     def __init__(self, offload: Offload | None):
         self.offload, self.model = offload, None
+        self.sent: deque[bool] = deque(maxlen=1024)  # per message sent, oldest first: does it hold model work
+        self.loader: threading.Thread | None = None
+        self.failure: Exception | None = None
+        self.decode_s: float | None = None  # seconds a clip, decoding and embedding here (running means)
+        self.embed_s: float | None = None
         self.start("")
 
-    def start(self, video: str) -> None:
-        """Outputs made for this video's clips, by image key and by middle frame (overlapping clips share frames)."""
+    def start(self, video: str, remaining: int = 0) -> None:
+        """Outputs made for this video's clips, by image key and by middle frame (overlapping clips share frames); and
+        the clips left to decode in the job from here (this video's included), at most."""
         self.frames, self.regions = FrameCache(), FrameCache(limit=64)
+        self.remaining = remaining
+
+    def post(self, results, message: Any) -> None:
+        """Put a message on the results queue, noting whether it leaves the model process a clip to embed."""
+        results.put(message)
+        self.sent.append(isinstance(message, SampledClip) and message.outputs is None)
+
+    def backlog(self, waiting: int) -> int:
+        """Clips among the `waiting` queued messages that the model process must still embed."""
+        return sum(itertools.islice(reversed(self.sent), min(waiting, len(self.sent))))
 
     def __call__(self, result: SampledClip | SegmentFailure, waiting: int) -> SampledClip | SegmentFailure:
-        if self.offload is None or not isinstance(result, SampledClip) or waiting < self.offload.backlog:
+        """`result`, embedded here when `waiting` queued messages hold `Offload.backlog` or more clips to embed."""
+        self.remaining = max(0, self.remaining - 1)
+        backlog = self.backlog(waiting)
+        if self.offload is not None and self.loader is None and backlog >= self.offload.backlog // 2:
+            self.loader = threading.Thread(target=self._load, name="offload-model", daemon=True)
+            self.loader.start()
+        if self.offload is None or not isinstance(result, SampledClip) or backlog < self._threshold():
             return result
         try:
-            return self._embedded(result)
+            started = time.perf_counter()
+            embedded = self._embedded(result)
+            self.embed_s = _mean(self.embed_s, time.perf_counter() - started)
+            return embedded
         except Exception as e:
             log.warning(
                 "a decoding process could not run the model (%s: %s); the model process embeds every clip",
@@ -101,8 +134,31 @@ class DecoderSide:
             self.offload = None
             return result
 
+    def _threshold(self) -> int:
+        """`Offload.backlog`, and less near the job's end, so that both processes finish together: embedding this clip
+        here delays this process by one clip's model time, and the model process's queue lasts `backlog` of them;
+        this process still has `remaining` clips to decode (at the decode / model time ratio measured here)."""
+        if self.embed_s is None or self.decode_s is None:
+            return self.offload.backlog
+        return min(self.offload.backlog, 2 + math.ceil(self.remaining * self.decode_s / self.embed_s))
+
+    def decoded(self, seconds: float) -> None:
+        """The seconds one clip took to decode here."""
+        self.decode_s = _mean(self.decode_s, seconds)
+
+    def _load(self) -> None:
+        try:
+            self.model = pickle.loads(self.offload.model)
+        except Exception as e:  # raised again where the model is first run
+            self.failure = e
+
     def _embedded(self, clip: SampledClip) -> SampledClip:
-        self.model = self.model or pickle.loads(self.offload.model)
+        if self.loader is None:
+            self._load()
+        else:
+            self.loader.join()
+        if self.failure is not None:
+            raise self.failure
         used = _Companions.of(clip, self.offload.sampling.timeline_reuse).used.tolist()
         rows = {clip.image_keys[r]: r for r in used}
 
@@ -115,6 +171,10 @@ class DecoderSide:
             return replace(clip, outputs=outputs)
         [regions], _ = self.regions.get([clip.middle_key], lambda _: [self.model.regions(clip.middle, clip.crop_boxes)])
         return replace(clip, outputs=outputs, middle=None, regions=regions)
+
+
+def _mean(mean: float | None, value: float, weight: float = 0.2) -> float:
+    return value if mean is None else (1 - weight) * mean + weight * value
 
 
 def embed_rows(
