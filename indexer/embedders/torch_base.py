@@ -131,14 +131,15 @@ class FrameEmbedder:
         for i, shape in enumerate(shapes):
             by_shape.setdefault(shape, []).append(i)
         per_frame: dict[int, list[np.ndarray]] = {}
-        fixed = self.fixed_shape()
+        fixed, pads = self.fixed_shape(), self._pads()
         with torch.inference_mode(), self._context():
             for shape, members in by_shape.items():
                 per_call = 1 if fixed else max(1, self.batch_size * self.image_size**2 // (shape[0] * shape[1]))
                 for start in range(0, len(members), per_call):
                     chunk = members[start : start + per_call]
-                    batch = torch.cat([self._prepare(frames[i][None], shape) for i in chunk])
-                    pooled = pool_regions(self._feature_map(batch), boxes)
+                    parts = [self._prepare(frames[i][None], shape) for i in chunk]
+                    batch = torch.cat(parts + [torch.zeros_like(parts[0])] * (per_call - len(chunk) if pads else 0))
+                    pooled = pool_regions(self._feature_map(batch)[: len(chunk)], boxes)
                     arrays = [a.float().cpu().numpy().reshape(len(chunk), len(boxes), -1) for a in self._head(pooled)]
                     per_frame.update((i, [a[j] for a in arrays]) for j, i in enumerate(chunk))
         return self._vectors(*(np.concatenate(parts) for parts in zip(*(per_frame[i] for i in range(len(frames))))))
@@ -157,17 +158,23 @@ class FrameEmbedder:
         kernels by shape, and bfloat16 rounding would turn another summation order into a visible change."""
         return not self.device.startswith("cuda") and model_dtype(self.device, self.precision) is not None
 
+    def _pads(self) -> bool:
+        """Every model call at one batch shape (a region pass: one for each frame shape), the last batch padded: on a
+        CPU in reduced precision for the bits (`fixed_shape`); on a GPU because cuDNN sets up each input shape it
+        meets, for ~1-4 s on an H200, where a batch of 128 takes ~13 ms (docs/benchmarks.md, issue 20, item 6)."""
+        return self.fixed_shape() or self.device.startswith("cuda")
+
     def _context(self):
         """Where the model runs in reduced precision: autocast (an embedder that casts its own weights overrides it)."""
         return autocast(self.device, self.precision)
 
     def _run(self, images: np.ndarray) -> list[np.ndarray]:
         outputs: list[list[np.ndarray]] = []
-        fixed = self.fixed_shape()
+        pads = self._pads()
         with torch.inference_mode(), self._context():
             for i in range(0, len(images), self.batch_size):
                 chunk = images[i : i + self.batch_size]
-                batch = self._prepare(padded(chunk, self.batch_size) if fixed else chunk)
+                batch = self._prepare(padded(chunk, self.batch_size) if pads else chunk)
                 outputs.append([o.float().cpu().numpy()[: len(chunk)] for o in self._forward(batch)])
         return [np.concatenate(parts) for parts in zip(*outputs)]
 
