@@ -148,7 +148,7 @@ def run_indexing(
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)
             _warn_if_resampled(report.layout, layout)
-            store.ensure(layout)
+            store.ensure(layout, clips=len(todo))  # a small dataset keeps one collection a kind
             report.layout = layout
             job = _job(todo, embedder, layout, store, config)
             _follow(executor.run(job, embedder, store), job, report, progress)

@@ -393,3 +393,56 @@ def test_rows_are_put_in_order_in_place_as_fancy_indexing_would():
         order = rng.permutation(n)
         want, buffer = matrix[order], matrix.copy()
         assert permute_rows(buffer, order) is buffer and np.array_equal(buffer, want)
+
+
+def test_a_small_dataset_keeps_one_collection_a_kind_until_it_grows_past_the_limit(milvus_uri):
+    """A job that brings few clips creates one collection a kind, not 16 (65 collections made, written into and
+    flushed cost a small job ~1 s); once a job would take the dataset past `one_shard_clips`, its rows are spread
+    over the shards first: every clip, vector, companion and thumbnail read back the same, the old collections gone."""
+    store = open_store(milvus_uri)
+    store.limits = replace(store.limits, one_shard_clips=30)
+    layout = replace(LAYOUT, dataset="growing")
+    store.ensure(layout, clips=20)
+    assert store.layout("growing").shards == 1
+    ids = [f"c{i}" for i in range(20)]
+    rng = np.random.default_rng(0)
+    clips = [clip_row(c, f"class_{i % 3}", rng.normal(size=4), row=i) for i, c in enumerate(ids)]
+    timeline = [part(c, k, S.TIME, float(k), rng.normal(size=4)) for c in ids for k in range(3)]
+    crops = [part(c, k, S.BOX, [0, 0, 0.5, 0.5 + 0.1 * k], rng.normal(size=4)) for c in ids for k in range(2)]
+    store.write_clips(layout, clips, timeline, crops)
+    before = store.clip_matrix(layout), store.companions(layout, "timeline", ids), store.thumbnails(layout, ids)
+    crops_before = store.companions(layout, "crops", ids)
+    one = set(store.layout("growing").collections())
+    assert len(one) == 4
+
+    store.ensure(layout, clips=5)  # 25: still under the limit
+    assert store.layout("growing").shards == 1
+    store.ensure(layout, clips=20)  # 40: spread first
+    grown = store.layout("growing")
+    assert grown.shards == store.limits.shards > 1
+    assert not any(store.client.has_collection(name) for name in one)
+    assert all(store.client.has_collection(name) for name in grown.collections())
+    after = store.clip_matrix(layout), store.companions(layout, "timeline", ids), store.thumbnails(layout, ids)
+    assert after[0].table[S.CLIP_ID].tolist() == before[0].table[S.CLIP_ID].tolist()
+    assert np.array_equal(after[0].vectors, before[0].vectors)
+    assert np.array_equal(after[0].text_vectors, before[0].text_vectors)
+    for c in ids:
+        assert np.array_equal(after[1][c].vectors, before[1][c].vectors)
+        assert np.array_equal(after[1][c].where, before[1][c].where)
+        assert np.array_equal(store.companions(layout, "crops", [c])[c].vectors, crops_before[c].vectors)
+    assert after[2] == before[2]
+    assert store.count(layout) == 20 and len({grown.shard_of(c) for c in ids}) > 1
+    hits = store.search(layout, before[0].vectors[:1], 1)
+    assert hits[0][0][0] == before[0].table[S.CLIP_ID].iloc[0]
+    store.close()
+    reopened = open_store(milvus_uri)
+    assert reopened.layout("growing").shards == grown.shards and reopened.count(layout) == 20
+    reopened.close()
+
+
+def test_a_large_first_job_and_a_caller_that_does_not_say_get_every_shard(milvus_uri):
+    store = open_store(milvus_uri)
+    store.ensure(replace(LAYOUT, dataset="large"), clips=store.limits.one_shard_clips + 1)
+    store.ensure(replace(LAYOUT, dataset="unsaid"))
+    assert store.layout("large").shards == store.layout("unsaid").shards == store.limits.shards > 1
+    store.close()

@@ -53,6 +53,10 @@ class StoreLimits:
     read_batch: int = 1000  # rows per query by primary key
     scan_batch: int = 4000  # rows per page of a whole-collection read
     shards: int = 16  # for new datasets; see DatasetLayout.shards (at 10^5 clips a crops shard is ~110 MB)
+    # A new dataset whose first job brings at most this many clips keeps one collection a kind (~180 MB of crops at
+    # most): creating, writing into and closing 65 collections cost a job of 160 clips ~1 s of its ~1.5 s in the
+    # store. A later job that would take it past this spreads its rows over `shards` first (`Writes._spread`).
+    one_shard_clips: int = 10_000
     resident_bytes: int = 1 << 30  # Lite: collections kept open at most (their files' size), else closed first
     # Lite, once a dataset passes resident_bytes: packed rows held back by write_clips, then written one shard at
     # a time with the file closed between shards (a Lite collection, once written, stays in memory with all its
@@ -153,7 +157,7 @@ class Store(Protocol):
     # the registry of (dataset, model) pairs
     def layouts(self) -> list[DatasetLayout]: ...
     def layout(self, dataset: str, model_id: str | None = None) -> DatasetLayout | None: ...
-    def ensure(self, layout: DatasetLayout) -> None: ...
+    def ensure(self, layout: DatasetLayout, clips: int | None = None) -> None: ...  # clips: about to be written
     def drop(self, layout: DatasetLayout) -> None: ...
 
     # writes: idempotent upserts keyed by clip id; companions land before their clip row

@@ -87,8 +87,13 @@ class MilvusStore(Reads, Writes):
 
     # --- the registry -----------------------------------------------------------------------
 
-    def ensure(self, layout: DatasetLayout) -> None:
-        """Create the dataset's collections if missing and record its layout; refuse a dim or storage clash."""
+    def ensure(self, layout: DatasetLayout, clips: int | None = None) -> None:
+        """Create the dataset's collections if missing and record its layout; refuse a dim or storage clash.
+
+        `clips`: how many clips the caller is about to write, where it knows (the indexer does). A new dataset of
+        at most `limits.one_shard_clips` keeps one collection a kind; a one-collection dataset that these would
+        take past it is first spread over `limits.shards` (`_spread`). None: `limits.shards` from the start.
+        """
         self._ensure_registry()
         known = self.layout(layout.dataset, layout.model_id)
         clash = next((x for x in self.layouts() if x.clips == layout.clips and x.dataset != layout.dataset), None)
@@ -104,17 +109,31 @@ class MilvusStore(Reads, Writes):
                 f"{layout.clips} at {self.uri} holds {known.dim}-d vectors but {layout.model_id} makes "
                 f"{layout.dim}-d; use another --dataset name or drop it with `indexer drop`"
             )
-        storage, shards = (known.storage, known.shards) if known else (STORAGE_VERSION, self.limits.shards)
-        layout = replace(layout, storage=storage, shards=shards)  # a dataset stays in the layout it was written in
+        many = self.limits.shards
+        if known and clips is not None and known.shards < many:
+            if self.count(known) + clips > self.limits.one_shard_clips:
+                known = self._spread(known, self._kinds(known))
+        if known:
+            storage, shards = known.storage, known.shards  # a dataset stays in the layout it was written in
+        else:
+            storage, shards = STORAGE_VERSION, 1 if clips is not None and clips <= self.limits.one_shard_clips else many
+        layout = replace(layout, storage=storage, shards=shards)
+        for which, schema, vector_fields in self._kinds(layout):
+            for name in layout.shard_names(which):
+                self._create(name, schema, vector_fields)
+        self._record(layout)
+
+    def _kinds(self, layout: DatasetLayout) -> list[tuple[str, object, list[str]]]:
+        """Each kind of row's collections: (kind, schema, vector fields)."""
         searchable = [S.VECTOR] + ([S.TEXT_VECTOR] if layout.text_dim else [])
-        for which, schema, vector_fields in [
+        return [
             ("clips", clip_schema(layout, self.limits), [S.PLACEHOLDER]),
             ("vectors", vector_schema(layout, self.limits), searchable),
             ("timeline", part_schema(self.limits), [S.PLACEHOLDER]),
             ("crops", part_schema(self.limits), [S.PLACEHOLDER]),
-        ]:
-            for name in layout.shard_names(which):
-                self._create(name, schema, vector_fields)
+        ]
+
+    def _record(self, layout: DatasetLayout) -> None:
         record = {
             "name": layout.clips, "dataset": layout.dataset, "model_id": layout.model_id,
             "layout": asdict(layout), "vector": [0.0, 0.0],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 from pymilvus.client import entity_helper
@@ -116,6 +117,29 @@ class Writes:
             for i in range(0, len(clip_ids), self.limits.read_batch):
                 expr = filter_in(S.CLIP_ID, clip_ids[i : i + self.limits.read_batch])
                 self._call(self.client.delete, collection, filter=expr)
+
+    def _spread(self, known: DatasetLayout, kinds: list[tuple[str, object, list[str]]]) -> DatasetLayout:
+        """A one-collection dataset's rows moved into `limits.shards` collections a kind, once it grows past
+        `StoreLimits.one_shard_clips`: each kind copied page by page, then the registry names the new layout, then
+        the old collections go. Killed part way, the registry still names the old collections, whole, and the next
+        job moves them again."""
+        grown = replace(known, shards=self.limits.shards)
+        for which, schema, vector_fields in kinds:
+            [old], new = known.shard_names(which), grown.shard_names(which)
+            for name in new:
+                if self._call(self.client.has_collection, name):  # left by a move that was killed
+                    self._call(self.client.drop_collection, name)
+                    self._loaded.pop(name, None)
+                self._create(name, schema, vector_fields)
+            for page in self._pages(old, [field.name for field in schema.fields]):
+                for shard, part in self._by_shard(grown, page, key=lambda r: r[S.CLIP_ID]).items():
+                    self._upsert(new[shard], part)
+        self._record(grown)
+        for which, _, _ in kinds:
+            [old] = known.shard_names(which)
+            self._call(self.client.drop_collection, old)
+            self._loaded.pop(old, None)
+        return grown
 
     def _upsert(self, collection: str, rows: list[dict]) -> None:
         for i in range(0, len(rows), self.limits.write_batch):
