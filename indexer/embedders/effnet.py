@@ -132,15 +132,23 @@ def fuse_activations(model) -> None:
 
 class ConvReLU6(nn.Module):
     """A convolution with TensorFlow's 'same' padding, then ReLU6; on a CPU one oneDNN call does both (the fused
-    convolution torch's own compiler emits)."""
+    convolution torch's own compiler emits).
+
+    A strided convolution's 'same' padding puts one more zero after the frame than before it; the kernel then grows
+    by a zero row and column in front and the padding becomes symmetric (one more on each side): output i reads
+    input s*i - (p+1) + a' with weight w'[a'] = w[a' - 1], which is input s*i - p + a with w[a], the same sum plus
+    exact zeros, and no padded copy of each input (that copy took ~15 % of the model's time in bfloat16)."""
 
     def __init__(self, conv: nn.Conv2d, relu6: bool = True):
         super().__init__()
         left, right, top, bottom = getattr(conv.static_padding, "padding", (0, 0, 0, 0))  # ZeroPad2d, or none
+        self.weight, self.bias = conv.weight, conv.bias
+        if (right, bottom) == (left + 1, top + 1):  # TensorFlow's 'same' with an even total: one more after
+            self.weight = nn.Parameter(F.pad(conv.weight.detach(), (1, 0, 1, 0)), requires_grad=False)
+            left, right, top, bottom = right, right, bottom, bottom
         symmetric = left == right and top == bottom
         self.pad = None if symmetric else (left, right, top, bottom)
         self.padding = [top, left] if symmetric else [0, 0]
-        self.weight, self.bias = conv.weight, conv.bias
         self.stride, self.dilation, self.groups = list(conv.stride), list(conv.dilation), conv.groups
         self.relu6 = relu6
 
