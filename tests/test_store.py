@@ -431,7 +431,10 @@ def test_a_small_dataset_keeps_one_collection_a_kind_until_it_grows_past_the_lim
         assert np.array_equal(after[1][c].where, before[1][c].where)
         assert np.array_equal(store.companions(layout, "crops", [c])[c].vectors, crops_before[c].vectors)
     assert after[2] == before[2]
-    assert store.count(layout) == 20 and len({grown.shard_of(c) for c in ids}) > 1
+    assert store.count(layout) == store.count(layout, "vectors") == 20 and len({grown.shard_of(c) for c in ids}) > 1
+    exact = store.exact_vectors(layout, ids)
+    for i, c in enumerate(ids):
+        assert np.allclose(exact[c][S.VECTOR], clips[i][S.VECTOR], atol=1e-6)
     hits = store.search(layout, before[0].vectors[:1], 1)
     assert hits[0][0][0] == before[0].table[S.CLIP_ID].iloc[0]
     store.close()
@@ -445,4 +448,36 @@ def test_a_large_first_job_and_a_caller_that_does_not_say_get_every_shard(milvus
     store.ensure(replace(LAYOUT, dataset="large"), clips=store.limits.one_shard_clips + 1)
     store.ensure(replace(LAYOUT, dataset="unsaid"))
     assert store.layout("large").shards == store.layout("unsaid").shards == store.limits.shards > 1
+    store.close()
+
+
+def test_a_spread_killed_part_way_leaves_the_dataset_whole_and_no_rows_behind(milvus_uri, monkeypatch):
+    """Killed while its rows are copied into the shards, a dataset still reads whole from its one collection a kind;
+    the half-made shards go at the next `ensure` and at `drop`, and a new dataset of that name starts empty."""
+    store = open_store(milvus_uri)
+    store.limits = replace(store.limits, one_shard_clips=30)
+    layout = replace(LAYOUT, dataset="killed")
+    store.ensure(layout, clips=20)
+    ids = [f"c{i}" for i in range(20)]
+    store.write_clips(layout, [clip_row(c, "x", row=i) for i, c in enumerate(ids)])
+
+    def killed(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.ensure(layout, clips=20)
+    monkeypatch.undo()
+    sharded = replace(store.layout("killed"), shards=store.limits.shards)
+    assert store.layout("killed").shards == 1 and store.count(layout) == 20
+    assert any(store.client.has_collection(name) for name in sharded.collections())  # the half-made shards
+    store.ensure(layout, clips=1)
+    assert not any(store.client.has_collection(name) for name in sharded.collections())
+    store.ensure(layout, clips=20)  # the spread again, whole
+    assert store.layout("killed").shards == store.limits.shards and store.count(layout) == 20
+    store.drop(layout)
+    names = set(store.client.list_collections())
+    assert not names & set(replace(sharded, shards=1).collections() + sharded.collections())
+    store.ensure(layout, clips=100)
+    assert store.count(layout) == 0
     store.close()

@@ -143,7 +143,7 @@ class ConvReLU6(nn.Module):
         super().__init__()
         left, right, top, bottom = getattr(conv.static_padding, "padding", (0, 0, 0, 0))  # ZeroPad2d, or none
         self.weight, self.bias = conv.weight, conv.bias
-        if (right, bottom) == (left + 1, top + 1):  # TensorFlow's 'same' with an even total: one more after
+        if (right, bottom) == (left + 1, top + 1) and tuple(conv.dilation) == (1, 1):  # one more zero after
             self.weight = nn.Parameter(F.pad(conv.weight.detach(), (1, 0, 1, 0)), requires_grad=False)
             left, right, top, bottom = right, right, bottom, bottom
         symmetric = left == right and top == bottom

@@ -159,9 +159,9 @@ class FrameEmbedder:
         return not self.device.startswith("cuda") and model_dtype(self.device, self.precision) is not None
 
     def _pads(self) -> bool:
-        """Every model call at one batch shape (a region pass: one for each frame shape), the last batch padded: on a
-        CPU in reduced precision for the bits (`fixed_shape`); on a GPU because cuDNN sets up each input shape it
-        meets, for ~1-4 s on an H200, where a batch of 128 takes ~13 ms (docs/benchmarks.md, issue 20, item 6)."""
+        """Every call of the image model at one batch shape (a region pass: one for each frame shape), the last batch
+        padded: on a CPU in reduced precision for the bits (`fixed_shape`); on a GPU because cuDNN sets up each input
+        shape it meets, for ~1-4 s on an H200, where a batch of 128 takes ~13 ms (docs/benchmarks.md, issue 20)."""
         return self.fixed_shape() or self.device.startswith("cuda")
 
     def _context(self):

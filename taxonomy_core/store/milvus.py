@@ -118,10 +118,29 @@ class MilvusStore(Reads, Writes):
         else:
             storage, shards = STORAGE_VERSION, 1 if clips is not None and clips <= self.limits.one_shard_clips else many
         layout = replace(layout, storage=storage, shards=shards)
+        self._drop_leftovers(layout)
         for which, schema, vector_fields in self._kinds(layout):
             for name in layout.shard_names(which):
                 self._create(name, schema, vector_fields)
         self._record(layout)
+
+    def _names_either_way(self, layout: DatasetLayout) -> list[str]:
+        """The dataset's collection names in one collection a kind and in `limits.shards`."""
+        return list(dict.fromkeys(replace(layout, shards=1).collections() + layout.collections()
+                                  + replace(layout, shards=self.limits.shards).collections()))  # fmt: skip
+
+    def _drop_leftovers(self, layout: DatasetLayout) -> None:
+        """On Lite (one process at a time): collections under the dataset's names that its layout does not use, left
+        by a spread that was killed (`_spread`) or by an older dataset of that name; none is ever read, and a new
+        dataset must not find their rows."""
+        if is_server(self.uri):
+            return
+        existing = set(self._call(self.client.list_collections))
+        used = set(layout.collections())
+        for name in self._names_either_way(layout):
+            if name in existing and name not in used:
+                self._call(self.client.drop_collection, name)
+                self._loaded.pop(name, None)
 
     def _kinds(self, layout: DatasetLayout) -> list[tuple[str, object, list[str]]]:
         """Each kind of row's collections: (kind, schema, vector fields)."""
@@ -156,7 +175,7 @@ class MilvusStore(Reads, Writes):
 
     def drop(self, layout: DatasetLayout) -> None:
         known = self.layout(layout.dataset, layout.model_id) or layout
-        for name in known.collections():
+        for name in self._names_either_way(known):  # a spread's half (`_spread`) goes too
             if self._call(self.client.has_collection, name):
                 self._call(self.client.drop_collection, name)
             self._loaded.pop(name, None)

@@ -121,8 +121,9 @@ class Writes:
     def _spread(self, known: DatasetLayout, kinds: list[tuple[str, object, list[str]]]) -> DatasetLayout:
         """A one-collection dataset's rows moved into `limits.shards` collections a kind, once it grows past
         `StoreLimits.one_shard_clips`: each kind copied page by page, then the registry names the new layout, then
-        the old collections go. Killed part way, the registry still names the old collections, whole, and the next
-        job moves them again."""
+        the old collections go. Killed part way, the registry still names the old collections, whole: the next job
+        moves them again, and `ensure` or `drop` removes the half-made ones (or, killed after the registry, the old
+        ones)."""
         grown = replace(known, shards=self.limits.shards)
         for which, schema, vector_fields in kinds:
             [old], new = known.shard_names(which), grown.shard_names(which)
@@ -139,6 +140,7 @@ class Writes:
             [old] = known.shard_names(which)
             self._call(self.client.drop_collection, old)
             self._loaded.pop(old, None)
+        self._evict()  # Lite holds every collection it wrote in memory: let the copies go
         return grown
 
     def _upsert(self, collection: str, rows: list[dict]) -> None:
