@@ -51,7 +51,7 @@ def index(
         "--workers",
         min=0,
         help="Decoding processes (0 = decode in the main process; default: at most 4 beside a CPU model, "
-        "a core each but one beside a GPU).",
+        "a core each but one beside a GPU, at most 32).",
     ),
     fmt: str = typer.Option("auto", "--format", help=f"The manifest's format: {FORMATS}."),
     video_root: Path | None = typer.Option(None, "--video-root", help=VIDEO_ROOT_HELP),
