@@ -268,6 +268,10 @@ def main() -> None:
     parser.add_argument("--same-frame-bits", type=int, default=-1, help="a clip's frames this alike embedded once")
     parser.add_argument("--workers", type=int, default=None, help="the job's decoding processes (default: its own)")
     parser.add_argument("--repeats", type=int, default=1, help="naive then job, this many times; the fastest counts")
+    parser.add_argument(
+        "--warm", action=argparse.BooleanOptionalAction, default=True,
+        help="one untimed naive run and job first (the start-up warm-up is only float32 at one shape)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument(
         "--precision", default="auto", choices=PRECISIONS, help="the job's (docs: --precision bf16 on an AMX CPU)"
@@ -301,6 +305,9 @@ TARGETS = {"overlapping": 0.5, "disjoint": 0.6}
 def measure(manifest: Path, folder: Path, embedder, args) -> tuple[float, float]:
     """Naive script and job alternated `--repeats` times on one corpus; the fastest of each counts."""
     folder.mkdir(exist_ok=True)
+    if args.warm:  # both warm: the model's first calls at each shape and precision are not what either costs a clip
+        naive(manifest, embedder)
+        job(manifest, folder, embedder, args, repeat=-1)
     load_before = os.getloadavg()[0]
     runs = []
     for repeat in range(args.repeats):  # alternated, so that a burst of load on a shared machine hits both
