@@ -112,7 +112,7 @@ class MilvusStore(Reads, Writes):
         many = self.limits.shards
         if known and clips is not None and known.shards < many:
             if self.count(known) + clips > self.limits.one_shard_clips:
-                known = self._spread(known, self._kinds(known))
+                known = self._spread(known)
         if known:
             storage, shards = known.storage, known.shards  # a dataset stays in the layout it was written in
         else:
@@ -139,8 +139,12 @@ class MilvusStore(Reads, Writes):
         used = set(layout.collections())
         for name in self._names_either_way(layout):
             if name in existing and name not in used:
-                self._call(self.client.drop_collection, name)
-                self._loaded.pop(name, None)
+                self._drop_collection(name)
+
+    def _drop_collection(self, name: str) -> None:
+        if self._call(self.client.has_collection, name):
+            self._call(self.client.drop_collection, name)
+        self._loaded.pop(name, None)
 
     def _kinds(self, layout: DatasetLayout) -> list[tuple[str, object, list[str]]]:
         """Each kind of row's collections: (kind, schema, vector fields)."""
@@ -176,9 +180,7 @@ class MilvusStore(Reads, Writes):
     def drop(self, layout: DatasetLayout) -> None:
         known = self.layout(layout.dataset, layout.model_id) or layout
         for name in self._names_either_way(known):  # a spread's half (`_spread`) goes too
-            if self._call(self.client.has_collection, name):
-                self._call(self.client.drop_collection, name)
-            self._loaded.pop(name, None)
+            self._drop_collection(name)
         if self._call(self.client.has_collection, REGISTRY):
             self._call(self.client.delete, REGISTRY, filter=filter_eq("name", layout.clips))
         self._layouts.pop(layout.clips, None)

@@ -118,19 +118,17 @@ class Writes:
                 expr = filter_in(S.CLIP_ID, clip_ids[i : i + self.limits.read_batch])
                 self._call(self.client.delete, collection, filter=expr)
 
-    def _spread(self, known: DatasetLayout, kinds: list[tuple[str, object, list[str]]]) -> DatasetLayout:
+    def _spread(self, known: DatasetLayout) -> DatasetLayout:
         """A one-collection dataset's rows moved into `limits.shards` collections a kind, once it grows past
         `StoreLimits.one_shard_clips`: each kind copied page by page, then the registry names the new layout, then
         the old collections go. Killed part way, the registry still names the old collections, whole: the next job
         moves them again, and `ensure` or `drop` removes the half-made ones (or, killed after the registry, the old
         ones)."""
-        grown = replace(known, shards=self.limits.shards)
+        grown, kinds = replace(known, shards=self.limits.shards), self._kinds(known)
         for which, schema, vector_fields in kinds:
             [old], new = known.shard_names(which), grown.shard_names(which)
             for name in new:
-                if self._call(self.client.has_collection, name):  # left by a move that was killed
-                    self._call(self.client.drop_collection, name)
-                    self._loaded.pop(name, None)
+                self._drop_collection(name)  # left by a move that was killed
                 self._create(name, schema, vector_fields)
             for page in self._pages(old, [field.name for field in schema.fields]):
                 for shard, part in self._by_shard(grown, page, key=lambda r: r[S.CLIP_ID]).items():
@@ -138,8 +136,7 @@ class Writes:
         self._record(grown)
         for which, _, _ in kinds:
             [old] = known.shard_names(which)
-            self._call(self.client.drop_collection, old)
-            self._loaded.pop(old, None)
+            self._drop_collection(old)
         self._evict()  # Lite holds every collection it wrote in memory: let the copies go
         return grown
 
