@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -26,6 +26,8 @@ from indexer.video import SampledClip, SamplingConfig, SegmentFailure
 from taxonomy_core.schema import ClipSpec
 
 _STOP = None
+# What every decoder imports (the decoding stages; scipy's DCT, which imagehash imports on its first hash).
+DECODER_MODULES = ("indexer.executors.stages", "scipy.fftpack")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,31 @@ def decode_all(
     yield from _Pool(groups, cfg, workers, offload).run()
 
 
+def decoder_context(modules: Sequence[str] = ()) -> mp.context.BaseContext:
+    """How decoders start: forked from a fork server where the platform has one (Linux, macOS), else spawned. The
+    server imports what a decoder runs once a process (`DECODER_MODULES` and `modules`: torch and the model's module
+    where the decoders embed), so a decoder starts with them imported: a spawned one imported torch before it could
+    embed, ~2.5 s under its interpreter lock beside its decoding, while ~60 clips piled up for the model process
+    (docs/benchmarks.md, issue 20). The server is a process of one thread with no store, no gRPC channel and no
+    CUDA context, so nothing a job holds is forked; it listens on a socket in a private temporary folder
+    (docs/security.md)."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([*DECODER_MODULES, *modules])  # heeded when the server starts: once a process
+    return ctx
+
+
+def start_decoder_server(modules: Sequence[str] = ()) -> None:
+    """Start the fork server now, importing in its own process, so that a job's first decoder need not wait for it
+    (`run_indexing` calls this before it loads the model); a no-op where it runs already, or decoders are spawned."""
+    if decoder_context(modules).get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with _caller_script_left_out():
+            forkserver.ensure_running()
+
+
 def threads_per_decoder(workers: int, cores: int | None = None) -> int:
     """FFmpeg threads for each of `workers` decoding processes beside the model process: one, and a share of the
     cores nobody else runs on. On 2 cores (one decoder) that is one thread: FFmpeg's frame threads, each waiting on
@@ -103,25 +130,27 @@ def _waiting(results) -> int:
 
 
 def _exit_with_parent() -> None:
-    """A killed job must not leave decoders behind, blocked on a queue nobody reads."""
-    parent = os.getppid()
+    """A killed job must not leave decoders behind, blocked on a queue nobody reads. The job's process is watched
+    through multiprocessing's sentinel (a pipe it holds open), not as this process's parent: a decoder's parent is the
+    fork server, which stays while any decoder lives (each holds the pipe that tells it its clients are gone)."""
+    job = mp.parent_process()
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+        job.join()
         os._exit(0)
 
-    threading.Thread(target=watch, daemon=True).start()
+    if job is not None:
+        threading.Thread(target=watch, daemon=True).start()
 
 
 @contextmanager
 def _caller_script_left_out():
-    """A spawned process runs the caller's `__main__` script again (as `__mp_main__`) before its task, so that what
-    the script defines can be unpickled: a script that imports torch held each decoder ~1-2 s before its first
-    frame, while the model process waited. A decoder runs only this package's functions on plain data, so the
-    script is left out: while the process starts, `__main__` is a blank module with no file to run. (An embedder
-    class defined in that script cannot be unpickled there: `DecoderSide` then leaves every clip to the model
-    process.)"""
+    """A spawned decoder (or one forked by the fork server) runs the caller's `__main__` script again (as
+    `__mp_main__`) before its task, so that what the script defines can be unpickled: a script that imports torch
+    held each decoder ~1-2 s before its first frame, while the model process waited. A decoder runs only this
+    package's functions on plain data, so the script is left out: while the process starts, `__main__` is a blank
+    module with no file to run. (An embedder class defined in that script cannot be unpickled there: `DecoderSide`
+    then leaves every clip to the model process.)"""
     caller = sys.modules["__main__"]
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
@@ -132,7 +161,7 @@ def _caller_script_left_out():
 
 class _Pool:
     def __init__(self, groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int, offload: Offload | None):
-        self.ctx = mp.get_context("spawn")  # no fork of a process holding torch threads or gRPC channels
+        self.ctx = decoder_context(offload.modules if offload else ())
         self.groups, self.cfg, self.offload = groups, cfg, offload
         self.tasks = self.ctx.Queue()
         self.results = self.ctx.Queue(maxsize=64)

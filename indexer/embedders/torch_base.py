@@ -199,11 +199,21 @@ class PickledModel:
         self.embedder = embedder
 
     def frames(self, images: np.ndarray) -> list[np.ndarray]:
+        _one_thread()
         return self.embedder.frame_outputs(images)
 
     def regions(self, frame: np.ndarray, boxes: np.ndarray) -> Vectors:
+        _one_thread()
         return self.embedder.embed_regions([frame], boxes)
 
     def __setstate__(self, state: dict) -> None:
         torch.set_num_threads(1)
         self.__dict__.update(state)
+
+
+def _one_thread() -> None:
+    """One torch thread in the thread that runs the model. OpenMP keeps the thread count per thread: a decoder forked
+    from a server that had imported torch kept the server's two for its main thread though the model was unpickled
+    (and `set_num_threads(1)` called) in another, and embedded ~4.5x slower beside the model process."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)

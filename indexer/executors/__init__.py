@@ -52,6 +52,11 @@ class Executor(Protocol):
         """Raise ExecutorUnavailable before any work if this executor cannot write to the store at `uri`."""
         ...
 
+    def prepare(self, model: str, decoders_embed: bool) -> None:
+        """Start, before the model loads, what takes time to start (the local decoders' fork server; `decoders_embed`:
+        the decoders will run the model too, see `Embedder.for_decoders`)."""
+        ...
+
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         """Decode, embed and write every segment of `job`; one `Written` per batch, one failure per segment."""
         ...

@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from indexer.decode_pool import decode_all
-from indexer.embedders import Embedder
+from indexer.decode_pool import decode_all, start_decoder_server
+from indexer.embedders import Embedder, model_modules
 from indexer.executors import ExecutorUnavailable, Job
 from indexer.executors.stages import FrameCache, Offload, Outcome, embed_rows, write_rows
 from indexer.video import SampledClip, SegmentFailure
@@ -22,6 +22,10 @@ class LocalExecutor:
 
     def check(self, uri: str) -> None:
         """Any store: a Lite file or a server."""
+
+    def prepare(self, model: str, decoders_embed: bool) -> None:
+        """The decoders' fork server starts importing now, beside the model's loading."""
+        start_decoder_server(model_modules(model) if decoders_embed else ())
 
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         """Decode in workers; embed a batch here while the previous one is written by a writer thread, so a
@@ -49,7 +53,8 @@ class LocalExecutor:
         batch: list[SampledClip] = []
         waited, limit, left = 0.0, 1, job.segments
         model = embedder.for_decoders()
-        results = decode_all(job.groups, job.sampling, job.workers, Offload(model, job.sampling) if model else None)
+        offload = Offload(model, job.sampling, modules=("torch", type(embedder).__module__)) if model else None
+        results = decode_all(job.groups, job.sampling, job.workers, offload)
         while True:
             started = time.perf_counter()
             result = next(results, None)

@@ -49,6 +49,9 @@ class RayExecutor:
                 "pass a Milvus server with --uri http://HOST:19530 (every Ray worker must reach it)"
             )
 
+    def prepare(self, model: str, decoders_embed: bool) -> None:
+        """Nothing: Ray starts its workers."""
+
     def run(self, job: Job, embedder: Embedder, store: Store) -> Iterator[Outcome]:
         self.check(job.uri)
         connect(self.address)

@@ -77,6 +77,7 @@ class Offload:
     model: bytes  # `Embedder.for_decoders()`
     sampling: SamplingConfig
     backlog: int = 16
+    modules: tuple[str, ...] = ()  # what unpickling the model imports, imported once by the decoders' fork server
 
 
 class DecoderSide:
