@@ -131,6 +131,13 @@ def naive(
     embedder.precision = precision
     if embedder.device.startswith("cuda"):
         embedder._pads = lambda: False  # a script calls the model at its own batch sizes (the job pads on a GPU)
+    try:
+        return _naive(manifest, embedder, frames, batch)
+    finally:
+        embedder.__dict__.pop("_pads", None)
+
+
+def _naive(manifest: Path, embedder, frames: int, batch: int) -> tuple[Clock, float, int]:
     parsed = read_manifest(manifest)
     specs = validate(parsed).valid(parsed.clips)
     clock, decoding = Clock(), 0.0
@@ -149,7 +156,6 @@ def naive(
             pending = []
     if pending:
         embedder.embed_images(np.concatenate(pending))
-    embedder.__dict__.pop("_pads", None)
     return clock.stop(), decoding, done
 
 

@@ -145,8 +145,9 @@ def run_indexing(
         with timer("existing"):
             todo = _sync_existing(store, config, clips, report)
         if todo:
-            cpu = not config.device.startswith("cuda")
-            executor.prepare(config.model, decoders_embed=cpu and cpu_reduced(config.precision))
+            if config.workers != 0:  # decoders to start (none where they decode in this process)
+                cpu = not config.device.startswith("cuda")
+                executor.prepare(config.model, decoders_embed=cpu and cpu_reduced(config.precision))
             embedder = embedder or load_embedder(config.model, config.device, config.batch_size, config.precision)
             report.model_id = embedder.model_id
             layout = _layout(embedder, config, manifest)
