@@ -71,14 +71,15 @@ def decode_all(
 
 
 def decoder_context(modules: Sequence[str] = ()) -> mp.context.BaseContext:
-    """How decoders start: forked from a fork server where the platform has one (Linux, macOS), else spawned. The
+    """How decoders start: forked from a fork server on Linux, else spawned (as macOS's and Windows' default is). The
     server imports what a decoder runs once a process (`DECODER_MODULES` and `modules`: torch and the model's module
     where the decoders embed), so a decoder starts with them imported: a spawned one imported torch before it could
     embed, ~2.5 s under its interpreter lock beside its decoding, while ~60 clips piled up for the model process
     (docs/benchmarks.md, issue 20). The server is a process of one thread with no store, no gRPC channel and no
     CUDA context, so nothing a job holds is forked; it listens on a socket in a private temporary folder
-    (docs/security.md)."""
-    if "forkserver" not in mp.get_all_start_methods():
+    (docs/security.md). Where the server itself is killed (the kernel's out-of-memory killer), the pool reads its
+    decoders as exited and fails the videos still pending, as it does when every spawned decoder dies."""
+    if not sys.platform.startswith("linux"):  # macOS: forking a process that loaded system frameworks may crash
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([*DECODER_MODULES, *modules])  # heeded when the server starts: once a process
@@ -91,7 +92,7 @@ def start_decoder_server(modules: Sequence[str] = ()) -> None:
     if decoder_context(modules).get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        with _caller_script_left_out():
+        with _starting():
             forkserver.ensure_running()
 
 
@@ -159,6 +160,27 @@ def _caller_script_left_out():
         sys.modules["__main__"] = caller
 
 
+@contextmanager
+def _starting():
+    """What a decoder, or the fork server, starts from: not the caller's script (`_caller_script_left_out`), and this
+    process's module path. The server imports its modules before it hears of the job's `sys.path`, from the path of a
+    bare `python -c` (the working directory first): a folder named like a module there (`torch/`, an old checkout's
+    `indexer/`) would have been what every decoder ran. It starts with `PYTHONSAFEPATH` (no working directory) and
+    this process's path as `PYTHONPATH`."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    try:
+        with _caller_script_left_out():
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class _Pool:
     def __init__(self, groups: dict[str, list[ClipSpec]], cfg: SamplingConfig, workers: int, offload: Offload | None):
         self.ctx = decoder_context(offload.modules if offload else ())
@@ -173,7 +195,7 @@ class _Pool:
     def _spawn(self, worker: int):
         args = (worker, self.tasks, self.results, self.cfg, self.offload)
         proc = self.ctx.Process(target=_worker, args=args, daemon=True)
-        with _caller_script_left_out():
+        with _starting():  # the first start also starts the fork server, where `start_decoder_server` did not
             proc.start()
         return proc
 

